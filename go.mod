@@ -1,0 +1,3 @@
+module github.com/nvmeof-csi/nvmeof-csi
+
+go 1.26
