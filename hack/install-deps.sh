@@ -68,6 +68,7 @@ fi
 
 echo "install-deps: fetching guest kernel $pkg"
 tmp=$(mktemp -d)
+chown _apt "$tmp" 2>/dev/null || true  # apt-get download drops to _apt when it can
 trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null)
 dpkg-deb -x "$tmp"/*.deb "$tmp/root"
