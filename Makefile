@@ -13,7 +13,7 @@ BINARIES := nvmeof-csi nvmeof-agent
 # The VM tier boots one VM per test package; run them one at a time on small machines.
 VM_TEST_FLAGS ?= -count=1 -p 1 -v -timeout 45m
 
-.PHONY: all build test test-unit test-vm verify generate deps clean
+.PHONY: all build test test-unit test-vm verify verify-generate generate deps clean
 all: build
 
 build: $(addprefix bin/,$(BINARIES))
@@ -37,7 +37,7 @@ test-vm: deps
 	$(GO) test -tags vm $(VM_TEST_FLAGS) ./tests/...
 
 ## verify: formatting, vet (both tiers), lint when golangci-lint is available
-verify:
+verify: verify-generate
 	@out=$$(gofmt -l cmd pkg tests); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags vm ./...
@@ -45,6 +45,11 @@ verify:
 
 generate:
 	$(GO) generate ./...
+
+## verify-generate: regenerating the committed code must change nothing
+verify-generate: generate
+	@git diff --exit-code -- pkg || { echo "verify: generated code is stale; run make generate and commit"; exit 1; }
+	@out=$$(git ls-files --others --exclude-standard pkg | grep '\.pb\.go$$' || true); if [ -n "$$out" ]; then echo "verify: uncommitted generated files: $$out"; exit 1; fi
 
 clean:
 	rm -rf bin
