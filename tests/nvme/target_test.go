@@ -1,0 +1,188 @@
+//go:build vm
+
+package nvme
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+)
+
+// A deliberately small nvmet target set up directly through configfs, so that these tests
+// exercise the initiator against the real kernel without depending on the target package.
+
+const nvmetRoot = "/sys/kernel/config/nvmet"
+
+// portal is one nvmet port to export the subsystem on.
+type portal struct{ trtype, traddr string }
+
+// target is one subsystem with namespace 1 backed by a loop device on the scratch disk.
+type target struct {
+	NQN     string
+	UUID    string // namespace UUID (device_uuid)
+	Loop    string // /dev/loopN
+	Backing string // the loop device's backing file
+}
+
+var serial atomic.Int64
+
+// newTarget exports a fresh sizeMiB loop device as namespace 1 of a new subsystem that only
+// allows hostNQN, on every portal given. Everything is removed again when the test ends, and
+// any controller still connected to it is disconnected first.
+func newTarget(t *testing.T, hostNQN string, sizeMiB int64, portals ...portal) *target {
+	t.Helper()
+	n := serial.Add(1)
+	tg := &target{
+		NQN:     fmt.Sprintf("nqn.2024-01.io.nvmeof-csi.test:%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), n),
+		UUID:    randomUUID(t),
+		Backing: filepath.Join(vmtest.ScratchDir(), fmt.Sprintf("nvme-test-%d.img", n)),
+	}
+	mustRun(t, "truncate", "-s", fmt.Sprintf("%dM", sizeMiB), tg.Backing)
+	t.Cleanup(func() { os.Remove(tg.Backing) })
+	tg.Loop = mustRun(t, "losetup", "-f", "--show", tg.Backing)
+	t.Cleanup(func() { run("losetup", "-d", tg.Loop) })
+
+	subsys := filepath.Join(nvmetRoot, "subsystems", tg.NQN)
+	ns := filepath.Join(subsys, "namespaces", "1")
+	mkdir(t, subsys)
+	write(t, filepath.Join(subsys, "attr_allow_any_host"), "0")
+	mkdir(t, ns)
+	write(t, filepath.Join(ns, "device_path"), tg.Loop)
+	write(t, filepath.Join(ns, "device_uuid"), tg.UUID)
+	write(t, filepath.Join(ns, "enable"), "1")
+	t.Cleanup(func() { os.WriteFile(filepath.Join(ns, "enable"), []byte("0"), 0) })
+	allowHost(t, tg.NQN, hostNQN)
+	for _, p := range portals {
+		id := strconv.FormatInt(serial.Add(1), 10)
+		dir := filepath.Join(nvmetRoot, "ports", id)
+		mkdir(t, dir)
+		write(t, filepath.Join(dir, "addr_trtype"), p.trtype)
+		write(t, filepath.Join(dir, "addr_adrfam"), "ipv4")
+		write(t, filepath.Join(dir, "addr_traddr"), p.traddr)
+		write(t, filepath.Join(dir, "addr_trsvcid"), "4420")
+		symlink(t, subsys, filepath.Join(dir, "subsystems", tg.NQN))
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := (&nvme.Initiator{}).Disconnect(ctx, tg.NQN); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return tg
+}
+
+// allowHost adds hostNQN to the subsystem's allowed hosts, creating the host entry.
+func allowHost(t *testing.T, subsysNQN, hostNQN string) {
+	t.Helper()
+	host := filepath.Join(nvmetRoot, "hosts", hostNQN)
+	if _, err := os.Stat(host); err != nil {
+		mkdir(t, host)
+	}
+	symlink(t, host, filepath.Join(nvmetRoot, "subsystems", subsysNQN, "allowed_hosts", hostNQN))
+}
+
+func mkdir(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(dir); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+}
+
+func symlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(link); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+}
+
+func write(t *testing.T, path, value string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(value), 0); err != nil {
+		t.Fatalf("%s = %q: %v", path, value, err)
+	}
+}
+
+func run(name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func mustRun(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := run(name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func randomUUID(t *testing.T) string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// newIdentity creates a host identity of its own for a test: the kernel pairs each host ID
+// with a single host NQN, so tests must not mix them.
+func newIdentity(t *testing.T) nvme.Identity {
+	t.Helper()
+	id, err := nvme.LoadOrCreateIdentity(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func connectOptions(id nvme.Identity, tg *target, transport, addr string) nvme.ConnectOptions {
+	return nvme.ConnectOptions{
+		Transport: transport, Address: addr, SubsysNQN: tg.NQN,
+		HostNQN: id.HostNQN, HostID: id.HostID,
+		CtrlLossTmo: 30, ReconnectDelay: 2, KeepAliveTmo: 5,
+	}
+}
+
+func timeout(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func attr(t *testing.T, path string) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(raw))
+}
