@@ -480,8 +480,8 @@ type Volume struct {
 	// The namespace UUID (and NGUID) the volume is exported with.
 	Uuid   string         `protobuf:"bytes,4,opt,name=uuid,proto3" json:"uuid,omitempty"`
 	Source *ContentSource `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
-	// Host NQNs the volume is published to.
-	Hosts         []string          `protobuf:"bytes,6,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// The hosts the volume is published to.
+	Hosts         []*Host           `protobuf:"bytes,6,rep,name=hosts,proto3" json:"hosts,omitempty"`
 	Labels        map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -552,7 +552,7 @@ func (x *Volume) GetSource() *ContentSource {
 	return nil
 }
 
-func (x *Volume) GetHosts() []string {
+func (x *Volume) GetHosts() []*Host {
 	if x != nil {
 		return x.Hosts
 	}
@@ -564,6 +564,60 @@ func (x *Volume) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+// Host is an initiator allowed to reach a volume.
+type Host struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Nqn   string                 `protobuf:"bytes,1,opt,name=nqn,proto3" json:"nqn,omitempty"`
+	// The CSI node ID that asked for access with this NQN.
+	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Host) Reset() {
+	*x = Host{}
+	mi := &file_agent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Host) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Host) ProtoMessage() {}
+
+func (x *Host) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Host.ProtoReflect.Descriptor instead.
+func (*Host) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Host) GetNqn() string {
+	if x != nil {
+		return x.Nqn
+	}
+	return ""
+}
+
+func (x *Host) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
 }
 
 type Snapshot struct {
@@ -580,7 +634,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +646,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +659,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Snapshot) GetId() string {
@@ -657,7 +711,7 @@ type CreateVolumeRequest struct {
 
 func (x *CreateVolumeRequest) Reset() {
 	*x = CreateVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +723,7 @@ func (x *CreateVolumeRequest) String() string {
 func (*CreateVolumeRequest) ProtoMessage() {}
 
 func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +736,7 @@ func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeRequest.ProtoReflect.Descriptor instead.
 func (*CreateVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateVolumeRequest) GetName() string {
@@ -722,7 +776,7 @@ type CreateVolumeResponse struct {
 
 func (x *CreateVolumeResponse) Reset() {
 	*x = CreateVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +788,7 @@ func (x *CreateVolumeResponse) String() string {
 func (*CreateVolumeResponse) ProtoMessage() {}
 
 func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +801,7 @@ func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeResponse.ProtoReflect.Descriptor instead.
 func (*CreateVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateVolumeResponse) GetVolume() *Volume {
@@ -766,7 +820,7 @@ type DeleteVolumeRequest struct {
 
 func (x *DeleteVolumeRequest) Reset() {
 	*x = DeleteVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +832,7 @@ func (x *DeleteVolumeRequest) String() string {
 func (*DeleteVolumeRequest) ProtoMessage() {}
 
 func (x *DeleteVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +845,7 @@ func (x *DeleteVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVolumeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteVolumeRequest) GetId() string {
@@ -809,7 +863,7 @@ type DeleteVolumeResponse struct {
 
 func (x *DeleteVolumeResponse) Reset() {
 	*x = DeleteVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -821,7 +875,7 @@ func (x *DeleteVolumeResponse) String() string {
 func (*DeleteVolumeResponse) ProtoMessage() {}
 
 func (x *DeleteVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -834,7 +888,7 @@ func (x *DeleteVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVolumeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 type ExpandVolumeRequest struct {
@@ -847,7 +901,7 @@ type ExpandVolumeRequest struct {
 
 func (x *ExpandVolumeRequest) Reset() {
 	*x = ExpandVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +913,7 @@ func (x *ExpandVolumeRequest) String() string {
 func (*ExpandVolumeRequest) ProtoMessage() {}
 
 func (x *ExpandVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +926,7 @@ func (x *ExpandVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpandVolumeRequest.ProtoReflect.Descriptor instead.
 func (*ExpandVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExpandVolumeRequest) GetId() string {
@@ -898,7 +952,7 @@ type ExpandVolumeResponse struct {
 
 func (x *ExpandVolumeResponse) Reset() {
 	*x = ExpandVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +964,7 @@ func (x *ExpandVolumeResponse) String() string {
 func (*ExpandVolumeResponse) ProtoMessage() {}
 
 func (x *ExpandVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +977,7 @@ func (x *ExpandVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpandVolumeResponse.ProtoReflect.Descriptor instead.
 func (*ExpandVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExpandVolumeResponse) GetVolume() *Volume {
@@ -942,7 +996,7 @@ type GetVolumeRequest struct {
 
 func (x *GetVolumeRequest) Reset() {
 	*x = GetVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1008,7 @@ func (x *GetVolumeRequest) String() string {
 func (*GetVolumeRequest) ProtoMessage() {}
 
 func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1021,7 @@ func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeRequest.ProtoReflect.Descriptor instead.
 func (*GetVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetVolumeRequest) GetId() string {
@@ -986,7 +1040,7 @@ type GetVolumeResponse struct {
 
 func (x *GetVolumeResponse) Reset() {
 	*x = GetVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1052,7 @@ func (x *GetVolumeResponse) String() string {
 func (*GetVolumeResponse) ProtoMessage() {}
 
 func (x *GetVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1065,7 @@ func (x *GetVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeResponse.ProtoReflect.Descriptor instead.
 func (*GetVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetVolumeResponse) GetVolume() *Volume {
@@ -1029,7 +1083,7 @@ type ListVolumesRequest struct {
 
 func (x *ListVolumesRequest) Reset() {
 	*x = ListVolumesRequest{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1095,7 @@ func (x *ListVolumesRequest) String() string {
 func (*ListVolumesRequest) ProtoMessage() {}
 
 func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1108,7 @@ func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
 func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 type ListVolumesResponse struct {
@@ -1066,7 +1120,7 @@ type ListVolumesResponse struct {
 
 func (x *ListVolumesResponse) Reset() {
 	*x = ListVolumesResponse{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1132,7 @@ func (x *ListVolumesResponse) String() string {
 func (*ListVolumesResponse) ProtoMessage() {}
 
 func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1145,7 @@ func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
 func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListVolumesResponse) GetVolumes() []*Volume {
@@ -1111,7 +1165,7 @@ type CreateSnapshotRequest struct {
 
 func (x *CreateSnapshotRequest) Reset() {
 	*x = CreateSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1177,7 @@ func (x *CreateSnapshotRequest) String() string {
 func (*CreateSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1190,7 @@ func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateSnapshotRequest) GetName() string {
@@ -1162,7 +1216,7 @@ type CreateSnapshotResponse struct {
 
 func (x *CreateSnapshotResponse) Reset() {
 	*x = CreateSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1228,7 @@ func (x *CreateSnapshotResponse) String() string {
 func (*CreateSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1241,7 @@ func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateSnapshotResponse) GetSnapshot() *Snapshot {
@@ -1206,7 +1260,7 @@ type DeleteSnapshotRequest struct {
 
 func (x *DeleteSnapshotRequest) Reset() {
 	*x = DeleteSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1272,7 @@ func (x *DeleteSnapshotRequest) String() string {
 func (*DeleteSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1285,7 @@ func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteSnapshotRequest) GetId() string {
@@ -1249,7 +1303,7 @@ type DeleteSnapshotResponse struct {
 
 func (x *DeleteSnapshotResponse) Reset() {
 	*x = DeleteSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1315,7 @@ func (x *DeleteSnapshotResponse) String() string {
 func (*DeleteSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1328,7 @@ func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 type GetSnapshotRequest struct {
@@ -1286,7 +1340,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1352,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1365,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetSnapshotRequest) GetId() string {
@@ -1330,7 +1384,7 @@ type GetSnapshotResponse struct {
 
 func (x *GetSnapshotResponse) Reset() {
 	*x = GetSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1396,7 @@ func (x *GetSnapshotResponse) String() string {
 func (*GetSnapshotResponse) ProtoMessage() {}
 
 func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1409,7 @@ func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*GetSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetSnapshotResponse) GetSnapshot() *Snapshot {
@@ -1373,7 +1427,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1439,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1452,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 type ListSnapshotsResponse struct {
@@ -1410,7 +1464,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1476,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1489,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*Snapshot {
@@ -1446,17 +1500,20 @@ func (x *ListSnapshotsResponse) GetSnapshots() []*Snapshot {
 }
 
 type PublishVolumeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	VolumeId      string                 `protobuf:"bytes,1,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
-	HostNqn       string                 `protobuf:"bytes,2,opt,name=host_nqn,json=hostNqn,proto3" json:"host_nqn,omitempty"`
-	Transport     Transport              `protobuf:"varint,3,opt,name=transport,proto3,enum=nvmeof.agent.v1.Transport" json:"transport,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	VolumeId  string                 `protobuf:"bytes,1,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	HostNqn   string                 `protobuf:"bytes,2,opt,name=host_nqn,json=hostNqn,proto3" json:"host_nqn,omitempty"`
+	Transport Transport              `protobuf:"varint,3,opt,name=transport,proto3,enum=nvmeof.agent.v1.Transport" json:"transport,omitempty"`
+	// The CSI node asking. A host NQN already recorded for a different node ID on this storage
+	// node is refused with FailedPrecondition: two hosts must never share an identity.
+	NodeId        string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PublishVolumeRequest) Reset() {
 	*x = PublishVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1525,7 @@ func (x *PublishVolumeRequest) String() string {
 func (*PublishVolumeRequest) ProtoMessage() {}
 
 func (x *PublishVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1538,7 @@ func (x *PublishVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishVolumeRequest.ProtoReflect.Descriptor instead.
 func (*PublishVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PublishVolumeRequest) GetVolumeId() string {
@@ -1505,6 +1562,13 @@ func (x *PublishVolumeRequest) GetTransport() Transport {
 	return Transport_TRANSPORT_UNSPECIFIED
 }
 
+func (x *PublishVolumeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 type PublishVolumeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SubsystemNqn  string                 `protobuf:"bytes,1,opt,name=subsystem_nqn,json=subsystemNqn,proto3" json:"subsystem_nqn,omitempty"`
@@ -1517,7 +1581,7 @@ type PublishVolumeResponse struct {
 
 func (x *PublishVolumeResponse) Reset() {
 	*x = PublishVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1593,7 @@ func (x *PublishVolumeResponse) String() string {
 func (*PublishVolumeResponse) ProtoMessage() {}
 
 func (x *PublishVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1606,7 @@ func (x *PublishVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishVolumeResponse.ProtoReflect.Descriptor instead.
 func (*PublishVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PublishVolumeResponse) GetSubsystemNqn() string {
@@ -1583,7 +1647,7 @@ type UnpublishVolumeRequest struct {
 
 func (x *UnpublishVolumeRequest) Reset() {
 	*x = UnpublishVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1595,7 +1659,7 @@ func (x *UnpublishVolumeRequest) String() string {
 func (*UnpublishVolumeRequest) ProtoMessage() {}
 
 func (x *UnpublishVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1608,7 +1672,7 @@ func (x *UnpublishVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishVolumeRequest.ProtoReflect.Descriptor instead.
 func (*UnpublishVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UnpublishVolumeRequest) GetVolumeId() string {
@@ -1633,7 +1697,7 @@ type UnpublishVolumeResponse struct {
 
 func (x *UnpublishVolumeResponse) Reset() {
 	*x = UnpublishVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1709,7 @@ func (x *UnpublishVolumeResponse) String() string {
 func (*UnpublishVolumeResponse) ProtoMessage() {}
 
 func (x *UnpublishVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1722,7 @@ func (x *UnpublishVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishVolumeResponse.ProtoReflect.Descriptor instead.
 func (*UnpublishVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_proto_rawDescGZIP(), []int{30}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
@@ -1696,19 +1760,22 @@ const file_agent_proto_rawDesc = "" +
 	"\vsnapshot_id\x18\x01 \x01(\tH\x00R\n" +
 	"snapshotId\x12\x1d\n" +
 	"\tvolume_id\x18\x02 \x01(\tH\x00R\bvolumeIdB\b\n" +
-	"\x06source\"\xa5\x02\n" +
+	"\x06source\"\xbc\x02\n" +
 	"\x06Volume\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x12\n" +
 	"\x04uuid\x18\x04 \x01(\tR\x04uuid\x126\n" +
-	"\x06source\x18\x05 \x01(\v2\x1e.nvmeof.agent.v1.ContentSourceR\x06source\x12\x14\n" +
-	"\x05hosts\x18\x06 \x03(\tR\x05hosts\x12;\n" +
+	"\x06source\x18\x05 \x01(\v2\x1e.nvmeof.agent.v1.ContentSourceR\x06source\x12+\n" +
+	"\x05hosts\x18\x06 \x03(\v2\x15.nvmeof.agent.v1.HostR\x05hosts\x12;\n" +
 	"\x06labels\x18\a \x03(\v2#.nvmeof.agent.v1.Volume.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xae\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
+	"\x04Host\x12\x10\n" +
+	"\x03nqn\x18\x01 \x01(\tR\x03nqn\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\xae\x01\n" +
 	"\bSnapshot\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12(\n" +
@@ -1757,11 +1824,12 @@ const file_agent_proto_rawDesc = "" +
 	"\bsnapshot\x18\x01 \x01(\v2\x19.nvmeof.agent.v1.SnapshotR\bsnapshot\"\x16\n" +
 	"\x14ListSnapshotsRequest\"P\n" +
 	"\x15ListSnapshotsResponse\x127\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x19.nvmeof.agent.v1.SnapshotR\tsnapshots\"\x88\x01\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x19.nvmeof.agent.v1.SnapshotR\tsnapshots\"\xa1\x01\n" +
 	"\x14PublishVolumeRequest\x12\x1b\n" +
 	"\tvolume_id\x18\x01 \x01(\tR\bvolumeId\x12\x19\n" +
 	"\bhost_nqn\x18\x02 \x01(\tR\ahostNqn\x128\n" +
-	"\ttransport\x18\x03 \x01(\x0e2\x1a.nvmeof.agent.v1.TransportR\ttransport\"\xd0\x01\n" +
+	"\ttransport\x18\x03 \x01(\x0e2\x1a.nvmeof.agent.v1.TransportR\ttransport\x12\x17\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\"\xd0\x01\n" +
 	"\x15PublishVolumeResponse\x12#\n" +
 	"\rsubsystem_nqn\x18\x01 \x01(\tR\fsubsystemNqn\x128\n" +
 	"\ttransport\x18\x02 \x01(\x0e2\x1a.nvmeof.agent.v1.TransportR\ttransport\x121\n" +
@@ -1803,7 +1871,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_agent_proto_goTypes = []any{
 	(Transport)(0),                  // 0: nvmeof.agent.v1.Transport
 	(*Portal)(nil),                  // 1: nvmeof.agent.v1.Portal
@@ -1813,82 +1881,84 @@ var file_agent_proto_goTypes = []any{
 	(*GetCapacityResponse)(nil),     // 5: nvmeof.agent.v1.GetCapacityResponse
 	(*ContentSource)(nil),           // 6: nvmeof.agent.v1.ContentSource
 	(*Volume)(nil),                  // 7: nvmeof.agent.v1.Volume
-	(*Snapshot)(nil),                // 8: nvmeof.agent.v1.Snapshot
-	(*CreateVolumeRequest)(nil),     // 9: nvmeof.agent.v1.CreateVolumeRequest
-	(*CreateVolumeResponse)(nil),    // 10: nvmeof.agent.v1.CreateVolumeResponse
-	(*DeleteVolumeRequest)(nil),     // 11: nvmeof.agent.v1.DeleteVolumeRequest
-	(*DeleteVolumeResponse)(nil),    // 12: nvmeof.agent.v1.DeleteVolumeResponse
-	(*ExpandVolumeRequest)(nil),     // 13: nvmeof.agent.v1.ExpandVolumeRequest
-	(*ExpandVolumeResponse)(nil),    // 14: nvmeof.agent.v1.ExpandVolumeResponse
-	(*GetVolumeRequest)(nil),        // 15: nvmeof.agent.v1.GetVolumeRequest
-	(*GetVolumeResponse)(nil),       // 16: nvmeof.agent.v1.GetVolumeResponse
-	(*ListVolumesRequest)(nil),      // 17: nvmeof.agent.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),     // 18: nvmeof.agent.v1.ListVolumesResponse
-	(*CreateSnapshotRequest)(nil),   // 19: nvmeof.agent.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),  // 20: nvmeof.agent.v1.CreateSnapshotResponse
-	(*DeleteSnapshotRequest)(nil),   // 21: nvmeof.agent.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),  // 22: nvmeof.agent.v1.DeleteSnapshotResponse
-	(*GetSnapshotRequest)(nil),      // 23: nvmeof.agent.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil),     // 24: nvmeof.agent.v1.GetSnapshotResponse
-	(*ListSnapshotsRequest)(nil),    // 25: nvmeof.agent.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),   // 26: nvmeof.agent.v1.ListSnapshotsResponse
-	(*PublishVolumeRequest)(nil),    // 27: nvmeof.agent.v1.PublishVolumeRequest
-	(*PublishVolumeResponse)(nil),   // 28: nvmeof.agent.v1.PublishVolumeResponse
-	(*UnpublishVolumeRequest)(nil),  // 29: nvmeof.agent.v1.UnpublishVolumeRequest
-	(*UnpublishVolumeResponse)(nil), // 30: nvmeof.agent.v1.UnpublishVolumeResponse
-	nil,                             // 31: nvmeof.agent.v1.InfoResponse.TopologyEntry
-	nil,                             // 32: nvmeof.agent.v1.Volume.LabelsEntry
-	nil,                             // 33: nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
+	(*Host)(nil),                    // 8: nvmeof.agent.v1.Host
+	(*Snapshot)(nil),                // 9: nvmeof.agent.v1.Snapshot
+	(*CreateVolumeRequest)(nil),     // 10: nvmeof.agent.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),    // 11: nvmeof.agent.v1.CreateVolumeResponse
+	(*DeleteVolumeRequest)(nil),     // 12: nvmeof.agent.v1.DeleteVolumeRequest
+	(*DeleteVolumeResponse)(nil),    // 13: nvmeof.agent.v1.DeleteVolumeResponse
+	(*ExpandVolumeRequest)(nil),     // 14: nvmeof.agent.v1.ExpandVolumeRequest
+	(*ExpandVolumeResponse)(nil),    // 15: nvmeof.agent.v1.ExpandVolumeResponse
+	(*GetVolumeRequest)(nil),        // 16: nvmeof.agent.v1.GetVolumeRequest
+	(*GetVolumeResponse)(nil),       // 17: nvmeof.agent.v1.GetVolumeResponse
+	(*ListVolumesRequest)(nil),      // 18: nvmeof.agent.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),     // 19: nvmeof.agent.v1.ListVolumesResponse
+	(*CreateSnapshotRequest)(nil),   // 20: nvmeof.agent.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),  // 21: nvmeof.agent.v1.CreateSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),   // 22: nvmeof.agent.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),  // 23: nvmeof.agent.v1.DeleteSnapshotResponse
+	(*GetSnapshotRequest)(nil),      // 24: nvmeof.agent.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),     // 25: nvmeof.agent.v1.GetSnapshotResponse
+	(*ListSnapshotsRequest)(nil),    // 26: nvmeof.agent.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),   // 27: nvmeof.agent.v1.ListSnapshotsResponse
+	(*PublishVolumeRequest)(nil),    // 28: nvmeof.agent.v1.PublishVolumeRequest
+	(*PublishVolumeResponse)(nil),   // 29: nvmeof.agent.v1.PublishVolumeResponse
+	(*UnpublishVolumeRequest)(nil),  // 30: nvmeof.agent.v1.UnpublishVolumeRequest
+	(*UnpublishVolumeResponse)(nil), // 31: nvmeof.agent.v1.UnpublishVolumeResponse
+	nil,                             // 32: nvmeof.agent.v1.InfoResponse.TopologyEntry
+	nil,                             // 33: nvmeof.agent.v1.Volume.LabelsEntry
+	nil,                             // 34: nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
 }
 var file_agent_proto_depIdxs = []int32{
 	0,  // 0: nvmeof.agent.v1.Portal.transport:type_name -> nvmeof.agent.v1.Transport
 	1,  // 1: nvmeof.agent.v1.InfoResponse.portals:type_name -> nvmeof.agent.v1.Portal
-	31, // 2: nvmeof.agent.v1.InfoResponse.topology:type_name -> nvmeof.agent.v1.InfoResponse.TopologyEntry
+	32, // 2: nvmeof.agent.v1.InfoResponse.topology:type_name -> nvmeof.agent.v1.InfoResponse.TopologyEntry
 	6,  // 3: nvmeof.agent.v1.Volume.source:type_name -> nvmeof.agent.v1.ContentSource
-	32, // 4: nvmeof.agent.v1.Volume.labels:type_name -> nvmeof.agent.v1.Volume.LabelsEntry
-	6,  // 5: nvmeof.agent.v1.CreateVolumeRequest.source:type_name -> nvmeof.agent.v1.ContentSource
-	33, // 6: nvmeof.agent.v1.CreateVolumeRequest.labels:type_name -> nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
-	7,  // 7: nvmeof.agent.v1.CreateVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	7,  // 8: nvmeof.agent.v1.ExpandVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	7,  // 9: nvmeof.agent.v1.GetVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	7,  // 10: nvmeof.agent.v1.ListVolumesResponse.volumes:type_name -> nvmeof.agent.v1.Volume
-	8,  // 11: nvmeof.agent.v1.CreateSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
-	8,  // 12: nvmeof.agent.v1.GetSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
-	8,  // 13: nvmeof.agent.v1.ListSnapshotsResponse.snapshots:type_name -> nvmeof.agent.v1.Snapshot
-	0,  // 14: nvmeof.agent.v1.PublishVolumeRequest.transport:type_name -> nvmeof.agent.v1.Transport
-	0,  // 15: nvmeof.agent.v1.PublishVolumeResponse.transport:type_name -> nvmeof.agent.v1.Transport
-	1,  // 16: nvmeof.agent.v1.PublishVolumeResponse.portals:type_name -> nvmeof.agent.v1.Portal
-	2,  // 17: nvmeof.agent.v1.Agent.Info:input_type -> nvmeof.agent.v1.InfoRequest
-	4,  // 18: nvmeof.agent.v1.Agent.GetCapacity:input_type -> nvmeof.agent.v1.GetCapacityRequest
-	9,  // 19: nvmeof.agent.v1.Agent.CreateVolume:input_type -> nvmeof.agent.v1.CreateVolumeRequest
-	11, // 20: nvmeof.agent.v1.Agent.DeleteVolume:input_type -> nvmeof.agent.v1.DeleteVolumeRequest
-	13, // 21: nvmeof.agent.v1.Agent.ExpandVolume:input_type -> nvmeof.agent.v1.ExpandVolumeRequest
-	15, // 22: nvmeof.agent.v1.Agent.GetVolume:input_type -> nvmeof.agent.v1.GetVolumeRequest
-	17, // 23: nvmeof.agent.v1.Agent.ListVolumes:input_type -> nvmeof.agent.v1.ListVolumesRequest
-	19, // 24: nvmeof.agent.v1.Agent.CreateSnapshot:input_type -> nvmeof.agent.v1.CreateSnapshotRequest
-	21, // 25: nvmeof.agent.v1.Agent.DeleteSnapshot:input_type -> nvmeof.agent.v1.DeleteSnapshotRequest
-	23, // 26: nvmeof.agent.v1.Agent.GetSnapshot:input_type -> nvmeof.agent.v1.GetSnapshotRequest
-	25, // 27: nvmeof.agent.v1.Agent.ListSnapshots:input_type -> nvmeof.agent.v1.ListSnapshotsRequest
-	27, // 28: nvmeof.agent.v1.Agent.PublishVolume:input_type -> nvmeof.agent.v1.PublishVolumeRequest
-	29, // 29: nvmeof.agent.v1.Agent.UnpublishVolume:input_type -> nvmeof.agent.v1.UnpublishVolumeRequest
-	3,  // 30: nvmeof.agent.v1.Agent.Info:output_type -> nvmeof.agent.v1.InfoResponse
-	5,  // 31: nvmeof.agent.v1.Agent.GetCapacity:output_type -> nvmeof.agent.v1.GetCapacityResponse
-	10, // 32: nvmeof.agent.v1.Agent.CreateVolume:output_type -> nvmeof.agent.v1.CreateVolumeResponse
-	12, // 33: nvmeof.agent.v1.Agent.DeleteVolume:output_type -> nvmeof.agent.v1.DeleteVolumeResponse
-	14, // 34: nvmeof.agent.v1.Agent.ExpandVolume:output_type -> nvmeof.agent.v1.ExpandVolumeResponse
-	16, // 35: nvmeof.agent.v1.Agent.GetVolume:output_type -> nvmeof.agent.v1.GetVolumeResponse
-	18, // 36: nvmeof.agent.v1.Agent.ListVolumes:output_type -> nvmeof.agent.v1.ListVolumesResponse
-	20, // 37: nvmeof.agent.v1.Agent.CreateSnapshot:output_type -> nvmeof.agent.v1.CreateSnapshotResponse
-	22, // 38: nvmeof.agent.v1.Agent.DeleteSnapshot:output_type -> nvmeof.agent.v1.DeleteSnapshotResponse
-	24, // 39: nvmeof.agent.v1.Agent.GetSnapshot:output_type -> nvmeof.agent.v1.GetSnapshotResponse
-	26, // 40: nvmeof.agent.v1.Agent.ListSnapshots:output_type -> nvmeof.agent.v1.ListSnapshotsResponse
-	28, // 41: nvmeof.agent.v1.Agent.PublishVolume:output_type -> nvmeof.agent.v1.PublishVolumeResponse
-	30, // 42: nvmeof.agent.v1.Agent.UnpublishVolume:output_type -> nvmeof.agent.v1.UnpublishVolumeResponse
-	30, // [30:43] is the sub-list for method output_type
-	17, // [17:30] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	8,  // 4: nvmeof.agent.v1.Volume.hosts:type_name -> nvmeof.agent.v1.Host
+	33, // 5: nvmeof.agent.v1.Volume.labels:type_name -> nvmeof.agent.v1.Volume.LabelsEntry
+	6,  // 6: nvmeof.agent.v1.CreateVolumeRequest.source:type_name -> nvmeof.agent.v1.ContentSource
+	34, // 7: nvmeof.agent.v1.CreateVolumeRequest.labels:type_name -> nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
+	7,  // 8: nvmeof.agent.v1.CreateVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	7,  // 9: nvmeof.agent.v1.ExpandVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	7,  // 10: nvmeof.agent.v1.GetVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	7,  // 11: nvmeof.agent.v1.ListVolumesResponse.volumes:type_name -> nvmeof.agent.v1.Volume
+	9,  // 12: nvmeof.agent.v1.CreateSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
+	9,  // 13: nvmeof.agent.v1.GetSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
+	9,  // 14: nvmeof.agent.v1.ListSnapshotsResponse.snapshots:type_name -> nvmeof.agent.v1.Snapshot
+	0,  // 15: nvmeof.agent.v1.PublishVolumeRequest.transport:type_name -> nvmeof.agent.v1.Transport
+	0,  // 16: nvmeof.agent.v1.PublishVolumeResponse.transport:type_name -> nvmeof.agent.v1.Transport
+	1,  // 17: nvmeof.agent.v1.PublishVolumeResponse.portals:type_name -> nvmeof.agent.v1.Portal
+	2,  // 18: nvmeof.agent.v1.Agent.Info:input_type -> nvmeof.agent.v1.InfoRequest
+	4,  // 19: nvmeof.agent.v1.Agent.GetCapacity:input_type -> nvmeof.agent.v1.GetCapacityRequest
+	10, // 20: nvmeof.agent.v1.Agent.CreateVolume:input_type -> nvmeof.agent.v1.CreateVolumeRequest
+	12, // 21: nvmeof.agent.v1.Agent.DeleteVolume:input_type -> nvmeof.agent.v1.DeleteVolumeRequest
+	14, // 22: nvmeof.agent.v1.Agent.ExpandVolume:input_type -> nvmeof.agent.v1.ExpandVolumeRequest
+	16, // 23: nvmeof.agent.v1.Agent.GetVolume:input_type -> nvmeof.agent.v1.GetVolumeRequest
+	18, // 24: nvmeof.agent.v1.Agent.ListVolumes:input_type -> nvmeof.agent.v1.ListVolumesRequest
+	20, // 25: nvmeof.agent.v1.Agent.CreateSnapshot:input_type -> nvmeof.agent.v1.CreateSnapshotRequest
+	22, // 26: nvmeof.agent.v1.Agent.DeleteSnapshot:input_type -> nvmeof.agent.v1.DeleteSnapshotRequest
+	24, // 27: nvmeof.agent.v1.Agent.GetSnapshot:input_type -> nvmeof.agent.v1.GetSnapshotRequest
+	26, // 28: nvmeof.agent.v1.Agent.ListSnapshots:input_type -> nvmeof.agent.v1.ListSnapshotsRequest
+	28, // 29: nvmeof.agent.v1.Agent.PublishVolume:input_type -> nvmeof.agent.v1.PublishVolumeRequest
+	30, // 30: nvmeof.agent.v1.Agent.UnpublishVolume:input_type -> nvmeof.agent.v1.UnpublishVolumeRequest
+	3,  // 31: nvmeof.agent.v1.Agent.Info:output_type -> nvmeof.agent.v1.InfoResponse
+	5,  // 32: nvmeof.agent.v1.Agent.GetCapacity:output_type -> nvmeof.agent.v1.GetCapacityResponse
+	11, // 33: nvmeof.agent.v1.Agent.CreateVolume:output_type -> nvmeof.agent.v1.CreateVolumeResponse
+	13, // 34: nvmeof.agent.v1.Agent.DeleteVolume:output_type -> nvmeof.agent.v1.DeleteVolumeResponse
+	15, // 35: nvmeof.agent.v1.Agent.ExpandVolume:output_type -> nvmeof.agent.v1.ExpandVolumeResponse
+	17, // 36: nvmeof.agent.v1.Agent.GetVolume:output_type -> nvmeof.agent.v1.GetVolumeResponse
+	19, // 37: nvmeof.agent.v1.Agent.ListVolumes:output_type -> nvmeof.agent.v1.ListVolumesResponse
+	21, // 38: nvmeof.agent.v1.Agent.CreateSnapshot:output_type -> nvmeof.agent.v1.CreateSnapshotResponse
+	23, // 39: nvmeof.agent.v1.Agent.DeleteSnapshot:output_type -> nvmeof.agent.v1.DeleteSnapshotResponse
+	25, // 40: nvmeof.agent.v1.Agent.GetSnapshot:output_type -> nvmeof.agent.v1.GetSnapshotResponse
+	27, // 41: nvmeof.agent.v1.Agent.ListSnapshots:output_type -> nvmeof.agent.v1.ListSnapshotsResponse
+	29, // 42: nvmeof.agent.v1.Agent.PublishVolume:output_type -> nvmeof.agent.v1.PublishVolumeResponse
+	31, // 43: nvmeof.agent.v1.Agent.UnpublishVolume:output_type -> nvmeof.agent.v1.UnpublishVolumeResponse
+	31, // [31:44] is the sub-list for method output_type
+	18, // [18:31] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1906,7 +1976,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
