@@ -1,0 +1,82 @@
+package nvmet
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxNQNLength is the longest NQN the NVMe base specification allows, in bytes.
+const MaxNQNLength = 223
+
+// discoveryNQN is the well-known discovery subsystem; configfs refuses to create it.
+const discoveryNQN = "nqn.2014-08.org.nvmexpress.discovery"
+
+// ValidateNQN checks that s is an NVMe qualified name as the NVMe base specification defines
+// it: "nqn.", a yyyy-mm date, ".", then a naming-authority-specific part, at most 223 bytes of
+// UTF-8. Since an NQN is also a configfs directory name, "/" and control characters are
+// refused too. The error wraps ErrInvalidNQN.
+func ValidateNQN(s string) error {
+	bad := func(why string) error { return fmt.Errorf("%w %q: %s", ErrInvalidNQN, s, why) }
+	switch {
+	case len(s) > MaxNQNLength:
+		return bad(fmt.Sprintf("longer than %d bytes", MaxNQNLength))
+	case !strings.HasPrefix(s, "nqn."):
+		return bad(`does not start with "nqn."`)
+	case !utf8.ValidString(s):
+		return bad("not UTF-8")
+	case s == discoveryNQN:
+		return bad("the discovery subsystem NQN is reserved")
+	}
+	// "nqn." yyyy "-" mm "." then at least one more character.
+	date := s[len("nqn."):]
+	if len(date) < len("yyyy-mm.x") || !digits(date[0:4]) || date[4] != '-' || !digits(date[5:7]) || date[7] != '.' {
+		return bad(`want "nqn.yyyy-mm.<reverse domain>..."`)
+	}
+	for _, r := range s {
+		if r == '/' || r < 0x20 || r == 0x7f || r == ' ' {
+			return bad(fmt.Sprintf("contains %q", r))
+		}
+	}
+	return nil
+}
+
+func digits(s string) bool {
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// parseUUID returns a UUID in the canonical form configfs shows (8-4-4-4-12, lower case). With
+// dashesOptional it also accepts 32 hex digits, as device_nguid does.
+func parseUUID(s string, dashesOptional bool) (string, error) {
+	raw := strings.ToLower(s)
+	if dashesOptional && len(raw) == 32 {
+		raw = raw[0:8] + "-" + raw[8:12] + "-" + raw[12:16] + "-" + raw[16:20] + "-" + raw[20:32]
+	}
+	if len(raw) != 36 || raw[8] != '-' || raw[13] != '-' || raw[18] != '-' || raw[23] != '-' {
+		return "", fmt.Errorf("%w: %q is not a UUID", ErrInvalid, s)
+	}
+	if _, err := hex.DecodeString(strings.ReplaceAll(raw, "-", "")); err != nil {
+		return "", fmt.Errorf("%w: %q is not a UUID", ErrInvalid, s)
+	}
+	return raw, nil
+}
+
+// printable reports whether s is non-empty printable ASCII of at most max bytes, which is what
+// the kernel accepts for attr_serial and attr_model.
+func printable(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,69 @@
+//go:build vm
+
+package nvmet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+)
+
+// dhchapSecret makes a DH-HMAC-CHAP secret in the NVMe representation: "DHHC-1:00:" and the
+// base64 of 32 random bytes followed by their CRC-32, little-endian.
+func dhchapSecret(t *testing.T) string {
+	t.Helper()
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	key = binary.LittleEndian.AppendUint32(key, crc32.ChecksumIEEE(key))
+	return "DHHC-1:00:" + base64.StdEncoding.EncodeToString(key) + ":"
+}
+
+func TestHostKeyIsRequiredAndKeptOnTheKernel(t *testing.T) {
+	ctx := context.Background()
+	dev, _ := loopDevice(t, 64<<20)
+	tg := setUp(t)
+	secret := dhchapSecret(t)
+	mustDo(t, tg.EnsureHost(ctx, nvmet.Host{NQN: hostA.nqn, DHCHAPKey: secret}))
+	t.Cleanup(func() { mustDo(t, tg.RemoveHost(ctx, hostA.nqn)) })
+	vol := nvmet.Subsystem{
+		NQN:       prefix + "vol-auth",
+		Namespace: nvmet.Namespace{DevicePath: dev, UUID: uuid1},
+		Hosts:     []string{hostA.nqn},
+		Ports:     []uint16{1},
+	}
+	mustDo(t, tg.EnsureSubsystem(ctx, vol))
+	opts := connectOpts("tcp", vmtest.PortalA, vol.NQN, hostA)
+
+	_, err := connect(opts)
+	if err == nil {
+		t.Fatal("connected without the key")
+	}
+	t.Logf("refused without the key: %v", err)
+	if _, err := connect(opts + ",dhchap_secret=" + dhchapSecret(t)); err == nil {
+		t.Fatal("connected with a wrong key")
+	}
+	ctrl := mustConnect(t, opts+",dhchap_secret="+secret)
+	namespaceDir(t, ctrl)
+	disconnect(t, ctrl)
+
+	mustDo(t, tg.RemoveSubsystem(ctx, vol.NQN))
+	key, err := os.ReadFile(filepath.Join(root, "hosts", hostA.nqn, "dhchap_key"))
+	if err != nil || string(key) != secret+"\n" {
+		t.Fatalf("the keyed host object did not survive its last subsystem: %q, %v", key, err)
+	}
+	mustDo(t, tg.RemoveHost(ctx, hostA.nqn))
+	if _, err := os.Stat(filepath.Join(root, "hosts", hostA.nqn)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("RemoveHost left the host: %v", err)
+	}
+}
