@@ -1,0 +1,212 @@
+// Package contract holds what the controller and node plugins agree on without talking to each
+// other: the driver name, the formats of volume, snapshot and node IDs, the keys of
+// publish_context and volume_context, and the StorageClass parameters with their defaults.
+// Everything here is part of the driver's compatibility surface: IDs and keys outlive releases.
+package contract
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// DriverName is the CSI driver name.
+const DriverName = "nvmeof.csi.io"
+
+// Volume and snapshot IDs are "<storage node>/<agent ID>": the storage node named in the
+// controller's configuration, and the agent's own ID for the object ("vol-…" or "snap-…"). The
+// controller needs no database: the ID says which agent to ask.
+var (
+	storageNodeRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$`)
+	agentIDRE     = regexp.MustCompile(`^(vol|snap)-[0-9a-f]{32}$`)
+)
+
+// ObjectID joins a storage node and an agent ID.
+func ObjectID(storageNode, agentID string) string { return storageNode + "/" + agentID }
+
+// ParseObjectID splits an ID made by ObjectID. kind is "vol" or "snap". A malformed ID (which
+// CSI asks to treat as not found) returns ok=false.
+func ParseObjectID(id, kind string) (storageNode, agentID string, ok bool) {
+	node, aid, found := strings.Cut(id, "/")
+	if !found || !storageNodeRE.MatchString(node) || !agentIDRE.MatchString(aid) || !strings.HasPrefix(aid, kind+"-") {
+		return "", "", false
+	}
+	return node, aid, true
+}
+
+// Node IDs are "<node name>/<host NQN>". The host NQN, the identity the kernel presents to
+// targets, is everything after the first '/': NQNs never contain '/', node names never do
+// either, so the mapping is deterministic and two nodes with different host NQNs can never
+// share a node ID.
+
+// NodeID joins a node name and the host's NQN.
+func NodeID(nodeName, hostNQN string) string { return nodeName + "/" + hostNQN }
+
+// ErrBadNodeID reports a node ID not made by NodeID.
+var ErrBadNodeID = errors.New("malformed node ID")
+
+// ParseNodeID splits a node ID made by NodeID.
+func ParseNodeID(id string) (nodeName, hostNQN string, err error) {
+	name, nqn, found := strings.Cut(id, "/")
+	if !found || name == "" || !strings.HasPrefix(nqn, "nqn.") || len(nqn) > 223 || strings.Contains(nqn, "/") {
+		return "", "", fmt.Errorf("%w %q: want <node name>/<host NQN>", ErrBadNodeID, id)
+	}
+	return name, nqn, nil
+}
+
+// publish_context keys, set by ControllerPublishVolume for NodeStageVolume.
+const (
+	PublishSubsysNQN = "subsysNQN"
+	PublishNSUUID    = "nsUUID"
+	PublishTransport = "transport"
+	// PublishPortals is a comma-separated list of host:port (IPv6 in brackets).
+	PublishPortals = "portals"
+)
+
+// Portal is one address of a subsystem.
+type Portal struct{ Address, Port string }
+
+// FormatPortals encodes portals for PublishPortals.
+func FormatPortals(ps []Portal) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = net.JoinHostPort(p.Address, p.Port)
+	}
+	return strings.Join(out, ",")
+}
+
+// ParsePortals decodes PublishPortals.
+func ParsePortals(s string) ([]Portal, error) {
+	if s == "" {
+		return nil, errors.New("no portals")
+	}
+	var out []Portal
+	for _, hp := range strings.Split(s, ",") {
+		h, p, err := net.SplitHostPort(hp)
+		if err != nil || net.ParseIP(h) == nil {
+			return nil, fmt.Errorf("portal %q: want ip:port", hp)
+		}
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("portal %q: bad port", hp)
+		}
+		out = append(out, Portal{Address: h, Port: p})
+	}
+	return out, nil
+}
+
+// StorageClass parameters. They are also copied into the volume_context, where the node reads
+// the connection tuning.
+const (
+	// ParamTransport is tcp (default) or rdma.
+	ParamTransport = "transport"
+	// ParamStorageNodes restricts placement to a comma-separated list of storage node names.
+	ParamStorageNodes = "storageNodes"
+	// ParamCtrlLossTmo is the seconds a lost controller keeps reconnecting before it is removed
+	// (ctrl_loss_tmo). Never infinite: an endless reconnect blocks node shutdown.
+	ParamCtrlLossTmo = "ctrlLossTmo"
+	// ParamReconnectDelay is the seconds between reconnect attempts (reconnect_delay).
+	ParamReconnectDelay = "reconnectDelay"
+	// ParamKeepAliveTmo is the keep-alive timeout in seconds (keep_alive_tmo).
+	ParamKeepAliveTmo = "keepAliveTmo"
+	// ParamNrIOQueues is the number of I/O queues (nr_io_queues); 0 lets the kernel choose.
+	ParamNrIOQueues = "nrIoQueues"
+	// ReservedPrefix marks keys the CSI sidecars add (PVC/PV names); accepted, not interpreted.
+	ReservedPrefix = "csi.storage.k8s.io/"
+)
+
+// Defaults of the connection tuning.
+const (
+	DefaultTransport      = "tcp"
+	DefaultCtrlLossTmo    = 300
+	DefaultReconnectDelay = 5
+	DefaultKeepAliveTmo   = 5
+	DefaultNrIOQueues     = 0
+)
+
+// Params are the validated StorageClass parameters.
+type Params struct {
+	Transport      string
+	StorageNodes   []string
+	CtrlLossTmo    int
+	ReconnectDelay int
+	KeepAliveTmo   int
+	NrIOQueues     int
+	// Reserved holds the csi.storage.k8s.io/ keys as given.
+	Reserved map[string]string
+}
+
+// ErrBadParameter reports an unknown or invalid parameter.
+var ErrBadParameter = errors.New("invalid parameter")
+
+// ParseParams validates StorageClass parameters (or a volume_context) and fills in defaults.
+// Unknown keys are errors, except the reserved csi.storage.k8s.io/ ones.
+func ParseParams(in map[string]string) (Params, error) {
+	p := Params{
+		Transport:      DefaultTransport,
+		CtrlLossTmo:    DefaultCtrlLossTmo,
+		ReconnectDelay: DefaultReconnectDelay,
+		KeepAliveTmo:   DefaultKeepAliveTmo,
+		NrIOQueues:     DefaultNrIOQueues,
+	}
+	var errs []error
+	ints := map[string]struct {
+		dst      *int
+		min, max int
+	}{
+		ParamCtrlLossTmo:    {&p.CtrlLossTmo, 1, 86400},
+		ParamReconnectDelay: {&p.ReconnectDelay, 1, 3600},
+		ParamKeepAliveTmo:   {&p.KeepAliveTmo, 1, 3600},
+		ParamNrIOQueues:     {&p.NrIOQueues, 0, 1024},
+	}
+	for k, v := range in {
+		switch {
+		case k == ParamTransport:
+			if v != "tcp" && v != "rdma" {
+				errs = append(errs, fmt.Errorf("%w %s=%q: want tcp or rdma", ErrBadParameter, k, v))
+			}
+			p.Transport = v
+		case k == ParamStorageNodes:
+			for _, n := range strings.Split(v, ",") {
+				n = strings.TrimSpace(n)
+				if !storageNodeRE.MatchString(n) {
+					errs = append(errs, fmt.Errorf("%w %s: %q is not a storage node name", ErrBadParameter, k, n))
+					continue
+				}
+				p.StorageNodes = append(p.StorageNodes, n)
+			}
+		case strings.HasPrefix(k, ReservedPrefix):
+			if p.Reserved == nil {
+				p.Reserved = map[string]string{}
+			}
+			p.Reserved[k] = v
+		default:
+			spec, ok := ints[k]
+			if !ok {
+				errs = append(errs, fmt.Errorf("%w: unknown parameter %q", ErrBadParameter, k))
+				continue
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < spec.min || n > spec.max {
+				errs = append(errs, fmt.Errorf("%w %s=%q: want an integer in [%d, %d]", ErrBadParameter, k, v, spec.min, spec.max))
+				continue
+			}
+			*spec.dst = n
+		}
+	}
+	return p, errors.Join(errs...)
+}
+
+// VolumeContext is what the controller returns in a volume's volume_context: the connection
+// tuning in the same keys as the StorageClass (the node parses it with ParseParams).
+func (p Params) VolumeContext() map[string]string {
+	return map[string]string{
+		ParamTransport:      p.Transport,
+		ParamCtrlLossTmo:    strconv.Itoa(p.CtrlLossTmo),
+		ParamReconnectDelay: strconv.Itoa(p.ReconnectDelay),
+		ParamKeepAliveTmo:   strconv.Itoa(p.KeepAliveTmo),
+		ParamNrIOQueues:     strconv.Itoa(p.NrIOQueues),
+	}
+}
