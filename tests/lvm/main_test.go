@@ -1,0 +1,11 @@
+//go:build vm
+
+package lvm
+
+import (
+	"testing"
+
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+)
+
+func TestMain(m *testing.M) { vmtest.Main(m) }
