@@ -13,7 +13,7 @@ BINARIES := nvmeof-csi nvmeof-agent
 # The VM tier boots one VM per test package; run them one at a time on small machines.
 VM_TEST_FLAGS ?= -count=1 -p 1 -v -timeout 45m
 
-.PHONY: all build test test-unit test-vm verify verify-generate generate deps clean
+.PHONY: all build test test-unit test-vm bench verify verify-generate generate deps clean
 all: build
 
 build: $(addprefix bin/,$(BINARIES))
@@ -35,6 +35,10 @@ test-unit:
 
 test-vm: deps
 	$(GO) test -tags vm $(VM_TEST_FLAGS) ./tests/...
+
+## bench: latency benchmarks against the real kernel in the VM (agent operations vs bare lvcreate)
+bench: deps
+	$(GO) test -tags vm -count=1 -p 1 -run '^$$' -bench . -benchtime 5x -timeout 45m ./tests/agent/
 
 ## verify: formatting, vet (both tiers), lint when golangci-lint is available
 verify: verify-generate

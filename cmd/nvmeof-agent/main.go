@@ -1,21 +1,31 @@
 // Command nvmeof-agent runs on a storage node: it carves volumes out of an LVM thin pool and
-// exports them with the kernel NVMe target.
+// exports them with the kernel NVMe target, behind an mTLS gRPC API.
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"k8s.io/klog/v2"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agent"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
 )
 
+// options are the agent's command-line settings.
+type options struct {
+	configPath string
+}
+
 func main() {
+	klog.InitFlags(nil)
+	var opts options
 	showVersion := flag.Bool("version", false, "print the version and exit")
+	flag.StringVar(&opts.configPath, "config", "/etc/nvmeof-agent/config.yaml", "agent configuration file")
 	flag.Parse()
 
 	if *showVersion {
@@ -25,12 +35,17 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "nvmeof-agent:", err)
+	if err := run(ctx, opts); err != nil {
+		klog.ErrorS(err, "nvmeof-agent failed")
+		klog.Flush()
 		os.Exit(1)
 	}
 }
 
-func run(_ context.Context) error {
-	return errors.New("the agent service is not implemented in this build yet")
+func run(ctx context.Context, opts options) error {
+	cfg, err := agent.LoadConfig(opts.configPath)
+	if err != nil {
+		return err
+	}
+	return agent.Run(ctx, cfg)
 }

@@ -1,0 +1,396 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet/nvmettest"
+)
+
+const (
+	gib   = int64(1) << 30
+	hostA = "nqn.2014-08.org.nvmexpress:uuid:0f8e7c3a-0000-4000-8000-00000000000a"
+	hostB = "nqn.2014-08.org.nvmexpress:uuid:0f8e7c3a-0000-4000-8000-00000000000b"
+)
+
+type env struct {
+	srv    *Server
+	pool   *fakePool
+	fs     *nvmettest.FS
+	target *nvmet.Target
+	ctx    context.Context
+}
+
+func testConfig() Config {
+	cfg := Config{
+		NodeName: "sn1",
+		Pool:     PoolConfig{VolumeGroup: "vg", ThinPool: "pool", OvercommitRatio: 2},
+		Portals: []PortalConfig{
+			{ID: 1, Transport: "tcp", Address: "192.0.2.1"},
+			{ID: 2, Transport: "tcp", Address: "192.0.2.2"},
+			{ID: 3, Transport: "rdma", Address: "192.0.2.1"},
+		},
+		Listen: "unix:///run/test.sock",
+	}
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	return cfg
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	fs := nvmettest.New()
+	cfg := testConfig()
+	e := &env{fs: fs, ctx: context.Background()}
+	e.pool = newFakePool(10*gib, fs.AddDevice)
+	e.target = &nvmet.Target{Root: fs.Root(), Prefix: cfg.NQNPrefix(), FS: fs}
+	e.srv = New(cfg, e.pool, e.target)
+	if err := e.srv.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func wantCode(t *testing.T, err error, want codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Fatalf("code = %v (%v), want %v", got, err, want)
+	}
+}
+
+func (e *env) createVolume(t *testing.T, name string, size int64, src *agentapi.ContentSource) *agentapi.Volume {
+	t.Helper()
+	resp, err := e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: name, SizeBytes: size, Source: src})
+	if err != nil {
+		t.Fatalf("CreateVolume(%s): %v", name, err)
+	}
+	return resp.Volume
+}
+
+func (e *env) publish(t *testing.T, id, host, node string, tr agentapi.Transport) *agentapi.PublishVolumeResponse {
+	t.Helper()
+	resp, err := e.srv.PublishVolume(e.ctx, &agentapi.PublishVolumeRequest{VolumeId: id, HostNqn: host, NodeId: node, Transport: tr})
+	if err != nil {
+		t.Fatalf("PublishVolume: %v", err)
+	}
+	return resp
+}
+
+func TestCreateVolumeIsIdempotentByName(t *testing.T) {
+	e := newEnv(t)
+	v1 := e.createVolume(t, "pvc-1", gib, nil)
+	v2 := e.createVolume(t, "pvc-1", gib, nil)
+	if v1.Id != v2.Id || v1.Uuid != v2.Uuid || v1.Id != agentapi.VolumeID("pvc-1") {
+		t.Fatalf("repeat gave %+v, first %+v", v2, v1)
+	}
+	if v1.Uuid == "" || v1.SizeBytes != gib || v1.Name != "pvc-1" {
+		t.Fatalf("volume %+v", v1)
+	}
+	_, err := e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: "pvc-1", SizeBytes: 2 * gib})
+	wantCode(t, err, codes.AlreadyExists)
+}
+
+func TestCreateVolumeRejectsBadInput(t *testing.T) {
+	e := newEnv(t)
+	long := string(make([]byte, 129))
+	for name, req := range map[string]*agentapi.CreateVolumeRequest{
+		"no name":       {SizeBytes: gib},
+		"long name":     {Name: long, SizeBytes: gib},
+		"zero size":     {Name: "a"},
+		"empty source":  {Name: "a", SizeBytes: gib, Source: &agentapi.ContentSource{}},
+		"newline label": {Name: "a", SizeBytes: gib, Labels: map[string]string{"a\nb": "c"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := e.srv.CreateVolume(e.ctx, req)
+			wantCode(t, err, codes.InvalidArgument)
+		})
+	}
+}
+
+func TestCreateVolumeRespectsOvercommit(t *testing.T) {
+	e := newEnv(t) // 10 GiB pool, ratio 2: 20 GiB provisionable
+	e.createVolume(t, "big", 16*gib, nil)
+	_, err := e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: "more", SizeBytes: 5 * gib})
+	wantCode(t, err, codes.ResourceExhausted)
+	// A full pool still answers a repeated request for an existing volume.
+	if v := e.createVolume(t, "big", 16*gib, nil); v.SizeBytes != 16*gib {
+		t.Fatalf("repeat on a full pool: %+v", v)
+	}
+	if _, err := e.pool.Get(e.ctx, agentapi.VolumeID("more")); err == nil {
+		t.Fatal("a refused volume was created")
+	}
+	c, err := e.srv.GetCapacity(e.ctx, &agentapi.GetCapacityRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AvailableBytes != 4*gib || c.ProvisionedBytes != 16*gib || c.DataBytes != 10*gib {
+		t.Fatalf("capacity %+v", c)
+	}
+}
+
+func TestClonesAndSnapshots(t *testing.T) {
+	e := newEnv(t)
+	src := e.createVolume(t, "prod", gib, nil)
+	snap, err := e.srv.CreateSnapshot(e.ctx, &agentapi.CreateSnapshotRequest{Name: "snap-1", SourceVolumeId: src.Id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := snap.Snapshot; s.SourceVolumeId != src.Id || s.SizeBytes != gib || s.CreationTimeUnixNano == 0 {
+		t.Fatalf("snapshot %+v", s)
+	}
+	again, err := e.srv.CreateSnapshot(e.ctx, &agentapi.CreateSnapshotRequest{Name: "snap-1", SourceVolumeId: src.Id})
+	if err != nil || again.Snapshot.Id != snap.Snapshot.Id {
+		t.Fatalf("repeat CreateSnapshot = %v, %v", again, err)
+	}
+	other := e.createVolume(t, "other", gib, nil)
+	_, err = e.srv.CreateSnapshot(e.ctx, &agentapi.CreateSnapshotRequest{Name: "snap-1", SourceVolumeId: other.Id})
+	wantCode(t, err, codes.AlreadyExists)
+	_, err = e.srv.CreateSnapshot(e.ctx, &agentapi.CreateSnapshotRequest{Name: "x", SourceVolumeId: agentapi.VolumeID("missing")})
+	wantCode(t, err, codes.NotFound)
+
+	fromSnap := &agentapi.ContentSource{Source: &agentapi.ContentSource_SnapshotId{SnapshotId: snap.Snapshot.Id}}
+	clone := e.createVolume(t, "dev-1", 2*gib, fromSnap)
+	if clone.SizeBytes != 2*gib || clone.GetSource().GetSnapshotId() != snap.Snapshot.Id || clone.Uuid == src.Uuid {
+		t.Fatalf("clone %+v", clone)
+	}
+	lv, _ := e.pool.Get(e.ctx, clone.Id)
+	if lv.Origin != snap.Snapshot.Id || lv.ReadOnly {
+		t.Fatalf("clone LV %+v: want a writable thin snapshot of the snapshot", lv)
+	}
+	_, err = e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: "dev-1", SizeBytes: 2 * gib})
+	wantCode(t, err, codes.AlreadyExists) // same name, different source
+
+	_, err = e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: "tiny", SizeBytes: 4 << 20, Source: fromSnap})
+	wantCode(t, err, codes.InvalidArgument)
+	missing := &agentapi.ContentSource{Source: &agentapi.ContentSource_SnapshotId{SnapshotId: agentapi.SnapshotID("gone")}}
+	_, err = e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: "y", SizeBytes: gib, Source: missing})
+	wantCode(t, err, codes.NotFound)
+
+	fromVol := &agentapi.ContentSource{Source: &agentapi.ContentSource_VolumeId{VolumeId: src.Id}}
+	if c := e.createVolume(t, "dev-2", gib, fromVol); c.GetSource().GetVolumeId() != src.Id {
+		t.Fatalf("volume clone %+v", c)
+	}
+	// Snapshots and their sources can be deleted in any order: thin clones are independent.
+	for _, id := range []string{snap.Snapshot.Id} {
+		if _, err := e.srv.DeleteSnapshot(e.ctx, &agentapi.DeleteSnapshotRequest{Id: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.srv.DeleteVolume(e.ctx, &agentapi.DeleteVolumeRequest{Id: src.Id}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.srv.DeleteSnapshot(e.ctx, &agentapi.DeleteSnapshotRequest{Id: snap.Snapshot.Id})
+	wantCode(t, err, codes.NotFound)
+}
+
+func TestCloneGrowFailureLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	src := e.createVolume(t, "prod", gib, nil)
+	e.pool.fail["extend"] = errors.New("boom")
+	fromVol := &agentapi.ContentSource{Source: &agentapi.ContentSource_VolumeId{VolumeId: src.Id}}
+	_, err := e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: "c", SizeBytes: 2 * gib, Source: fromVol})
+	wantCode(t, err, codes.Internal)
+	if _, err := e.pool.Get(e.ctx, agentapi.VolumeID("c")); err == nil {
+		t.Fatal("the half-made clone is still there")
+	}
+}
+
+func TestUnknownAndMalformedIDsAreNotFound(t *testing.T) {
+	e := newEnv(t)
+	for _, id := range []string{"", "vol-xyz", "snap-" + agentapi.VolumeID("a")[4:], agentapi.VolumeID("nope")} {
+		_, err := e.srv.GetVolume(e.ctx, &agentapi.GetVolumeRequest{Id: id})
+		wantCode(t, err, codes.NotFound)
+		_, err = e.srv.DeleteVolume(e.ctx, &agentapi.DeleteVolumeRequest{Id: id})
+		wantCode(t, err, codes.NotFound)
+		_, err = e.srv.ExpandVolume(e.ctx, &agentapi.ExpandVolumeRequest{Id: id, SizeBytes: gib})
+		wantCode(t, err, codes.NotFound)
+		_, err = e.srv.PublishVolume(e.ctx, &agentapi.PublishVolumeRequest{VolumeId: id, HostNqn: hostA, NodeId: "n", Transport: agentapi.Transport_TRANSPORT_TCP})
+		wantCode(t, err, codes.NotFound)
+		if _, err := e.srv.UnpublishVolume(e.ctx, &agentapi.UnpublishVolumeRequest{VolumeId: id, HostNqn: hostA}); err != nil {
+			t.Fatalf("UnpublishVolume(%q) = %v, want OK: nothing to revoke", id, err)
+		}
+	}
+}
+
+func TestPublishExportsToExactlyTheAllowedHosts(t *testing.T) {
+	e := newEnv(t)
+	v := e.createVolume(t, "pvc", gib, nil)
+	resp := e.publish(t, v.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP)
+	if resp.NamespaceUuid != v.Uuid || resp.SubsystemNqn != "nqn.2026-11.io.nvmeof-csi:sn1:"+v.Id || len(resp.Portals) != 2 {
+		t.Fatalf("publish response %+v", resp)
+	}
+	sub, err := e.target.Get(e.ctx, resp.SubsystemNqn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sub.Hosts, []string{hostA}) || !slices.Equal(sub.Ports, []uint16{1, 2}) || sub.Namespace.UUID != v.Uuid {
+		t.Fatalf("subsystem %+v", sub)
+	}
+	// Idempotent.
+	e.publish(t, v.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP)
+	// A second host over RDMA joins; the rdma port is linked too.
+	e.publish(t, v.Id, hostB, "w2/"+hostB, agentapi.Transport_TRANSPORT_RDMA)
+	sub, _ = e.target.Get(e.ctx, resp.SubsystemNqn)
+	if !slices.Equal(sub.Hosts, []string{hostA, hostB}) || !slices.Equal(sub.Ports, []uint16{1, 2, 3}) {
+		t.Fatalf("subsystem after the second host %+v", sub)
+	}
+	got, _ := e.srv.GetVolume(e.ctx, &agentapi.GetVolumeRequest{Id: v.Id})
+	if len(got.Volume.Hosts) != 2 {
+		t.Fatalf("recorded hosts %v", got.Volume.Hosts)
+	}
+
+	_, err = e.srv.DeleteVolume(e.ctx, &agentapi.DeleteVolumeRequest{Id: v.Id})
+	wantCode(t, err, codes.FailedPrecondition)
+
+	for _, h := range []string{hostA, hostA, hostB} {
+		if _, err := e.srv.UnpublishVolume(e.ctx, &agentapi.UnpublishVolumeRequest{VolumeId: v.Id, HostNqn: h}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.target.Get(e.ctx, resp.SubsystemNqn); !errors.Is(err, nvmet.ErrNotFound) {
+		t.Fatalf("subsystem after the last unpublish: %v", err)
+	}
+	if _, err := e.srv.DeleteVolume(e.ctx, &agentapi.DeleteVolumeRequest{Id: v.Id}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPublishRefusesBadRequests(t *testing.T) {
+	e := newEnv(t)
+	v := e.createVolume(t, "pvc", gib, nil)
+	tcp := agentapi.Transport_TRANSPORT_TCP
+	for name, tc := range map[string]struct {
+		req  *agentapi.PublishVolumeRequest
+		code codes.Code
+	}{
+		"bad host nqn":   {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: "host", NodeId: "n", Transport: tcp}, codes.InvalidArgument},
+		"no node id":     {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, Transport: tcp}, codes.InvalidArgument},
+		"no transport":   {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, NodeId: "n"}, codes.InvalidArgument},
+		"unknown volume": {&agentapi.PublishVolumeRequest{VolumeId: agentapi.VolumeID("x"), HostNqn: hostA, NodeId: "n", Transport: tcp}, codes.NotFound},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := e.srv.PublishVolume(e.ctx, tc.req)
+			wantCode(t, err, tc.code)
+		})
+	}
+}
+
+func TestPublishRefusesAHostNQNSharedByTwoNodes(t *testing.T) {
+	e := newEnv(t)
+	v1 := e.createVolume(t, "a", gib, nil)
+	v2 := e.createVolume(t, "b", gib, nil)
+	e.publish(t, v1.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP)
+	_, err := e.srv.PublishVolume(e.ctx, &agentapi.PublishVolumeRequest{VolumeId: v2.Id, HostNqn: hostA, NodeId: "w2/" + hostA, Transport: agentapi.Transport_TRANSPORT_TCP})
+	wantCode(t, err, codes.FailedPrecondition)
+	if sub, err := e.target.Get(e.ctx, e.srv.subsystemNQN(v2.Id)); err == nil {
+		t.Fatalf("refused publish left subsystem %+v", sub)
+	}
+}
+
+func TestPublishFailureTakesTheRecordBack(t *testing.T) {
+	e := newEnv(t)
+	v := e.createVolume(t, "pvc", gib, nil)
+	e.fs.SetHook(func(op, path string) error {
+		if op == "symlink" {
+			return errors.New("configfs says no")
+		}
+		return nil
+	})
+	_, err := e.srv.PublishVolume(e.ctx, &agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, NodeId: "w1", Transport: agentapi.Transport_TRANSPORT_TCP})
+	if err == nil {
+		t.Fatal("publish succeeded although configfs failed")
+	}
+	e.fs.SetHook(nil)
+	got, _ := e.srv.GetVolume(e.ctx, &agentapi.GetVolumeRequest{Id: v.Id})
+	if len(got.Volume.Hosts) != 0 {
+		t.Fatalf("hosts recorded after a failed publish: %v", got.Volume.Hosts)
+	}
+	if subs, _ := e.target.List(e.ctx); len(subs) != 0 {
+		t.Fatalf("subsystems left after a failed publish: %+v", subs)
+	}
+}
+
+func TestReconcileRebuildsConfigfsFromDurableState(t *testing.T) {
+	e := newEnv(t)
+	v := e.createVolume(t, "pvc", gib, nil)
+	idle := e.createVolume(t, "idle", gib, nil)
+	resp := e.publish(t, v.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP)
+
+	// A reboot: configfs is empty again; a stale subsystem of ours and a foreign one appear.
+	fs := nvmettest.New()
+	for _, lv := range []string{v.Id, idle.Id} {
+		fs.AddDevice("/dev/vg/" + lv)
+	}
+	e.target.FS = fs
+	if err := e.srv.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	stale := e.srv.subsystem(e.pool.lvs[idle.Id], []host{{nqn: hostB}}, []uint16{1})
+	if err := e.target.EnsureSubsystem(e.ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	foreign := &nvmet.Target{Root: fs.Root(), Prefix: "nqn.2020-01.org.other:", FS: fs}
+	if err := foreign.EnsureSubsystem(e.ctx, nvmet.Subsystem{NQN: "nqn.2020-01.org.other:x", Namespace: nvmet.Namespace{ID: 1, DevicePath: "/dev/vg/" + idle.Id, UUID: idle.Uuid}, Hosts: []string{hostB}, Ports: []uint16{2}}); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := e.srv.Reconcile(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	subs, _ := e.target.List(e.ctx)
+	if len(subs) != 1 || subs[0].NQN != resp.SubsystemNqn || !slices.Equal(subs[0].Hosts, []string{hostA}) {
+		t.Fatalf("after reconcile: %+v", subs)
+	}
+	if _, err := foreign.Get(e.ctx, "nqn.2020-01.org.other:x"); err != nil {
+		t.Fatalf("the foreign subsystem was touched: %v", err)
+	}
+	before := fs.Mutations()
+	if err := e.srv.Reconcile(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Mutations() != before {
+		t.Fatal("a second reconcile changed configfs")
+	}
+}
+
+func TestExpandVolumeGrowsAndNeverShrinks(t *testing.T) {
+	e := newEnv(t)
+	v := e.createVolume(t, "pvc", gib, nil)
+	e.publish(t, v.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP)
+	resp, err := e.srv.ExpandVolume(e.ctx, &agentapi.ExpandVolumeRequest{Id: v.Id, SizeBytes: 3 * gib})
+	if err != nil || resp.Volume.SizeBytes != 3*gib {
+		t.Fatalf("ExpandVolume = %v, %v", resp, err)
+	}
+	resp, err = e.srv.ExpandVolume(e.ctx, &agentapi.ExpandVolumeRequest{Id: v.Id, SizeBytes: gib})
+	if err != nil || resp.Volume.SizeBytes != 3*gib {
+		t.Fatalf("shrink request = %v, %v; want the current size", resp, err)
+	}
+	_, err = e.srv.ExpandVolume(e.ctx, &agentapi.ExpandVolumeRequest{Id: v.Id, SizeBytes: 100 * gib})
+	wantCode(t, err, codes.ResourceExhausted)
+}
+
+func TestListsAreOrderedAndTyped(t *testing.T) {
+	e := newEnv(t)
+	a := e.createVolume(t, "a", gib, nil)
+	e.createVolume(t, "b", gib, nil)
+	if _, err := e.srv.CreateSnapshot(e.ctx, &agentapi.CreateSnapshotRequest{Name: "s", SourceVolumeId: a.Id}); err != nil {
+		t.Fatal(err)
+	}
+	vols, _ := e.srv.ListVolumes(e.ctx, &agentapi.ListVolumesRequest{})
+	snaps, _ := e.srv.ListSnapshots(e.ctx, &agentapi.ListSnapshotsRequest{})
+	if len(vols.Volumes) != 2 || vols.Volumes[0].Id > vols.Volumes[1].Id || len(snaps.Snapshots) != 1 {
+		t.Fatalf("volumes %v, snapshots %v", vols.Volumes, snaps.Snapshots)
+	}
+	info, _ := e.srv.Info(e.ctx, &agentapi.InfoRequest{})
+	if info.NodeName != "sn1" || len(info.Portals) != 3 {
+		t.Fatalf("info %+v", info)
+	}
+}

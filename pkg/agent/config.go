@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
+)
+
+// Config is the agent's configuration file (YAML).
+//
+//	nodeName: storage-1
+//	topology: {topology.nvmeof.csi.io/zone: a}
+//	pool: {volumeGroup: vg0, thinPool: pool, overcommitRatio: 2}
+//	portals:
+//	- {id: 1, transport: tcp, address: 192.0.2.1, port: 4420}
+//	- {id: 2, transport: rdma, address: 192.0.2.1, port: 4420}
+//	listen: tcp://0.0.0.0:9500
+//	tls: {cert: /etc/nvmeof/agent.pem, key: /etc/nvmeof/agent-key.pem, ca: /etc/nvmeof/ca.pem}
+type Config struct {
+	// NodeName names the storage node; it is part of every subsystem NQN the agent owns.
+	NodeName string            `json:"nodeName"`
+	Topology map[string]string `json:"topology,omitempty"`
+	Pool     PoolConfig        `json:"pool"`
+	Portals  []PortalConfig    `json:"portals"`
+	// Listen is unix:///path (plaintext allowed) or tcp://host:port (mTLS required).
+	Listen string     `json:"listen"`
+	TLS    mtls.Files `json:"tls,omitempty"`
+	// ReconcileInterval is how often configfs is brought back to the durable state (default 1m).
+	ReconcileInterval Duration `json:"reconcileInterval,omitempty"`
+	// ConfigfsRoot is the nvmet configfs directory (default /sys/kernel/config/nvmet).
+	ConfigfsRoot string `json:"configfsRoot,omitempty"`
+	// LVMConfig is passed to every lvm command as --config (e.g. to disable udev sync where no
+	// udev runs).
+	LVMConfig string `json:"lvmConfig,omitempty"`
+}
+
+// PoolConfig names the LVM thin pool the agent owns.
+type PoolConfig struct {
+	VolumeGroup string `json:"volumeGroup"`
+	ThinPool    string `json:"thinPool"`
+	// OvercommitRatio bounds the sum of volume sizes to this multiple of the pool's data size
+	// (default 1: no overcommit).
+	OvercommitRatio float64 `json:"overcommitRatio,omitempty"`
+	// Devices, when set, are the only block devices LVM may scan (a global_filter). Set it:
+	// otherwise every lvm call reads every block device, including NVMe-oF namespaces this
+	// host may have connected, whose I/O queues (and blocks lvm) while their paths are down.
+	Devices []string `json:"devices,omitempty"`
+}
+
+// PortalConfig is one nvmet port the agent exports through.
+type PortalConfig struct {
+	// ID is the nvmet port ID; the agent only links its own subsystems into it.
+	ID        uint16 `json:"id"`
+	Transport string `json:"transport"`
+	Address   string `json:"address"`
+	Port      int    `json:"port,omitempty"`
+	// ANAGroup is the ANA group of this portal (default 1).
+	ANAGroup uint32 `json:"anaGroup,omitempty"`
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON parses "1m30s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %s: want a quoted string like \"1m\"", b)
+	}
+	d.Duration, err = time.ParseDuration(s)
+	return err
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(d.String())), nil }
+
+var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$`)
+
+// LoadConfig reads and validates a configuration file; unknown fields are errors.
+func LoadConfig(path string) (Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	var c Config
+	if err := yaml.UnmarshalStrict(raw, &c); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate checks the configuration and fills in defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	if !nodeNameRE.MatchString(c.NodeName) {
+		errs = append(errs, fmt.Errorf("nodeName %q: want a DNS label-like name (lowercase letters, digits, '-', '.'; ≤ 63)", c.NodeName))
+	}
+	if c.Pool.VolumeGroup == "" || c.Pool.ThinPool == "" {
+		errs = append(errs, errors.New("pool.volumeGroup and pool.thinPool are required"))
+	}
+	for _, d := range c.Pool.Devices {
+		if !strings.HasPrefix(d, "/dev/") || strings.ContainsAny(d, "\"| ") {
+			errs = append(errs, fmt.Errorf("pool.devices: %q is not a /dev path", d))
+		}
+	}
+	if c.Pool.OvercommitRatio == 0 {
+		c.Pool.OvercommitRatio = 1
+	}
+	if c.Pool.OvercommitRatio < 1 {
+		errs = append(errs, fmt.Errorf("pool.overcommitRatio %g: must be ≥ 1", c.Pool.OvercommitRatio))
+	}
+	if len(c.Portals) == 0 {
+		errs = append(errs, errors.New("at least one portal is required"))
+	}
+	ids := map[uint16]bool{}
+	for i := range c.Portals {
+		p := &c.Portals[i]
+		if p.ID == 0 || ids[p.ID] {
+			errs = append(errs, fmt.Errorf("portals[%d]: id %d must be non-zero and unique", i, p.ID))
+		}
+		ids[p.ID] = true
+		if _, err := ParseTransport(p.Transport); err != nil {
+			errs = append(errs, fmt.Errorf("portals[%d]: %w", i, err))
+		}
+		if net.ParseIP(p.Address) == nil {
+			errs = append(errs, fmt.Errorf("portals[%d]: address %q is not an IP address", i, p.Address))
+		}
+		if p.Port == 0 {
+			p.Port = 4420
+		}
+		if p.Port < 1 || p.Port > 65535 {
+			errs = append(errs, fmt.Errorf("portals[%d]: port %d out of range", i, p.Port))
+		}
+		if p.ANAGroup == 0 {
+			p.ANAGroup = 1
+		}
+	}
+	switch {
+	case strings.HasPrefix(c.Listen, "unix://"):
+	case strings.HasPrefix(c.Listen, "tcp://"):
+		if c.TLS.Empty() {
+			errs = append(errs, errors.New("listen on tcp:// requires tls (cert, key, ca): plaintext is allowed only on a unix socket"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("listen %q: want unix:///path or tcp://host:port", c.Listen))
+	}
+	if c.ReconcileInterval.Duration == 0 {
+		c.ReconcileInterval.Duration = time.Minute
+	}
+	if c.ConfigfsRoot == "" {
+		c.ConfigfsRoot = "/sys/kernel/config/nvmet"
+	}
+	return errors.Join(errs...)
+}
+
+// LVMConfigString is what the agent passes to every lvm command as --config: the device filter
+// of Pool.Devices followed by LVMConfig.
+func (c *Config) LVMConfigString() string {
+	var parts []string
+	if len(c.Pool.Devices) > 0 {
+		var accept []string
+		for _, d := range c.Pool.Devices {
+			accept = append(accept, strconv.Quote("a|^"+regexp.QuoteMeta(d)+"$|"))
+		}
+		parts = append(parts, "devices { global_filter = [ "+strings.Join(accept, ", ")+`, "r|.*|" ] }`)
+	}
+	if c.LVMConfig != "" {
+		parts = append(parts, c.LVMConfig)
+	}
+	return strings.Join(parts, " ")
+}
+
+// NQNPrefix is the prefix of every subsystem NQN this agent owns.
+func (c *Config) NQNPrefix() string { return "nqn.2026-11.io.nvmeof-csi:" + c.NodeName + ":" }

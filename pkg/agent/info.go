@@ -1,0 +1,38 @@
+package agent
+
+import (
+	"context"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
+)
+
+// Info describes the storage node.
+func (s *Server) Info(context.Context, *agentapi.InfoRequest) (*agentapi.InfoResponse, error) {
+	return &agentapi.InfoResponse{
+		NodeName: s.cfg.NodeName,
+		Portals:  s.portals(""),
+		Topology: s.cfg.Topology,
+		Version:  version.Version,
+	}, nil
+}
+
+// GetCapacity reports the thin pool's usage and what may still be provisioned.
+func (s *Server) GetCapacity(ctx context.Context, _ *agentapi.GetCapacityRequest) (*agentapi.GetCapacityResponse, error) {
+	u, err := s.pool.Usage(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	limit := int64(s.cfg.Pool.OvercommitRatio * float64(u.DataBytes))
+	avail := max(limit-u.VirtualBytes, 0)
+	return &agentapi.GetCapacityResponse{
+		DataBytes:          u.DataBytes,
+		DataUsedBytes:      u.DataUsedBytes,
+		MetadataBytes:      u.MetadataBytes,
+		MetadataUsedBytes:  u.MetadataUsedBytes,
+		ProvisionedBytes:   u.VirtualBytes,
+		AvailableBytes:     avail,
+		OvercommitRatio:    s.cfg.Pool.OvercommitRatio,
+		MaximumVolumeBytes: avail / extentBytes * extentBytes,
+	}, nil
+}
