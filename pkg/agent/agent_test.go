@@ -394,3 +394,22 @@ func TestListsAreOrderedAndTyped(t *testing.T) {
 		t.Fatalf("info %+v", info)
 	}
 }
+
+func TestPublishWithTheOtherReadOnlyModeIsAlreadyExists(t *testing.T) {
+	e := newEnv(t)
+	v := e.createVolume(t, "pvc", gib, nil)
+	req := &agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, NodeId: "w1/" + hostA, Transport: agentapi.Transport_TRANSPORT_TCP, ReadOnly: true}
+	if _, err := e.srv.PublishVolume(e.ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.PublishVolume(e.ctx, req); err != nil {
+		t.Fatalf("repeat: %v", err)
+	}
+	req.ReadOnly = false
+	_, err := e.srv.PublishVolume(e.ctx, req)
+	wantCode(t, err, codes.AlreadyExists)
+	got, _ := e.srv.GetVolume(e.ctx, &agentapi.GetVolumeRequest{Id: v.Id})
+	if len(got.Volume.Hosts) != 1 || !got.Volume.Hosts[0].ReadOnly {
+		t.Fatalf("hosts %v", got.Volume.Hosts)
+	}
+}

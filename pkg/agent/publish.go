@@ -55,12 +55,17 @@ func (s *Server) publish(ctx context.Context, req *agentapi.PublishVolumeRequest
 		return nil, fmt.Errorf("%w: volume %s", errNotFound, id)
 	}
 	lv := lvs[i]
-	want := host{nqn: req.GetHostNqn(), nodeID: req.GetNodeId()}
+	want := host{nqn: req.GetHostNqn(), nodeID: req.GetNodeId(), readOnly: req.GetReadOnly()}
 	if other, ok := identityClash(lvs, want); ok {
 		return nil, fmt.Errorf("%w: host NQN %s is already used by node %q, and now node %q presents it: "+
 			"every node needs its own /etc/nvme/hostnqn and hostid", errPrecondition, want.nqn, other, want.nodeID)
 	}
 
+	for _, h := range hostsOf(lv) {
+		if h.nqn == want.nqn && h.nodeID == want.nodeID && h.readOnly != want.readOnly {
+			return nil, fmt.Errorf("%w: volume %s is published to %s with read_only=%v", errConflict, id, h.nqn, h.readOnly)
+		}
+	}
 	var added []string
 	if !slices.Contains(hostsOf(lv), want) {
 		added = append(added, want.tag())

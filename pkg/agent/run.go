@@ -31,5 +31,5 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	go srv.RunReconciler(ctx)
-	return Serve(ctx, cfg, srv, Interceptors()...)
+	return Serve(ctx, cfg, srv)
 }

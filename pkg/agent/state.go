@@ -17,7 +17,7 @@ const (
 	tagSource    = "nvmeof.source"    // content source ID (clones, snapshots)
 	tagCreated   = "nvmeof.created"   // creation time, Unix nanoseconds (snapshots)
 	tagLabel     = "nvmeof.label"     // "key\nvalue", one tag per label
-	tagHost      = "nvmeof.host"      // "hostNQN\nnodeID", one tag per published host
+	tagHost      = "nvmeof.host"      // "hostNQN\nnodeID\nrw|ro", one tag per published host
 	tagTransport = "nvmeof.transport" // "tcp" or "rdma", one tag per transport in use
 )
 
@@ -33,15 +33,29 @@ func isVolume(lv lvm.LV) bool   { return strings.HasPrefix(lv.Name, volumePrefix
 func isSnapshot(lv lvm.LV) bool { return strings.HasPrefix(lv.Name, snapshotPrefix) }
 
 // host is one published host of a volume.
-type host struct{ nqn, nodeID string }
+type host struct {
+	nqn, nodeID string
+	readOnly    bool
+}
 
-func (h host) tag() string { return lvm.EncodeTag(tagHost, h.nqn+"\n"+h.nodeID) }
+func (h host) tag() string {
+	mode := "rw"
+	if h.readOnly {
+		mode = "ro"
+	}
+	return lvm.EncodeTag(tagHost, h.nqn+"\n"+h.nodeID+"\n"+mode)
+}
 
 func hostsOf(lv lvm.LV) []host {
 	var out []host
 	for _, v := range lvm.TagValues(lv.Tags, tagHost) {
-		nqn, node, _ := strings.Cut(v, "\n")
-		out = append(out, host{nqn: nqn, nodeID: node})
+		parts := strings.SplitN(v, "\n", 3)
+		h := host{nqn: parts[0]}
+		if len(parts) > 1 {
+			h.nodeID = parts[1]
+		}
+		h.readOnly = len(parts) > 2 && parts[2] == "ro"
+		out = append(out, h)
 	}
 	return out
 }
@@ -63,7 +77,7 @@ func volumeOf(lv lvm.LV) *agentapi.Volume {
 		Source:    sourceOf(tagOf(lv, tagSource)),
 	}
 	for _, h := range hostsOf(lv) {
-		v.Hosts = append(v.Hosts, &agentapi.Host{Nqn: h.nqn, NodeId: h.nodeID})
+		v.Hosts = append(v.Hosts, &agentapi.Host{Nqn: h.nqn, NodeId: h.nodeID, ReadOnly: h.readOnly})
 	}
 	for _, kv := range lvm.TagValues(lv.Tags, tagLabel) {
 		k, val, _ := strings.Cut(kv, "\n")

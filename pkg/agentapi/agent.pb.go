@@ -571,7 +571,9 @@ type Host struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Nqn   string                 `protobuf:"bytes,1,opt,name=nqn,proto3" json:"nqn,omitempty"`
 	// The CSI node ID that asked for access with this NQN.
-	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The host asked for read-only access (enforced by the node plugin's mount).
+	ReadOnly      bool `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -618,6 +620,13 @@ func (x *Host) GetNodeId() string {
 		return x.NodeId
 	}
 	return ""
+}
+
+func (x *Host) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
 }
 
 type Snapshot struct {
@@ -1506,7 +1515,10 @@ type PublishVolumeRequest struct {
 	Transport Transport              `protobuf:"varint,3,opt,name=transport,proto3,enum=nvmeof.agent.v1.Transport" json:"transport,omitempty"`
 	// The CSI node asking. A host NQN already recorded for a different node ID on this storage
 	// node is refused with FailedPrecondition: two hosts must never share an identity.
-	NodeId        string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Read-only access. Publishing again to the same host with the other value is
+	// AlreadyExists.
+	ReadOnly      bool `protobuf:"varint,5,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1567,6 +1579,13 @@ func (x *PublishVolumeRequest) GetNodeId() string {
 		return x.NodeId
 	}
 	return ""
+}
+
+func (x *PublishVolumeRequest) GetReadOnly() bool {
+	if x != nil {
+		return x.ReadOnly
+	}
+	return false
 }
 
 type PublishVolumeResponse struct {
@@ -1772,10 +1791,11 @@ const file_agent_proto_rawDesc = "" +
 	"\x06labels\x18\a \x03(\v2#.nvmeof.agent.v1.Volume.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"1\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
 	"\x04Host\x12\x10\n" +
 	"\x03nqn\x18\x01 \x01(\tR\x03nqn\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\xae\x01\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\"\xae\x01\n" +
 	"\bSnapshot\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12(\n" +
@@ -1824,12 +1844,13 @@ const file_agent_proto_rawDesc = "" +
 	"\bsnapshot\x18\x01 \x01(\v2\x19.nvmeof.agent.v1.SnapshotR\bsnapshot\"\x16\n" +
 	"\x14ListSnapshotsRequest\"P\n" +
 	"\x15ListSnapshotsResponse\x127\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x19.nvmeof.agent.v1.SnapshotR\tsnapshots\"\xa1\x01\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x19.nvmeof.agent.v1.SnapshotR\tsnapshots\"\xbe\x01\n" +
 	"\x14PublishVolumeRequest\x12\x1b\n" +
 	"\tvolume_id\x18\x01 \x01(\tR\bvolumeId\x12\x19\n" +
 	"\bhost_nqn\x18\x02 \x01(\tR\ahostNqn\x128\n" +
 	"\ttransport\x18\x03 \x01(\x0e2\x1a.nvmeof.agent.v1.TransportR\ttransport\x12\x17\n" +
-	"\anode_id\x18\x04 \x01(\tR\x06nodeId\"\xd0\x01\n" +
+	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tread_only\x18\x05 \x01(\bR\breadOnly\"\xd0\x01\n" +
 	"\x15PublishVolumeResponse\x12#\n" +
 	"\rsubsystem_nqn\x18\x01 \x01(\tR\fsubsystemNqn\x128\n" +
 	"\ttransport\x18\x02 \x01(\x0e2\x1a.nvmeof.agent.v1.TransportR\ttransport\x121\n" +

@@ -1,0 +1,174 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"k8s.io/klog/v2"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+)
+
+// source is a resolved volume content source.
+type source struct {
+	node  string // empty: no source
+	agent *agentapi.ContentSource
+	size  int64
+}
+
+// createVolume places and creates a volume. Placement: a volume of this name that exists
+// already stays where it is (idempotency across lost responses); a clone or restore goes to
+// its source's storage node; otherwise the best-ranked candidate (storageNodes parameter,
+// topology, capacity) that accepts it.
+func (c *Controller) createVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	if req.GetName() == "" {
+		return nil, invalidf("volume name is required")
+	}
+	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
+		return nil, err
+	}
+	if len(req.GetMutableParameters()) > 0 {
+		return nil, invalidf("mutable parameters (VolumeAttributeClass) are not supported")
+	}
+	params, err := contract.ParseParams(req.GetParameters())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	allowed, err := c.allowedNodes(params.StorageNodes)
+	if err != nil {
+		return nil, err
+	}
+	src, err := c.contentSource(ctx, req.GetVolumeContentSource())
+	if err != nil {
+		return nil, err
+	}
+	size, err := volumeSize(req.GetCapacityRange(), src.size)
+	if err != nil {
+		return nil, err
+	}
+	areq := &agentapi.CreateVolumeRequest{Name: req.GetName(), SizeBytes: size, Source: src.agent, Labels: maps.Clone(params.Reserved)}
+	node, vol, err := c.provision(ctx, req, areq, allowed, src)
+	if err != nil {
+		return nil, err
+	}
+	v := csiVolume(node, vol)
+	v.VolumeContext = params.VolumeContext()
+	v.ContentSource = req.GetVolumeContentSource()
+	klog.FromContext(ctx).V(2).Info("Volume created", "name", req.GetName(), "volumeID", v.VolumeId, "sizeBytes", v.CapacityBytes)
+	return &csi.CreateVolumeResponse{Volume: v}, nil
+}
+
+// contentSource resolves the source of a clone or restore; one that does not exist (malformed
+// ID, unknown storage node, unknown to the agent) is NotFound.
+func (c *Controller) contentSource(ctx context.Context, cs *csi.VolumeContentSource) (source, error) {
+	switch {
+	case cs == nil:
+		return source{}, nil
+	case cs.GetSnapshot() != nil:
+		id := cs.GetSnapshot().GetSnapshotId()
+		t, err := c.resolve(id, kindSnapshot)
+		if err != nil {
+			return source{}, fmt.Errorf("source %w", err)
+		}
+		resp, err := t.agent.GetSnapshot(ctx, &agentapi.GetSnapshotRequest{Id: t.agentID})
+		if err != nil {
+			return source{}, fmt.Errorf("source snapshot %s: %w", id, err)
+		}
+		return source{
+			node:  t.node.Name,
+			agent: &agentapi.ContentSource{Source: &agentapi.ContentSource_SnapshotId{SnapshotId: t.agentID}},
+			size:  resp.GetSnapshot().GetSizeBytes(),
+		}, nil
+	case cs.GetVolume() != nil:
+		id := cs.GetVolume().GetVolumeId()
+		t, err := c.resolve(id, kindVolume)
+		if err != nil {
+			return source{}, fmt.Errorf("source %w", err)
+		}
+		resp, err := t.agent.GetVolume(ctx, &agentapi.GetVolumeRequest{Id: t.agentID})
+		if err != nil {
+			return source{}, fmt.Errorf("source volume %s: %w", id, err)
+		}
+		return source{
+			node:  t.node.Name,
+			agent: &agentapi.ContentSource{Source: &agentapi.ContentSource_VolumeId{VolumeId: t.agentID}},
+			size:  resp.GetVolume().GetSizeBytes(),
+		}, nil
+	}
+	return source{}, invalidf("unsupported volume content source %v", cs)
+}
+
+// provision chooses the storage node and asks its agent to create the volume.
+func (c *Controller) provision(ctx context.Context, req *csi.CreateVolumeRequest, areq *agentapi.CreateVolumeRequest,
+	allowed []agentclient.StorageNode, src source) (agentclient.StorageNode, *agentapi.Volume, error) {
+	topo := req.GetAccessibilityRequirements()
+	isAllowed := func(n agentclient.StorageNode) bool {
+		for _, a := range allowed {
+			if a.Name == n.Name {
+				return true
+			}
+		}
+		return false
+	}
+
+	agentID := agentapi.VolumeID(req.GetName())
+	if node, ok := c.locate(ctx, "volume "+agentID, func(ctx context.Context, a agentapi.AgentClient) error {
+		_, err := a.GetVolume(ctx, &agentapi.GetVolumeRequest{Id: agentID})
+		return err
+	}); ok {
+		switch {
+		case src.node != "" && node.Name != src.node:
+			return node, nil, classf(errExists, "volume %q exists on storage node %s, not on its source's node %s", req.GetName(), node.Name, src.node)
+		case !isAllowed(node):
+			return node, nil, classf(errExists, "volume %q exists on storage node %s, which the storageNodes parameter excludes", req.GetName(), node.Name)
+		case !meetsRequisite(node, topo):
+			return node, nil, classf(errExists, "volume %q exists on storage node %s, which is not accessible from the requisite topology", req.GetName(), node.Name)
+		}
+		vol, err := c.createOn(ctx, node, areq)
+		return node, vol, err
+	}
+
+	if src.node != "" {
+		node := c.byName[src.node]
+		switch {
+		case !isAllowed(node):
+			return node, nil, invalidf("the content source is on storage node %s, which the storageNodes parameter excludes", node.Name)
+		case !meetsRequisite(node, topo):
+			return node, nil, classf(errExhausted, "the content source is on storage node %s, which is not accessible from the requisite topology", node.Name)
+		}
+		vol, err := c.createOn(ctx, node, areq)
+		return node, vol, err
+	}
+
+	ranked, err := c.rank(ctx, allowed, topo, areq.GetSizeBytes())
+	if err != nil {
+		return agentclient.StorageNode{}, nil, err
+	}
+	for _, node := range ranked {
+		vol, err := c.createOn(ctx, node, areq)
+		if isCode(err, codes.ResourceExhausted) {
+			// Definitely not created: the next candidate may have room.
+			klog.FromContext(ctx).V(2).Info("Storage node is full; trying the next", "storageNode", node.Name, "err", err)
+			continue
+		}
+		return node, vol, err
+	}
+	return agentclient.StorageNode{}, nil, classf(errExhausted, "no storage node among %s could hold %d bytes", names(ranked), areq.GetSizeBytes())
+}
+
+func (c *Controller) createOn(ctx context.Context, node agentclient.StorageNode, areq *agentapi.CreateVolumeRequest) (*agentapi.Volume, error) {
+	agent, err := c.agents.Client(node.Name)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := agent.CreateVolume(ctx, areq)
+	if err != nil {
+		return nil, fmt.Errorf("storage node %s: create volume %q: %w", node.Name, areq.GetName(), err)
+	}
+	return resp.GetVolume(), nil
+}

@@ -1,0 +1,159 @@
+package controller
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"k8s.io/klog/v2"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
+)
+
+// Topology. A storage node's labels say where its volumes are reachable from; a volume there
+// is accessible from a topology segment (a worker node's labels) that contains every label
+// with the same value. A storage node without labels is reachable from everywhere. This is
+// the same test Kubernetes applies to the PV node affinity built from accessible_topology.
+
+// accessibleFrom reports whether a volume on a storage node with labels is accessible from
+// segment.
+func accessibleFrom(labels, segment map[string]string) bool {
+	for k, v := range labels {
+		if sv, ok := segment[k]; !ok || sv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// meetsRequisite reports whether the node is accessible from at least one requisite segment
+// (any node does when there is no requisite topology).
+func meetsRequisite(node agentclient.StorageNode, req *csi.TopologyRequirement) bool {
+	if len(req.GetRequisite()) == 0 {
+		return true
+	}
+	return slices.ContainsFunc(req.GetRequisite(), func(t *csi.Topology) bool {
+		return accessibleFrom(node.Topology, t.GetSegments())
+	})
+}
+
+// preferenceRank is the index of the first preferred segment the node is accessible from, or
+// len(preferred): CSI asks to try preferred segments in order.
+func preferenceRank(node agentclient.StorageNode, req *csi.TopologyRequirement) int {
+	for i, t := range req.GetPreferred() {
+		if accessibleFrom(node.Topology, t.GetSegments()) {
+			return i
+		}
+	}
+	return len(req.GetPreferred())
+}
+
+// allowedNodes returns the storage nodes a storageNodes parameter allows (all when empty).
+func (c *Controller) allowedNodes(names []string) ([]agentclient.StorageNode, error) {
+	if len(names) == 0 {
+		return c.nodes, nil
+	}
+	var out []agentclient.StorageNode
+	for _, name := range names {
+		n, ok := c.byName[name]
+		if !ok {
+			return nil, invalidf("storageNodes parameter names %q, which is not a configured storage node", name)
+		}
+		if !slices.ContainsFunc(out, func(o agentclient.StorageNode) bool { return o.Name == name }) {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// rank orders the nodes a new volume of size bytes may go to: those meeting the requisite
+// topology and answering GetCapacity with room for it, by preference rank, then most
+// available capacity, then name. Nodes that do not answer are skipped.
+func (c *Controller) rank(ctx context.Context, nodes []agentclient.StorageNode, req *csi.TopologyRequirement, size int64) ([]agentclient.StorageNode, error) {
+	var candidates []agentclient.StorageNode
+	for _, n := range nodes {
+		if meetsRequisite(n, req) {
+			candidates = append(candidates, n)
+		}
+	}
+	if len(candidates) == 0 {
+		return nil, classf(errExhausted, "no storage node among %s is accessible from the requisite topology %v", names(nodes), req.GetRequisite())
+	}
+	answers := fanOut(ctx, c, candidates, c.queryTimeout, func(ctx context.Context, a agentapi.AgentClient) (*agentapi.GetCapacityResponse, error) {
+		return a.GetCapacity(ctx, &agentapi.GetCapacityRequest{})
+	})
+	type fit struct {
+		node      agentclient.StorageNode
+		available int64
+		rank      int
+	}
+	var fits []fit
+	var unanswered []string
+	var largest int64
+	for _, a := range answers {
+		if a.err != nil {
+			logSkipped(ctx, a.node.Name, a.err, "GetCapacity")
+			unanswered = append(unanswered, fmt.Sprintf("%s: %v", a.node.Name, a.err))
+			continue
+		}
+		avail := a.val.GetAvailableBytes()
+		largest = max(largest, avail)
+		if avail >= size {
+			fits = append(fits, fit{a.node, avail, preferenceRank(a.node, req)})
+		}
+	}
+	switch {
+	case len(unanswered) == len(candidates):
+		return nil, classf(errUnavailable, "no candidate storage node answered: %s", strings.Join(unanswered, "; "))
+	case len(fits) == 0:
+		return nil, classf(errExhausted, "no storage node among %s has %d bytes available (largest: %d)", names(candidates), size, largest)
+	}
+	slices.SortFunc(fits, func(a, b fit) int {
+		return cmp.Or(cmp.Compare(a.rank, b.rank), cmp.Compare(b.available, a.available), cmp.Compare(a.node.Name, b.node.Name))
+	})
+	out := make([]agentclient.StorageNode, len(fits))
+	for i, f := range fits {
+		out[i] = f.node
+	}
+	return out, nil
+}
+
+// locate finds the storage node holding an object that may exist already (the same name was
+// created before and the response lost): it asks every configured node with exists and
+// returns the first that has it. Nodes that do not answer are skipped and logged: the object
+// might be there, and a new one elsewhere would leak it; refusing instead would let one
+// unreachable storage node stop all provisioning.
+func (c *Controller) locate(ctx context.Context, what string, exists func(ctx context.Context, a agentapi.AgentClient) error) (agentclient.StorageNode, bool) {
+	answers := fanOut(ctx, c, c.nodes, c.queryTimeout, func(ctx context.Context, a agentapi.AgentClient) (struct{}, error) {
+		return struct{}{}, exists(ctx, a)
+	})
+	var found []agentclient.StorageNode
+	for _, a := range answers {
+		switch {
+		case a.err == nil:
+			found = append(found, a.node)
+		case !isCode(a.err, codes.NotFound):
+			klog.FromContext(ctx).Error(a.err, "Cannot tell whether the storage node already holds the object; a duplicate may be created", "storageNode", a.node.Name, "object", what)
+		}
+	}
+	if len(found) == 0 {
+		return agentclient.StorageNode{}, false
+	}
+	if len(found) > 1 {
+		klog.FromContext(ctx).Error(nil, "Object exists on several storage nodes; using the first", "object", what, "storageNodes", names(found))
+	}
+	return found[0], true
+}
+
+func names(nodes []agentclient.StorageNode) string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.Name
+	}
+	return "[" + strings.Join(out, ", ") + "]"
+}

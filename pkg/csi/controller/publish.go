@@ -1,0 +1,140 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"k8s.io/klog/v2"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+)
+
+// Transports by their StorageClass / volume_context spelling.
+var transports = map[string]agentapi.Transport{
+	"tcp":  agentapi.Transport_TRANSPORT_TCP,
+	"rdma": agentapi.Transport_TRANSPORT_RDMA,
+}
+
+func transportName(t agentapi.Transport) string {
+	for name, v := range transports {
+		if v == t {
+			return name
+		}
+	}
+	return ""
+}
+
+// publishVolume allows the node's host NQN on the volume's subsystem (fencing every other
+// host) and returns what NodeStageVolume needs to connect.
+func (c *Controller) publishVolume(ctx context.Context, req *csi.ControllerPublishVolumeRequest) (*csi.ControllerPublishVolumeResponse, error) {
+	switch {
+	case req.GetVolumeId() == "":
+		return nil, invalidf("volume ID is required")
+	case req.GetNodeId() == "":
+		return nil, invalidf("node ID is required")
+	case req.GetVolumeCapability() == nil:
+		return nil, invalidf("volume capability is required")
+	}
+	if err := checkCapability(req.GetVolumeCapability()); err != nil {
+		return nil, err
+	}
+	tname := req.GetVolumeContext()[contract.ParamTransport]
+	if tname == "" {
+		tname = contract.DefaultTransport
+	}
+	transport, ok := transports[tname]
+	if !ok {
+		return nil, invalidf("volume context %s=%q: want tcp or rdma", contract.ParamTransport, tname)
+	}
+	t, vol, err := c.getAgentVolume(ctx, req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	_, hostNQN, err := contract.ParseNodeID(req.GetNodeId())
+	if err != nil {
+		return nil, notFoundf("node %q does not exist: %v", req.GetNodeId(), err)
+	}
+	if mode := req.GetVolumeCapability().GetAccessMode().GetMode(); !multiNode(mode) {
+		for _, h := range vol.GetHosts() {
+			if h.GetNqn() != hostNQN && h.GetNodeId() != req.GetNodeId() {
+				return nil, classf(errPrecondition, "volume %s is published to node %s; access mode %s allows one node", req.GetVolumeId(), hostName(h), mode)
+			}
+		}
+	}
+	resp, err := t.agent.PublishVolume(ctx, &agentapi.PublishVolumeRequest{
+		VolumeId: t.agentID, HostNqn: hostNQN, Transport: transport, NodeId: req.GetNodeId(),
+		ReadOnly: req.GetReadonly(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("storage node %s: publish volume %s to %s: %w", t.node.Name, t.agentID, hostNQN, err)
+	}
+	portals := make([]contract.Portal, 0, len(resp.GetPortals()))
+	for _, p := range resp.GetPortals() {
+		portals = append(portals, contract.Portal{Address: p.GetAddress(), Port: p.GetServiceId()})
+	}
+	if len(portals) == 0 {
+		return nil, classf(errPrecondition, "storage node %s has no %s portal", t.node.Name, tname)
+	}
+	if got := transportName(resp.GetTransport()); got != "" {
+		tname = got
+	}
+	klog.FromContext(ctx).V(2).Info("Volume published", "volumeID", req.GetVolumeId(), "nodeID", req.GetNodeId())
+	return &csi.ControllerPublishVolumeResponse{PublishContext: map[string]string{
+		contract.PublishSubsysNQN: resp.GetSubsystemNqn(),
+		contract.PublishNSUUID:    resp.GetNamespaceUuid(),
+		contract.PublishTransport: tname,
+		contract.PublishPortals:   contract.FormatPortals(portals),
+	}}, nil
+}
+
+func hostName(h *agentapi.Host) string {
+	if h.GetNodeId() != "" {
+		return h.GetNodeId()
+	}
+	return h.GetNqn()
+}
+
+// unpublishVolume removes the node's host NQN from the volume (all hosts when no node ID is
+// given, as CSI asks). A volume or node that does not exist is not published: OK.
+func (c *Controller) unpublishVolume(ctx context.Context, req *csi.ControllerUnpublishVolumeRequest) (*csi.ControllerUnpublishVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, invalidf("volume ID is required")
+	}
+	done := &csi.ControllerUnpublishVolumeResponse{}
+	t, err := c.resolve(req.GetVolumeId(), kindVolume)
+	if err != nil {
+		return done, nil
+	}
+	var nqns []string
+	if req.GetNodeId() == "" {
+		resp, err := t.agent.GetVolume(ctx, &agentapi.GetVolumeRequest{Id: t.agentID})
+		if isCode(err, codes.NotFound) {
+			return done, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("storage node %s: volume %s: %w", t.node.Name, t.agentID, err)
+		}
+		for _, h := range resp.GetVolume().GetHosts() {
+			nqns = append(nqns, h.GetNqn())
+		}
+	} else {
+		_, nqn, err := contract.ParseNodeID(req.GetNodeId())
+		if err != nil {
+			return done, nil
+		}
+		nqns = []string{nqn}
+	}
+	for _, nqn := range nqns {
+		_, err := t.agent.UnpublishVolume(ctx, &agentapi.UnpublishVolumeRequest{VolumeId: t.agentID, HostNqn: nqn})
+		if isCode(err, codes.NotFound) {
+			return done, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("storage node %s: unpublish volume %s from %s: %w", t.node.Name, t.agentID, nqn, err)
+		}
+	}
+	return done, nil
+}

@@ -1,0 +1,52 @@
+package server
+
+import (
+	"context"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+)
+
+// requestCounter numbers the calls of this process, so the lines of one call can be found.
+var requestCounter atomic.Uint64
+
+// Interceptors returns the unary interceptor chain, outermost first: logging, then panic
+// recovery (so that a recovered panic is logged like any other error).
+func Interceptors() []grpc.UnaryServerInterceptor {
+	return []grpc.UnaryServerInterceptor{logCalls, recoverPanics}
+}
+
+// logCalls gives each call a contextual logger carrying the method and a request ID (handlers
+// get it with klog.FromContext), logs the request and response at V(4) with CSI secrets
+// stripped, and logs every error.
+func logCalls(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	id := strconv.FormatUint(requestCounter.Add(1), 10)
+	logger := klog.LoggerWithValues(klog.FromContext(ctx), "method", info.FullMethod, "requestID", id)
+	ctx = klog.NewContext(ctx, logger)
+
+	logger.V(4).Info("Request", "request", protosanitizer.StripSecrets(req))
+	resp, err := handler(ctx, req)
+	if err != nil {
+		logger.Error(err, "Call failed", "code", status.Code(err).String())
+		return nil, err
+	}
+	logger.V(4).Info("Response", "response", protosanitizer.StripSecrets(resp))
+	return resp, nil
+}
+
+// recoverPanics turns a panic in a handler into codes.Internal, logging the stack.
+func recoverPanics(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			klog.FromContext(ctx).Error(nil, "Handler panicked", "panic", r, "stack", string(debug.Stack()))
+			resp, err = nil, status.Errorf(codes.Internal, "internal error: handler panicked: %v", r)
+		}
+	}()
+	return handler(ctx, req)
+}

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/go-logr/logr/funcr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+)
+
+// logBuffer collects the lines of a funcr logger.
+type logBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.lines, "\n")
+}
+
+// capture returns a context whose contextual logger writes to the returned buffer at V(5).
+func capture() (context.Context, *logBuffer) {
+	b := &logBuffer{}
+	logger := funcr.New(func(prefix, args string) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.lines = append(b.lines, prefix+" "+args)
+	}, funcr.Options{Verbosity: 5})
+	return klog.NewContext(context.Background(), logger), b
+}
+
+// chain runs the interceptors around handler the way grpc.ChainUnaryInterceptor does.
+func chain(ctx context.Context, req any, handler grpc.UnaryHandler) (any, error) {
+	info := &grpc.UnaryServerInfo{FullMethod: "/csi.v1.Controller/CreateVolume"}
+	ics := Interceptors()
+	h := handler
+	for i := len(ics) - 1; i >= 0; i-- {
+		ic, next := ics[i], h
+		h = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, next) }
+	}
+	return h(ctx, req)
+}
+
+func TestInterceptorsStripSecretsAndCarryARequestLogger(t *testing.T) {
+	ctx, logs := capture()
+	req := &csi.CreateVolumeRequest{Name: "pvc-1", Secrets: map[string]string{"password": "hunter2"}}
+	var handlerLogger bool
+	_, err := chain(ctx, req, func(ctx context.Context, req any) (any, error) {
+		klog.FromContext(ctx).Info("inside handler")
+		handlerLogger = true
+		return &csi.CreateVolumeResponse{Volume: &csi.Volume{VolumeId: "s/vol-1"}}, nil
+	})
+	if err != nil || !handlerLogger {
+		t.Fatalf("chain = %v", err)
+	}
+	out := logs.String()
+	if strings.Contains(out, "hunter2") {
+		t.Errorf("secret leaked into the log:\n%s", out)
+	}
+	for _, want := range []string{"pvc-1", "***stripped***", "s/vol-1", `"method"="/csi.v1.Controller/CreateVolume"`, `"requestID"`, "inside handler"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log misses %q:\n%s", want, out)
+		}
+	}
+	// The handler's own line carries the request's method and ID.
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "inside handler") && !strings.Contains(line, `"requestID"`) {
+			t.Errorf("handler log line lacks the request ID: %s", line)
+		}
+	}
+}
+
+func TestInterceptorsLogErrorsAndRecoverPanics(t *testing.T) {
+	for name, tc := range map[string]struct {
+		handler  grpc.UnaryHandler
+		wantCode codes.Code
+		wantLog  string
+	}{
+		"error is returned and logged": {
+			handler:  func(context.Context, any) (any, error) { return nil, status.Error(codes.NotFound, "no such volume") },
+			wantCode: codes.NotFound,
+			wantLog:  "no such volume",
+		},
+		"panic becomes Internal": {
+			handler:  func(context.Context, any) (any, error) { panic("kaboom") },
+			wantCode: codes.Internal,
+			wantLog:  "kaboom",
+		},
+		"plain error passes through as Unknown": {
+			handler:  func(context.Context, any) (any, error) { return nil, errors.New("plain") },
+			wantCode: codes.Unknown,
+			wantLog:  "plain",
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx, logs := capture()
+			resp, err := chain(ctx, &csi.ProbeRequest{}, tc.handler)
+			if resp != nil || status.Code(err) != tc.wantCode {
+				t.Fatalf("chain = %v, %v; want code %v", resp, err, tc.wantCode)
+			}
+			out := logs.String()
+			if !strings.Contains(out, "Call failed") || !strings.Contains(out, tc.wantLog) {
+				t.Errorf("error not logged:\n%s", out)
+			}
+		})
+	}
+}
