@@ -1,0 +1,157 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"k8s.io/klog/v2"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+)
+
+// NodePublishVolume implements csi.NodeServer: bind-mount the staged file system onto the
+// target directory, or the namespace's block device onto a target file.
+func (n *Node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	r, err := parsePublish(req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	unlock, err := n.lockVolume(r.volumeID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := n.publish(ctx, r); err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+func (n *Node) publish(ctx context.Context, r publishRequest) error {
+	log := klog.FromContext(ctx).WithValues("volumeID", r.volumeID, "targetPath", r.targetPath)
+	source, err := n.publishSource(r)
+	if err != nil {
+		return err
+	}
+	mounted, err := n.opts.Mounter.IsMountPoint(r.targetPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if mounted {
+		same, err := n.sameDevice(r.targetPath, source)
+		if err != nil {
+			return err
+		}
+		if !same {
+			return existsf("target path %s is already mounted from something else than volume %s", r.targetPath, r.volumeID)
+		}
+		log.V(2).Info("Volume already published")
+		return nil
+	}
+
+	created, err := makeTarget(r.targetPath, r.cap.block)
+	if err != nil {
+		return err
+	}
+	opts := []string{"bind"}
+	if r.readOnly {
+		opts = append(opts, "ro")
+	}
+	if !r.cap.block {
+		opts = append(opts, r.cap.flags...)
+	}
+	if err := n.opts.Mounter.Mount(ctx, source, r.targetPath, "", opts); err != nil {
+		// Leave nothing half-done: a bind remount ("ro") may have failed after the bind.
+		if uerr := n.opts.Mounter.Unmount(context.WithoutCancel(ctx), r.targetPath); uerr != nil {
+			return fmt.Errorf("%w (and unmounting it again: %v)", err, uerr)
+		}
+		if created {
+			_ = os.Remove(r.targetPath)
+		}
+		return err
+	}
+	log.Info("Published", "source", source, "readOnly", r.readOnly, "block", r.cap.block)
+	return nil
+}
+
+// publishSource is what gets bind-mounted: the staging mount for a filesystem volume, the
+// namespace device for a block volume.
+func (n *Node) publishSource(r publishRequest) (string, error) {
+	if !r.cap.block {
+		mounted, err := n.opts.Mounter.IsMountPoint(r.stagingPath)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		if !mounted {
+			return "", preconditionf("volume %s is not staged at %s", r.volumeID, r.stagingPath)
+		}
+		return r.stagingPath, nil
+	}
+	st, err := n.stash.load(r.volumeID)
+	if err != nil {
+		return "", err
+	}
+	if st == nil {
+		return "", preconditionf("volume %s is not staged on this node", r.volumeID)
+	}
+	if !st.Block {
+		return "", preconditionf("volume %s is staged as a filesystem volume, not a block volume", r.volumeID)
+	}
+	dev, err := n.opts.Connector.FindNamespace(st.SubsysNQN, st.NSUUID)
+	if errors.Is(err, nvme.ErrNotFound) {
+		return "", fmt.Errorf("%w: volume %s is staged but its namespace is not connected: %v", errUnavailable, r.volumeID, err)
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := n.opts.Connector.VerifyDevice(dev, st.SubsysNQN, st.NSUUID); err != nil {
+		return "", err
+	}
+	return dev, nil
+}
+
+// makeTarget creates the publish target (a directory, or a file for a block device) and its
+// parent, and reports whether it created the target itself.
+func makeTarget(path string, file bool) (bool, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return false, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return false, err
+	}
+	if !file {
+		return true, os.Mkdir(path, 0o750)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return false, err
+	}
+	return true, f.Close()
+}
+
+// NodeUnpublishVolume implements csi.NodeServer: unmount the target and remove it. A target
+// that does not exist or is not mounted is fine.
+func (n *Node) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	volumeID, targetPath := req.GetVolumeId(), req.GetTargetPath()
+	switch {
+	case volumeID == "":
+		return nil, toStatus(invalidf("volume_id is required"))
+	case targetPath == "":
+		return nil, toStatus(invalidf("target_path is required"))
+	}
+	unlock, err := n.lockVolume(volumeID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := n.opts.Mounter.CleanupMountPoint(ctx, targetPath); err != nil {
+		return nil, toStatus(err)
+	}
+	klog.FromContext(ctx).Info("Unpublished", "volumeID", volumeID, "targetPath", targetPath)
+	return &csi.NodeUnpublishVolumeResponse{}, nil
+}

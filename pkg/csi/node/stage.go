@@ -1,0 +1,238 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"k8s.io/klog/v2"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+)
+
+// NodeStageVolume implements csi.NodeServer: connect every portal, wait for the namespace,
+// and for filesystem volumes format (if blank) and mount it at the staging path.
+func (n *Node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+	r, err := parseStage(req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	unlock, err := n.lockVolume(r.volumeID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := n.stage(ctx, r); err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.NodeStageVolumeResponse{}, nil
+}
+
+func (n *Node) stage(ctx context.Context, r stageRequest) error {
+	log := klog.FromContext(ctx).WithValues("volumeID", r.volumeID, "subsysNQN", r.target.subsysNQN)
+	ctx = klog.NewContext(ctx, log)
+	prev, err := n.stash.load(r.volumeID)
+	if err != nil {
+		return err
+	}
+	if err := n.checkPrevious(prev, r); err != nil {
+		return err
+	}
+	if !r.cap.block {
+		mounted, err := n.opts.Mounter.IsMountPoint(r.stagingPath)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if mounted {
+			return n.checkStaged(ctx, r)
+		}
+	}
+	return n.stageNew(ctx, r)
+}
+
+// checkPrevious refuses to stage over an active staging of the same volume that is
+// incompatible with this request (CSI: AlreadyExists). A stash whose subsystem is not
+// connected and whose staging path is not mounted is stale and gets replaced.
+func (n *Node) checkPrevious(prev *volumeStash, r stageRequest) error {
+	if prev == nil {
+		return nil
+	}
+	same := prev.StagingPath == r.stagingPath && prev.Block == r.cap.block && prev.FSType == r.cap.fsType &&
+		prev.SubsysNQN == r.target.subsysNQN && prev.NSUUID == r.target.nsUUID
+	if same {
+		return nil
+	}
+	ctrls, err := n.opts.Connector.Controllers(prev.SubsysNQN)
+	if err != nil {
+		return err
+	}
+	mounted, _ := n.opts.Mounter.IsMountPoint(prev.StagingPath)
+	if len(ctrls) == 0 && !mounted {
+		return nil
+	}
+	return existsf("volume %s is already staged at %s (block=%t, fsType=%q, subsystem %s); unstage it first",
+		r.volumeID, prev.StagingPath, prev.Block, prev.FSType, prev.SubsysNQN)
+}
+
+// checkStaged handles a staging path that is already a mount point: fine if it is the
+// volume's namespace, else the mount is stale (e.g. the device of an earlier connection).
+// A stale mount is left for NodeUnstageVolume: pods may still use it.
+func (n *Node) checkStaged(ctx context.Context, r stageRequest) error {
+	log := klog.FromContext(ctx)
+	dev, err := n.opts.Connector.FindNamespace(r.target.subsysNQN, r.target.nsUUID)
+	if err != nil && !errors.Is(err, nvme.ErrNotFound) {
+		return err
+	}
+	if err == nil {
+		same, err := n.sameDevice(r.stagingPath, dev)
+		if err != nil {
+			return err
+		}
+		if same {
+			log.V(2).Info("Volume already staged", "stagingPath", r.stagingPath, "device", dev)
+			return n.stash.save(newStash(r, dev))
+		}
+	}
+	return fmt.Errorf("%w: staging path %s is mounted, but not from namespace %s of %s (device %q): "+
+		"NodeUnstageVolume must clean it up first", errLeftBehind, r.stagingPath, r.target.nsUUID, r.target.subsysNQN, dev)
+}
+
+// sameDevice reports whether path (a mount point or a bind-mounted device file) is backed by
+// the block device dev.
+func (n *Node) sameDevice(path, dev string) (bool, error) {
+	a, err := n.opts.Mounter.DeviceNumber(path)
+	if err != nil {
+		return false, err
+	}
+	b, err := n.opts.Mounter.DeviceNumber(dev)
+	if err != nil {
+		return false, err
+	}
+	return a == b, nil
+}
+
+func newStash(r stageRequest, dev string) *volumeStash {
+	return &volumeStash{
+		VolumeID: r.volumeID, StagingPath: r.stagingPath,
+		SubsysNQN: r.target.subsysNQN, NSUUID: r.target.nsUUID,
+		Transport: r.target.transport, Portals: r.target.raw,
+		Block: r.cap.block, FSType: r.cap.fsType, Device: dev,
+	}
+}
+
+// stageNew connects and, for filesystem volumes, formats and mounts. On failure it undoes
+// what it did, in reverse order, with a context of its own (the request's may have ended).
+func (n *Node) stageNew(ctx context.Context, r stageRequest) (err error) {
+	log := klog.FromContext(ctx)
+	nqn := r.target.subsysNQN
+	before, err := n.opts.Connector.Controllers(nqn)
+	if err != nil {
+		return err
+	}
+	connectedBefore := len(before) > 0
+	// Intent record first: whatever happens next, Unstage can find the subsystem.
+	if err := n.stash.save(newStash(r, "")); err != nil {
+		return err
+	}
+	var undo undoStack
+	if !connectedBefore {
+		undo.push("forget the stash", func(context.Context) error { return n.stash.remove(r.volumeID) })
+		undo.push("disconnect "+nqn, func(ctx context.Context) error { return n.disconnect(ctx, nqn) })
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.opts.CleanupTimeout)
+		defer cancel()
+		if uerr := undo.run(cctx, log); uerr != nil {
+			err = fmt.Errorf("%w (undo failed: %w; %w)", err, uerr, errLeftBehind)
+		} else if connectedBefore {
+			err = fmt.Errorf("%w (subsystem %s was connected before this call and stays: %w)", err, nqn, errLeftBehind)
+		}
+	}()
+
+	dev, err := n.connect(ctx, r)
+	if err != nil {
+		return err
+	}
+	if r.cap.block {
+		log.Info("Staged block volume", "device", dev)
+		return n.stash.save(newStash(r, dev))
+	}
+	if err := os.MkdirAll(r.stagingPath, 0o750); err != nil {
+		return err
+	}
+	if err := n.opts.Connector.VerifyDevice(dev, nqn, r.target.nsUUID); err != nil {
+		return err
+	}
+	format, err := n.opts.Mounter.GetDiskFormat(ctx, dev)
+	if err != nil {
+		return err
+	}
+	if format != "" && format != r.cap.fsType {
+		return preconditionf("%s holds %q, not the requested %s: refusing to mount or format it", dev, format, r.cap.fsType)
+	}
+	// Registered before mounting: a mount that outlives a cancelled call still gets undone.
+	undo.push("unmount "+r.stagingPath, func(ctx context.Context) error { return n.opts.Mounter.Unmount(ctx, r.stagingPath) })
+	if err := n.opts.Mounter.FormatAndMount(ctx, dev, r.stagingPath, r.cap.fsType, stageMountOptions(r.cap)); err != nil {
+		return err
+	}
+	if format != "" && !r.cap.readOnly {
+		// An existing, writable file system: grow it in case the volume was expanded while it
+		// was not staged. (No NeedResize: the format and the mode are known already.)
+		if _, err := n.opts.Mounter.Resize(ctx, dev, r.stagingPath); err != nil {
+			return err
+		}
+	}
+	if err := n.stash.save(newStash(r, dev)); err != nil {
+		return err
+	}
+	log.Info("Staged filesystem volume", "device", dev, "fsType", r.cap.fsType, "formatted", format == "", "stagingPath", r.stagingPath)
+	return nil
+}
+
+// stageMountOptions are the options of the staging mount: the capability's flags, "ro" for
+// read-only access modes, and for xfs "nouuid", so that a clone (same file system UUID) can be
+// mounted on the node where its source is.
+func stageMountOptions(c volumeCap) []string {
+	opts := append([]string(nil), c.flags...)
+	if c.readOnly {
+		opts = append(opts, "ro")
+	}
+	if c.fsType == "xfs" {
+		opts = append(opts, "nouuid")
+	}
+	return opts
+}
+
+// undoStack runs cleanup steps in reverse order of registration.
+type undoStack struct {
+	steps []undoStep
+}
+
+type undoStep struct {
+	what string
+	fn   func(context.Context) error
+}
+
+func (u *undoStack) push(what string, fn func(context.Context) error) {
+	u.steps = append(u.steps, undoStep{what, fn})
+}
+
+// run stops at the first failing step: later (earlier registered) steps depend on it, e.g.
+// a subsystem must not be disconnected while its file system is still mounted.
+func (u *undoStack) run(ctx context.Context, log klog.Logger) error {
+	for i := len(u.steps) - 1; i >= 0; i-- {
+		s := u.steps[i]
+		if err := s.fn(ctx); err != nil {
+			log.Error(err, "Undoing a failed stage", "step", s.what)
+			return fmt.Errorf("%s: %w", s.what, err)
+		}
+		log.V(2).Info("Undid", "step", s.what)
+	}
+	return nil
+}

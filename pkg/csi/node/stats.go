@@ -1,0 +1,144 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+)
+
+// NodeGetVolumeStats implements csi.NodeServer: bytes and inodes of a filesystem volume
+// (statfs, no device I/O), the size of a block volume. It takes no lock: it only reads.
+func (n *Node) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+	volumeID, volumePath := req.GetVolumeId(), req.GetVolumePath()
+	switch {
+	case volumeID == "":
+		return nil, toStatus(invalidf("volume_id is required"))
+	case volumePath == "":
+		return nil, toStatus(invalidf("volume_path is required"))
+	}
+	usage, err := n.usage(volumeID, volumePath)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.NodeGetVolumeStatsResponse{Usage: usage}, nil
+}
+
+func (n *Node) usage(volumeID, volumePath string) ([]*csi.VolumeUsage, error) {
+	fi, err := os.Stat(volumePath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, notFoundf("volume path %s does not exist", volumePath)
+	}
+	if err != nil {
+		return nil, err
+	}
+	mounted, err := n.opts.Mounter.IsMountPoint(volumePath)
+	if err != nil {
+		return nil, err
+	}
+	if !mounted {
+		return nil, notFoundf("volume %s is not published at %s", volumeID, volumePath)
+	}
+	if !fi.IsDir() {
+		size, err := n.opts.Mounter.BlockDeviceSize(volumePath)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errUnavailable, err)
+		}
+		return []*csi.VolumeUsage{{Unit: csi.VolumeUsage_BYTES, Total: size}}, nil
+	}
+	s, err := n.opts.Mounter.FilesystemStats(volumePath)
+	if err != nil {
+		return nil, err
+	}
+	return []*csi.VolumeUsage{
+		{Unit: csi.VolumeUsage_BYTES, Total: s.TotalBytes, Available: s.AvailableBytes, Used: s.UsedBytes},
+		{Unit: csi.VolumeUsage_INODES, Total: s.TotalInodes, Available: s.AvailableInodes, Used: s.UsedInodes},
+	}, nil
+}
+
+// Health reasons reported by NodeGetVolumeHealth.
+const (
+	ReasonNotConnected  = "NotConnected"
+	ReasonNoLivePath    = "NoLivePath"
+	ReasonPathDown      = "PathDown"
+	ReasonNamespaceGone = "NamespaceGone"
+	ReasonStaleMount    = "StaleMount"
+)
+
+// NodeGetVolumeHealth implements csi.NodeServer from this node's view of the volume:
+// INACCESSIBLE when its subsystem has no controller or none is live, when the namespace
+// device is gone, or when a given path is backed by another device than the namespace (a
+// stale mount); DEGRADED when some of its paths are down. Volumes this node has no record of
+// are NotFound.
+func (n *Node) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
+	volumeID := req.GetVolumeId()
+	if volumeID == "" {
+		return nil, toStatus(invalidf("volume_id is required"))
+	}
+	st, err := n.stash.load(volumeID)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if st == nil {
+		return nil, toStatus(notFoundf("volume %s is not staged on this node", volumeID))
+	}
+	entries, err := n.health(st, req.GetVolumePublishPath(), req.GetStagingTargetPath())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: &csi.VolumeHealth{VolumeId: volumeID, HealthStatuses: entries}}, nil
+}
+
+func (n *Node) health(st *volumeStash, paths ...string) ([]*csi.VolumeHealth_VolumeHealthEntry, error) {
+	bad := func(status csi.VolumeHealthErrorType, reason, format string, a ...any) []*csi.VolumeHealth_VolumeHealthEntry {
+		return []*csi.VolumeHealth_VolumeHealthEntry{{Status: status, Reason: reason, Message: fmt.Sprintf(format, a...)}}
+	}
+	ctrls, err := n.opts.Connector.Controllers(st.SubsysNQN)
+	if err != nil {
+		return nil, err
+	}
+	if len(ctrls) == 0 {
+		return bad(csi.VolumeHealthErrorType_INACCESSIBLE, ReasonNotConnected, "no controller of %s on this node", st.SubsysNQN), nil
+	}
+	var live int
+	var down []string
+	for _, c := range ctrls {
+		if c.State == "live" {
+			live++
+		} else {
+			down = append(down, fmt.Sprintf("%s (%s %s, %s)", c.Name, c.Transport, c.Address, c.State))
+		}
+	}
+	if live == 0 {
+		return bad(csi.VolumeHealthErrorType_INACCESSIBLE, ReasonNoLivePath, "no live path to %s: %s", st.SubsysNQN, strings.Join(down, ", ")), nil
+	}
+	dev, err := n.opts.Connector.FindNamespace(st.SubsysNQN, st.NSUUID)
+	if errors.Is(err, nvme.ErrNotFound) {
+		return bad(csi.VolumeHealthErrorType_INACCESSIBLE, ReasonNamespaceGone, "namespace %s of %s has no device", st.NSUUID, st.SubsysNQN), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range paths {
+		if p == "" || (p == st.StagingPath && st.Block) {
+			continue
+		}
+		if mounted, err := n.opts.Mounter.IsMountPoint(p); err != nil || !mounted {
+			continue
+		}
+		if same, err := n.sameDevice(p, dev); err == nil && !same {
+			return bad(csi.VolumeHealthErrorType_INACCESSIBLE, ReasonStaleMount,
+				"%s is backed by another device than namespace %s (%s): restage the volume", p, st.NSUUID, dev), nil
+		}
+	}
+	if len(down) > 0 {
+		return bad(csi.VolumeHealthErrorType_DEGRADED, ReasonPathDown, "%d of %d paths down: %s", len(down), len(ctrls), strings.Join(down, ", ")), nil
+	}
+	return nil, nil
+}

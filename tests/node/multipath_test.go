@@ -1,0 +1,115 @@
+//go:build vm
+
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+)
+
+// TestTwoPortalsStageOneMultipathHead stages a volume exported on two NVMe/TCP portals: both
+// paths connect, and the kernel merges them into a single head device, which is what gets
+// formatted and mounted.
+func TestTwoPortalsStageOneMultipathHead(t *testing.T) {
+	e := newEnv(t)
+	if !e.in.MultipathEnabled() {
+		t.Fatal("native NVMe multipath is off in the guest; this test needs the kernel default")
+	}
+	v := e.newVolume(64, tcpA, tcpB)
+	ctx := timeout(t, 2*time.Minute)
+	must(t, "stage", e.stage(ctx, v, fsCap("ext4")))
+
+	ctrls, err := e.in.Controllers(v.NQN)
+	must(t, "controllers", err)
+	if len(ctrls) != 2 || ctrls[0].Address == ctrls[1].Address {
+		t.Fatalf("controllers %+v, want one per portal", ctrls)
+	}
+	for _, c := range ctrls {
+		if c.HostNQN != e.id.HostNQN || c.HostID != e.id.HostID {
+			t.Errorf("%s connected as %s/%s, want the node's identity", c.Name, c.HostNQN, c.HostID)
+		}
+	}
+	head, err := e.in.FindNamespace(v.NQN, v.UUID)
+	must(t, "find namespace", err)
+	var heads, paths []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		heads, paths = devicesWithUUID(t, v.UUID)
+		if len(paths) == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(heads) != 1 || "/dev/"+heads[0] != head || len(paths) != 2 {
+		t.Fatalf("visible %v, hidden paths %v; want the head %s and two paths", heads, paths, head)
+	}
+	// The staging mount is on the head.
+	mnt := mountsUnder(t, e.stagingPath(v))
+	if len(mnt) != 1 {
+		t.Fatalf("staging mounts %v", mnt)
+	}
+	src := mountSource(t, e.stagingPath(v))
+	if src != head {
+		t.Errorf("staging path mounted from %s, want the head %s", src, head)
+	}
+	h, err := e.node.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: v.ID, StagingTargetPath: e.stagingPath(v)})
+	must(t, "health", err)
+	if s := h.GetVolumeHealth().GetHealthStatuses(); len(s) != 0 {
+		t.Errorf("healthy volume reports %v", s)
+	}
+	t.Logf("head %s, paths %v, controllers %s and %s", head, paths, ctrls[0].Name, ctrls[1].Name)
+	must(t, "unstage", e.unstage(ctx, v))
+	e.assertGone(v)
+	if heads, paths := devicesWithUUID(t, v.UUID); len(heads)+len(paths) != 0 {
+		t.Errorf("after unstage: devices %v, paths %v remain", heads, paths)
+	}
+}
+
+var pathDevRE = regexp.MustCompile(`^nvme[0-9]+c[0-9]+n[0-9]+$`)
+
+// devicesWithUUID lists the NVMe block devices whose namespace UUID is uuid, split into
+// visible ones and hidden multipath path devices.
+func devicesWithUUID(t *testing.T, uuid string) (visible, hidden []string) {
+	t.Helper()
+	entries, err := os.ReadDir("/sys/class/block")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join("/sys/class/block", e.Name(), "uuid"))
+		if err != nil || strings.TrimSpace(string(raw)) != uuid {
+			continue
+		}
+		if pathDevRE.MatchString(e.Name()) {
+			hidden = append(hidden, e.Name())
+		} else {
+			visible = append(visible, e.Name())
+		}
+	}
+	return visible, hidden
+}
+
+// mountSource returns the source device of the mount at path, from /proc/self/mountinfo.
+func mountSource(t *testing.T, path string) string {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	must(t, "mountinfo", err)
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[4] != path {
+			continue
+		}
+		for i, x := range f {
+			if x == "-" && i+2 < len(f) {
+				return f[i+2]
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,69 @@
+//go:build vm
+
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+)
+
+// TestStageWithoutNativeMultipathUsesOnePath reloads nvme_core with multipath=N (and back
+// afterwards), which needs a quiet kernel, and stages a volume exported on two portals: the
+// node connects a single path and mounts that controller's own namespace device.
+func TestStageWithoutNativeMultipathUsesOnePath(t *testing.T) {
+	if ctrls, err := (&nvme.Initiator{}).Controllers(""); err != nil || len(ctrls) != 0 {
+		t.Fatalf("controllers left by other tests: %+v, %v", ctrls, err)
+	}
+	reloadNVMe(t, "N")
+	t.Cleanup(func() { reloadNVMe(t, "Y") }) // runs last, once the target is gone
+	e := newEnv(t)
+	if e.in.MultipathEnabled() {
+		t.Fatal("MultipathEnabled after loading nvme_core multipath=N")
+	}
+	v := e.newVolume(64, tcpA, tcpB)
+	ctx := timeout(t, 2*time.Minute)
+	must(t, "stage", e.stage(ctx, v, fsCap("ext4")))
+	ctrls, err := e.in.Controllers(v.NQN)
+	must(t, "controllers", err)
+	if len(ctrls) != 1 {
+		t.Fatalf("controllers %+v, want a single path", ctrls)
+	}
+	src := mountSource(t, e.stagingPath(v))
+	if !strings.HasPrefix(src, "/dev/"+ctrls[0].Name+"n") {
+		t.Errorf("staging path mounted from %s, want %s's namespace", src, ctrls[0].Name)
+	}
+	data := randomBytes(t, 64<<10)
+	writeSynced(t, filepath.Join(e.stagingPath(v), "data"), data)
+	must(t, "unstage", e.unstage(ctx, v))
+	e.assertGone(v)
+	must(t, "restage", e.stage(ctx, v, fsCap("ext4")))
+	got, err := os.ReadFile(filepath.Join(e.stagingPath(v), "data"))
+	if err != nil || string(got) != string(data) {
+		t.Fatalf("read back %d bytes, %v", len(got), err)
+	}
+	must(t, "unstage", e.unstage(ctx, v))
+	e.assertGone(v)
+}
+
+// reloadNVMe reloads the NVMe host and target modules with nvme_core's multipath parameter set
+// to mp ("Y" or "N"). Everything that uses them must be gone.
+func reloadNVMe(t *testing.T, mp string) {
+	t.Helper()
+	mustRun(t, "modprobe", "-r", "nvmet_rdma", "nvmet_tcp", "nvme_rdma", "nvme_tcp", "nvme_fabrics", "nvmet", "nvme_core")
+	mustRun(t, "modprobe", "nvme_core", "multipath="+mp)
+	mustRun(t, "modprobe", "-a", "nvmet", "nvmet_tcp", "nvmet_rdma", "nvme_tcp", "nvme_rdma")
+	for _, p := range []string{"/dev/nvme-fabrics", "/sys/kernel/config/nvmet/ports"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("after reloading the NVMe modules: %v", err)
+		}
+	}
+	raw, err := os.ReadFile("/sys/module/nvme_core/parameters/multipath")
+	if err != nil || strings.TrimSpace(string(raw)) != mp {
+		t.Fatalf("nvme_core multipath = %q, %v; want %s", raw, err, mp)
+	}
+}
