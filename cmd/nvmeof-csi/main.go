@@ -4,47 +4,68 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
+	"k8s.io/klog/v2"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/plugin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
 )
 
-// options are the command-line settings of the plugin.
-type options struct {
-	mode     string
-	endpoint string
-}
-
 func main() {
-	var opts options
+	klog.InitFlags(nil)
+	var o plugin.Options
+	var topology string
 	showVersion := flag.Bool("version", false, "print the version and exit")
-	flag.StringVar(&opts.mode, "mode", "all", "which CSI services to serve: controller, node or all")
-	flag.StringVar(&opts.endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint")
+	flag.StringVar(&o.Mode, "mode", plugin.ModeAll, "which CSI services to serve: controller, node or all")
+	flag.StringVar(&o.Endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint (unix:///path or tcp://host:port)")
+	flag.StringVar(&o.StorageNodes, "storage-nodes", "/etc/nvmeof-csi/storage-nodes.yaml", "controller: storage-node configuration file")
+	flag.DurationVar(&o.AgentTimeout, "agent-timeout", 30*time.Second, "controller: bound of each agent call")
+	flag.DurationVar(&o.ProbeTimeout, "probe-timeout", 3*time.Second, "controller: bound of Probe's agent checks")
+	flag.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "node: this worker's Kubernetes node name (default $NODE_NAME)")
+	flag.StringVar(&o.IdentityDir, "identity-dir", "/etc/nvme", "node: directory of the host's hostnqn and hostid (created when missing)")
+	flag.StringVar(&topology, "topology", "", "node: accessible topology segments, key=value,key=value")
+	flag.Int64Var(&o.MaxVolumesPerNode, "max-volumes-per-node", 0, "node: volumes this node may attach (0: no limit reported)")
+	flag.StringVar(&o.StateDir, "state-dir", "", "node: where staging state is kept (default under the kubelet plugin directory)")
 	flag.Parse()
 
 	if *showVersion {
 		fmt.Println(version.String("nvmeof-csi"))
 		return
 	}
+	var err error
+	if o.Topology, err = parseSegments(topology); err != nil {
+		fmt.Fprintln(os.Stderr, "nvmeof-csi: --topology:", err)
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, opts); err != nil {
-		fmt.Fprintln(os.Stderr, "nvmeof-csi:", err)
+	if err := plugin.Run(ctx, o); err != nil {
+		klog.ErrorS(err, "nvmeof-csi failed")
+		klog.Flush()
 		os.Exit(1)
 	}
 }
 
-func run(_ context.Context, opts options) error {
-	switch opts.mode {
-	case "controller", "node", "all":
-	default:
-		return fmt.Errorf("--mode=%q: want controller, node or all", opts.mode)
+// parseSegments parses "k=v,k2=v2".
+func parseSegments(s string) (map[string]string, error) {
+	if s == "" {
+		return nil, nil
 	}
-	return errors.New("the CSI services are not implemented in this build yet")
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q: want key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 // BenchmarkAgentOperations measures, against real LVM and nvmet, the latency of the agent's
@@ -19,17 +21,17 @@ func BenchmarkAgentOperations(b *testing.B) {
 	// every call gets its own volume group.
 	benchRuns++
 	vg := fmt.Sprintf("benchvg%d", benchRuns)
-	loop := thinPool(b, vg, "16G")
+	loop := vmenv.ThinPool(b, vg, "16G")
 	sock := b.TempDir() + "/agent.sock"
-	startAgent(b, writeAgentConfig(b, fmt.Sprintf(`
+	vmenv.StartAgent(b, fmt.Sprintf(`
 nodeName: bench%d
 pool: {volumeGroup: %s, thinPool: pool, overcommitRatio: 8, devices: [%s]}
 portals: [{id: %d, transport: tcp, address: 192.0.2.1, port: %d}]
 listen: unix://%s
-`, benchRuns, vg, loop, 30+benchRuns, 4430+benchRuns, sock)))
-	c := dial(b, "unix://"+sock, nil)
-	ctx := ctxFor(b, 30*time.Minute)
-	filter := fmt.Sprintf(`devices { global_filter = [ "a|^%s$|", "r|.*|" ] }`, loop)
+`, benchRuns, vg, loop, 30+benchRuns, 4430+benchRuns, sock))
+	c := vmenv.Dial(b, "unix://"+sock, nil)
+	ctx := vmenv.Context(b, 30*time.Minute)
+	filter := vmenv.LVMFilter(loop)
 	host := newHost(b)
 
 	var create, lvcreate, snapshot, clone, publish time.Duration
@@ -50,7 +52,7 @@ listen: unix://%s
 			return err
 		})
 		timed(&lvcreate, func() error {
-			_, err := runErr(ctx, "lvcreate", "--config", filter, "-q", "-V", "1G", "-T", vg+"/pool", "-n", fmt.Sprintf("bare-%d", i))
+			_, err := command.Exec{}.Run(ctx, "lvcreate", "--config", filter, "-q", "-V", "1G", "-T", vg+"/pool", "-n", fmt.Sprintf("bare-%d", i))
 			return err
 		})
 		timed(&snapshot, func() error {

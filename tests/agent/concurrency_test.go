@@ -11,21 +11,22 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 // TestConcurrentCreatesAreExactlyOncePerName sends 50 CreateVolume calls at once, 10 of them
 // repeating a name: exactly 40 volumes must exist afterwards, each name once.
 func TestConcurrentCreatesAreExactlyOncePerName(t *testing.T) {
-	loop := thinPool(t, "concvg", "8G")
+	loop := vmenv.ThinPool(t, "concvg", "8G")
 	sock := t.TempDir() + "/agent.sock"
-	startAgent(t, writeAgentConfig(t, fmt.Sprintf(`
+	vmenv.StartAgent(t, fmt.Sprintf(`
 nodeName: sn2
 pool: {volumeGroup: concvg, thinPool: pool, devices: [%s]}
 portals: [{id: 21, transport: tcp, address: 192.0.2.1, port: 4421}]
 listen: unix://%s
-`, loop, sock)))
-	c := dial(t, "unix://"+sock, nil)
-	ctx := ctxFor(t, 10*time.Minute)
+`, loop, sock))
+	c := vmenv.Dial(t, "unix://"+sock, nil)
+	ctx := vmenv.Context(t, 10*time.Minute)
 
 	names := make([]string, 0, 50)
 	for i := range 40 {

@@ -15,16 +15,17 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls/mtlstest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // TestVolumeLifecycleOverTheRealTarget drives a real agent process (TCP + mTLS) against real
 // LVM and nvmet, and checks every step from a real initiator in the same kernel.
 func TestVolumeLifecycleOverTheRealTarget(t *testing.T) {
-	loop := thinPool(t, "lifevg", "8G")
+	loop := vmenv.ThinPool(t, "lifevg", "8G")
 	ca := mtlstest.NewCA(t, "ops")
 	server := ca.Issue(t, "127.0.0.1")
-	cfgPath := writeAgentConfig(t, fmt.Sprintf(`
+	cfg := fmt.Sprintf(`
 nodeName: sn1
 pool: {volumeGroup: lifevg, thinPool: pool, overcommitRatio: 4, devices: [%s]}
 portals:
@@ -33,23 +34,23 @@ portals:
 listen: tcp://127.0.0.1:9500
 tls: {cert: %s, key: %s, ca: %s}
 reconcileInterval: 5s
-`, loop, vmtest.PortalA, vmtest.PortalB, server.Cert, server.Key, server.CA))
-	proc := startAgent(t, cfgPath)
-	c := dial(t, "127.0.0.1:9500", mtlsCreds(t, ca.Issue(t, "controller"), "127.0.0.1"))
-	ctx := ctxFor(t, 10*time.Minute)
+`, loop, vmtest.PortalA, vmtest.PortalB, server.Cert, server.Key, server.CA)
+	proc := vmenv.StartAgent(t, cfg)
+	c := vmenv.Dial(t, "127.0.0.1:9500", vmenv.MTLS(t, ca.Issue(t, "controller"), "127.0.0.1"))
+	ctx := vmenv.Context(t, 10*time.Minute)
 
 	t.Run("clients without a valid certificate are refused", func(t *testing.T) {
 		rogue := mtlstest.NewCA(t, "rogue").Issue(t, "intruder")
 		rogue.CA = server.CA // it trusts the agent; only its own certificate is foreign
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := agentClient(t, "127.0.0.1:9500", mtlsCreds(t, rogue, "127.0.0.1")).Info(cctx, &agentapi.InfoRequest{})
+		_, err := vmenv.Client(t, "127.0.0.1:9500", vmenv.MTLS(t, rogue, "127.0.0.1")).Info(cctx, &agentapi.InfoRequest{})
 		cancel()
 		if err == nil {
 			t.Fatal("a client certificate from another CA was accepted")
 		}
 		cctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if _, err := agentClient(t, "127.0.0.1:9500", nil).Info(cctx, &agentapi.InfoRequest{}); err == nil {
+		if _, err := vmenv.Client(t, "127.0.0.1:9500", nil).Info(cctx, &agentapi.InfoRequest{}); err == nil {
 			t.Fatal("plaintext client accepted on the TCP listener")
 		}
 	})
@@ -122,7 +123,7 @@ reconcileInterval: 5s
 	})
 
 	t.Run("exports come back after an agent crash and a configfs wipe", func(t *testing.T) {
-		proc.stop(syscall.SIGKILL)
+		proc.Stop(syscall.SIGKILL)
 		wipe := &nvmet.Target{Prefix: "nqn.2026-11.io.nvmeof-csi:sn1:"}
 		subs, err := wipe.List(ctx)
 		if err != nil || len(subs) != 2 {
@@ -139,8 +140,8 @@ reconcileInterval: 5s
 			}
 		}
 		// The new agent and client outlive this subtest.
-		startAgent(outer, cfgPath)
-		c = dial(outer, "127.0.0.1:9500", mtlsCreds(t, ca.Issue(t, "controller2"), "127.0.0.1"))
+		vmenv.StartAgentFile(outer, proc.ConfigPath)
+		c = vmenv.Dial(outer, "127.0.0.1:9500", vmenv.MTLS(t, ca.Issue(t, "controller2"), "127.0.0.1"))
 		waitFor(t, 90*time.Second, "I/O through the reconnected host", func() error {
 			got, err := readAt(dev, 0, len(p))
 			if err == nil && !bytes.Equal(got, p) {

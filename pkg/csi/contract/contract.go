@@ -57,6 +57,10 @@ func ParseNodeID(id string) (nodeName, hostNQN string, err error) {
 	return name, nqn, nil
 }
 
+// TopologyNodeKey is the topology segment every node reports with its node name, so that
+// accessibility is never empty; operators add segments (zones, racks) with --topology.
+const TopologyNodeKey = "topology.nvmeof.csi.io/node"
+
 // publish_context keys, set by ControllerPublishVolume for NodeStageVolume.
 const (
 	PublishSubsysNQN = "subsysNQN"

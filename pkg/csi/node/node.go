@@ -150,15 +150,15 @@ func (n *Node) NodeID() string { return contract.NodeID(n.opts.NodeName, n.opts.
 
 // NodeGetInfo implements csi.NodeServer.
 func (n *Node) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
-	resp := &csi.NodeGetInfoResponse{NodeId: n.NodeID(), MaxVolumesPerNode: n.opts.MaxVolumesPerNode}
-	if len(n.opts.Topology) > 0 {
-		segs := make(map[string]string, len(n.opts.Topology))
-		for k, v := range n.opts.Topology {
-			segs[k] = v
-		}
-		resp.AccessibleTopology = &csi.Topology{Segments: segs}
+	segs := map[string]string{contract.TopologyNodeKey: n.opts.NodeName}
+	for k, v := range n.opts.Topology {
+		segs[k] = v
 	}
-	return resp, nil
+	return &csi.NodeGetInfoResponse{
+		NodeId:             n.NodeID(),
+		MaxVolumesPerNode:  n.opts.MaxVolumesPerNode,
+		AccessibleTopology: &csi.Topology{Segments: segs},
+	}, nil
 }
 
 // NodeGetCapabilities implements csi.NodeServer.

@@ -61,7 +61,8 @@ func TestNodeGetInfoReportsIdentityTopologyAndLimit(t *testing.T) {
 	if name, nqn, err := contract.ParseNodeID(resp.GetNodeId()); err != nil || name != "worker-1" || nqn != testHost {
 		t.Errorf("node ID does not parse back: %q %q %v", name, nqn, err)
 	}
-	if resp.GetMaxVolumesPerNode() != 100 || resp.GetAccessibleTopology().GetSegments()["topology.nvmeof.csi.io/zone"] != "a" {
+	segs := resp.GetAccessibleTopology().GetSegments()
+	if resp.GetMaxVolumesPerNode() != 100 || segs["topology.nvmeof.csi.io/zone"] != "a" || segs[contract.TopologyNodeKey] != "worker-1" {
 		t.Errorf("info %v", resp)
 	}
 }

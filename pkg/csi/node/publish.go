@@ -54,6 +54,11 @@ func (n *Node) publish(ctx context.Context, r publishRequest) error {
 		return nil
 	}
 
+	if r.cap.singleWriter {
+		if err := n.onlyPublication(r); err != nil {
+			return err
+		}
+	}
 	created, err := makeTarget(r.targetPath, r.cap.block)
 	if err != nil {
 		return err
@@ -154,4 +159,27 @@ func (n *Node) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVo
 	}
 	klog.FromContext(ctx).Info("Unpublished", "volumeID", volumeID, "targetPath", targetPath)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// onlyPublication fails with FailedPrecondition when a SINGLE_NODE_SINGLE_WRITER volume is
+// already published at another target path on this node.
+func (n *Node) onlyPublication(r publishRequest) error {
+	st, err := n.stash.load(r.volumeID)
+	if err != nil || st == nil {
+		return err
+	}
+	dev, err := n.opts.Connector.FindNamespace(st.SubsysNQN, st.NSUUID)
+	if err != nil {
+		return err
+	}
+	mounts, err := n.opts.Mounter.DeviceMounts(dev)
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if m != r.stagingPath && m != r.targetPath {
+			return preconditionf("volume %s has access mode SINGLE_NODE_SINGLE_WRITER and is already published at %s", r.volumeID, m)
+		}
+	}
+	return nil
 }

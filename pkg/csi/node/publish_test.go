@@ -9,6 +9,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func TestPublishFilesystemBindsTheStagingMount(t *testing.T) {
@@ -119,5 +120,27 @@ func TestPublishAndUnpublishRejectInvalidRequests(t *testing.T) {
 	for _, req := range []*csi.NodeUnpublishVolumeRequest{{TargetPath: "/t"}, {VolumeId: testVolume}} {
 		_, err := h.node.NodeUnpublishVolume(context.Background(), req)
 		wantCode(t, err, codes.InvalidArgument)
+	}
+}
+
+func TestSingleWriterVolumeIsPublishedOnlyOnce(t *testing.T) {
+	h := newHarness(t)
+	snsw := csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER
+	h.stage(mountCap("ext4", snsw))
+	first, second := h.path("pods", "p1", "mount"), h.path("pods", "p2", "mount")
+	for range 2 { // the same target again is idempotent
+		if _, err := h.node.NodePublishVolume(context.Background(), h.publishRequest(mountCap("ext4", snsw), first)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := h.node.NodePublishVolume(context.Background(), h.publishRequest(mountCap("ext4", snsw), second))
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("second target: %v, want FailedPrecondition", err)
+	}
+	if _, err := h.node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: testVolume, TargetPath: first}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.node.NodePublishVolume(context.Background(), h.publishRequest(mountCap("ext4", snsw), second)); err != nil {
+		t.Fatalf("after the first target went: %v", err)
 	}
 }

@@ -19,6 +19,8 @@ type volumeCap struct {
 	fsType   string   // filesystem volumes: "ext4" or "xfs"
 	flags    []string // filesystem volumes: mount flags from the capability
 	readOnly bool     // the access mode only allows reading
+	// singleWriter: SINGLE_NODE_SINGLE_WRITER allows one publication on the node.
+	singleWriter bool
 }
 
 func parseCapability(c *csi.VolumeCapability) (volumeCap, error) {
@@ -28,8 +30,9 @@ func parseCapability(c *csi.VolumeCapability) (volumeCap, error) {
 	var vc volumeCap
 	mode := c.GetAccessMode().GetMode()
 	switch mode {
+	case csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER:
+		vc.singleWriter = true
 	case csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER,
-		csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER,
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER:
 	case csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY,
 		csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY:

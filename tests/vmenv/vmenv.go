@@ -1,0 +1,195 @@
+// Package vmenv builds the storage side of VM tests: thin pools on loop devices of the scratch
+// disk, and real agent processes. Agents run as the test binary itself re-executed in agent
+// mode (the same code path as cmd/nvmeof-agent after flag parsing), so a test can SIGKILL and
+// restart one. Only for tests that run inside the VM (see tests/vmtest).
+package vmenv
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/klog/v2"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agent"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+)
+
+const agentConfigEnv = "NVMEOF_TEST_AGENT_CONFIG"
+
+// MaybeRunAgent must be called first in TestMain: when this process was started by StartAgent
+// it runs the agent and exits; otherwise it returns.
+func MaybeRunAgent() {
+	path := os.Getenv(agentConfigEnv)
+	if path == "" {
+		return
+	}
+	klog.InitFlags(nil)
+	flag.Parse()
+	cfg, err := agent.LoadConfig(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := agent.Run(ctx, cfg); err != nil {
+		klog.ErrorS(err, "agent failed")
+		klog.Flush()
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Context returns a context that ends after d or with the test.
+func Context(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Run runs a command (LC_ALL=C, bounded) and fails the test on error.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := command.Exec{}.Run(Context(t, 2*time.Minute), name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// LVMFilter is an lvm --config that only lets lvm see dev.
+func LVMFilter(dev string) string {
+	return fmt.Sprintf(`devices { global_filter = [ "a|^%s$|", "r|.*|" ] }`, dev)
+}
+
+// ThinPool creates a volume group vg on a sparse loop file of the scratch disk, with a thin
+// pool named "pool"; both go when the test ends. It returns the loop device.
+func ThinPool(t testing.TB, vg string, size string) string {
+	t.Helper()
+	img := filepath.Join(vmtest.ScratchDir(), vg+".img")
+	Run(t, "truncate", "-s", size, img)
+	loop := Run(t, "losetup", "-f", "--show", img)
+	t.Cleanup(func() {
+		exec.Command("vgremove", "--config", LVMFilter(loop), "-f", vg).Run()
+		exec.Command("losetup", "-d", loop).Run()
+		os.Remove(img)
+	})
+	if err := lvm.CreatePool(Context(t, 2*time.Minute), command.Exec{}, vg, "pool", []string{loop}, 90); err != nil {
+		t.Fatal(err)
+	}
+	return loop
+}
+
+// Agent is a real agent process.
+type Agent struct {
+	ConfigPath string
+	cmd        *exec.Cmd
+	log        *os.File
+}
+
+// StartAgent writes config (agent YAML) to a file and starts an agent with it; it is stopped
+// when the test ends, and its log is shown if the test failed.
+func StartAgent(t testing.TB, config string) *Agent {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return StartAgentFile(t, path)
+}
+
+// StartAgentFile starts an agent with an existing configuration file.
+func StartAgentFile(t testing.TB, path string) *Agent {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.CreateTemp(t.TempDir(), "agent-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{ConfigPath: path, log: log}
+	a.cmd = exec.Command(self, "-v=2")
+	a.cmd.Env = append(os.Environ(), agentConfigEnv+"="+path)
+	a.cmd.Stdout, a.cmd.Stderr = log, log
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.Stop(syscall.SIGTERM)
+		if t.Failed() {
+			out, _ := os.ReadFile(log.Name())
+			t.Logf("agent %s log (%s):\n%s", path, a.cmd.ProcessState, out)
+		}
+		log.Close()
+	})
+	return a
+}
+
+// Stop signals the agent and waits for it to exit.
+func (a *Agent) Stop(sig syscall.Signal) {
+	if a.cmd.ProcessState != nil {
+		return
+	}
+	a.cmd.Process.Signal(sig)
+	a.cmd.Wait()
+}
+
+// Client connects to an agent without waiting for it; nil creds means plaintext.
+func Client(t testing.TB, target string, creds credentials.TransportCredentials) agentapi.AgentClient {
+	t.Helper()
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return agentapi.NewAgentClient(conn)
+}
+
+// Dial connects to an agent and waits (up to a minute) until it answers Info.
+func Dial(t testing.TB, target string, creds credentials.TransportCredentials) agentapi.AgentClient {
+	t.Helper()
+	c := Client(t, target, creds)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.Info(ctx, &agentapi.InfoRequest{})
+		cancel()
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent at %s does not answer: %v", target, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// MTLS returns client credentials from files, verifying the server as serverName.
+func MTLS(t testing.TB, f mtls.Files, serverName string) credentials.TransportCredentials {
+	cfg, err := mtls.Client(f, serverName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return credentials.NewTLS(cfg)
+}
