@@ -15,7 +15,7 @@ import (
 )
 
 // churnIterations is how many stage/unstage cycles TestStageUnstageChurn runs:
-// NVMEOF_NODE_CHURN, else 20.
+// NVMEOF_NODE_CHURN, else 50 (what the acceptance of the node service asks for).
 func churnIterations(t *testing.T) int {
 	if v := os.Getenv("NVMEOF_NODE_CHURN"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -24,7 +24,7 @@ func churnIterations(t *testing.T) int {
 		}
 		return n
 	}
-	return 20
+	return 50
 }
 
 // TestStageUnstageChurn stages and unstages one filesystem volume over two paths many times
