@@ -99,7 +99,7 @@ const hexDigits = "0123456789ABCDEF"
 func escapeTagPart(b *strings.Builder, s string, leading bool) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if isTagLiteral(c) && !(leading && i == 0 && c == '-') {
+		if isTagLiteral(c) && (!leading || i != 0 || c != '-') {
 			b.WriteByte(c)
 			continue
 		}
@@ -128,7 +128,7 @@ func unescapeTagPart(s string, leading bool) (string, error) {
 			return "", fmt.Errorf("bad escape %q", s[i:i+3])
 		}
 		d := byte(hi<<4 | lo)
-		if isTagLiteral(d) && !(leading && i == 0 && d == '-') {
+		if isTagLiteral(d) && (!leading || i != 0 || d != '-') {
 			return "", fmt.Errorf("needless escape %q", s[i:i+3])
 		}
 		b.WriteByte(d)

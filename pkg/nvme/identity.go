@@ -113,7 +113,7 @@ func createIdentityFile(path, value string, valid func(string) error) (string, e
 	if err != nil {
 		return "", fmt.Errorf("nvme: host identity: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }() // a no-op once linked into place
 	_, err = tmp.WriteString(value + "\n")
 	if err == nil {
 		err = tmp.Chmod(0o644)

@@ -62,7 +62,7 @@ func plainValue(what, s string) error {
 // first '=' of a field as its value.
 func validSecret(what, s string) error {
 	if !dhchapRE.MatchString(s) {
-		return fmt.Errorf("%w: %s is not a DH-HMAC-CHAP secret of the form DHHC-1:0N:<base64>:", ErrInvalidOption, what)
+		return fmt.Errorf("%w: %s is not a DH-HMAC-CHAP secret (want the form \"DHHC-1:0N:<base64>:\")", ErrInvalidOption, what)
 	}
 	return nil
 }

@@ -17,8 +17,6 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
-const gib = int64(1) << 30
-
 func newHost(t testing.TB) nvme.Identity {
 	id, err := nvme.LoadOrCreateIdentity(t.TempDir())
 	if err != nil {

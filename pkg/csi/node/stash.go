@@ -73,7 +73,7 @@ func (s stashStore) save(st *volumeStash) error {
 	if err != nil {
 		return fmt.Errorf("writing the stash of volume %s: %w", st.VolumeID, err)
 	}
-	defer os.Remove(tmp.Name()) // a no-op after the rename
+	defer func() { _ = os.Remove(tmp.Name()) }() // a no-op after the rename
 	_, err = tmp.Write(append(raw, '\n'))
 	if err == nil {
 		err = tmp.Sync()

@@ -74,7 +74,7 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return err
 		}
-		defer agents.Close()
+		defer func() { _ = agents.Close() }()
 		ctl := controller.New(controller.Options{StorageNodes: cfg.StorageNodes, Agents: agents, QueryTimeout: o.AgentTimeout})
 		idOpts.Ready = identity.AgentsReady(cfg.StorageNodes, agents, o.ProbeTimeout)
 		services = append(services, func(s *grpc.Server) { csi.RegisterControllerServer(s, ctl) })
