@@ -15,7 +15,7 @@ GOLANGCI_LINT := bin/tools/golangci-lint
 # The VM tier boots one VM per test package; run them one at a time on small machines.
 VM_TEST_FLAGS ?= -count=1 -p 1 -v -timeout 45m
 
-.PHONY: all build test test-unit test-vm bench verify verify-generate generate deps clean
+.PHONY: all build test test-unit test-manifests test-vm bench verify verify-generate generate deps clean
 all: build
 
 build: $(addprefix bin/,$(BINARIES))
@@ -29,11 +29,16 @@ FORCE:
 deps:
 	bash hack/install-deps.sh
 
-## test: unit tier, then the VM tier (real kernel in qemu)
-test: test-unit test-vm
+## test: unit tier, manifests, then the VM tier (real kernel in qemu)
+test: test-unit test-manifests test-vm
 
 test-unit:
 	$(GO) test -race ./...
+
+## test-manifests: kustomize and Helm rendered in-process, decoded strictly into the Kubernetes
+## API types, checked against each other and against the binaries' flags (own Go module)
+test-manifests:
+	cd tests/manifests && $(GO) test -count=1 ./...
 
 test-vm: deps
 	$(GO) test -tags vm $(VM_TEST_FLAGS) ./tests/...
@@ -49,6 +54,7 @@ verify: verify-generate $(GOLANGCI_LINT)
 	$(GO) vet -tags vm ./...
 	$(GOLANGCI_LINT) run ./...
 	$(GOLANGCI_LINT) run --build-tags vm ./tests/...
+	cd tests/manifests && $(GO) vet ./... && ../../$(GOLANGCI_LINT) run --config ../../.golangci.yml ./...
 
 # golangci-lint, pinned, built from the Go module proxy into bin/tools on first use.
 $(GOLANGCI_LINT):
@@ -56,10 +62,11 @@ $(GOLANGCI_LINT):
 
 generate:
 	$(GO) generate ./...
+	cd tests/manifests && $(GO) run ./cmd/gen-images
 
 ## verify-generate: regenerating the committed code must change nothing
 verify-generate: generate
-	@git diff --exit-code -- '*.pb.go' || { echo "verify: generated code is stale; run make generate and commit"; exit 1; }
+	@git diff --exit-code -- '*.pb.go' deploy/kubernetes/base/kustomization.yaml || { echo "verify: generated code is stale; run make generate and commit"; exit 1; }
 	@out=$$(git ls-files --others --exclude-standard pkg | grep '\.pb\.go$$' || true); if [ -n "$$out" ]; then echo "verify: uncommitted generated files: $$out"; exit 1; fi
 
 clean:
