@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/yamlstrict"
 )
 
 // Config is the agent's configuration file (YAML).
@@ -92,7 +91,7 @@ func LoadConfig(path string) (Config, error) {
 		return Config{}, err
 	}
 	var c Config
-	if err := yaml.UnmarshalStrict(raw, &c); err != nil {
+	if err := yamlstrict.Unmarshal(raw, &c); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {

@@ -12,10 +12,9 @@ import (
 	"strconv"
 	"strings"
 
-	"sigs.k8s.io/yaml"
-
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/yamlstrict"
 )
 
 // Config lists the storage nodes the controller manages. It is read from a YAML file, in
@@ -73,7 +72,7 @@ func LoadConfig(path string) (Config, error) {
 // configuration.
 func ParseConfig(raw []byte) (Config, error) {
 	var c Config
-	if err := yaml.UnmarshalStrict(raw, &c); err != nil {
+	if err := yamlstrict.Unmarshal(raw, &c); err != nil {
 		return Config{}, err
 	}
 	if err := c.Validate(); err != nil {
