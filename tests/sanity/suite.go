@@ -3,7 +3,7 @@
 // Package sanity runs the CSI conformance suite (kubernetes-csi/csi-test sanity) against the
 // nvmeof-csi plugin and two real storage-node agents, in the VM, with no fakes: real LVM thin
 // pools, the kernel NVMe target, real NVMe/TCP or NVMe/RDMA connects, mkfs and mounts.
-package sanity_test
+package sanity
 
 import (
 	"context"
@@ -24,11 +24,6 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
-func TestMain(m *testing.M) {
-	vmenv.MaybeRunAgent()
-	vmtest.Main(m)
-}
-
 // skipped lists csi-sanity specs this test skips on purpose, each with its reason. It is
 // empty: every spec the driver's capabilities call for runs.
 //
@@ -43,13 +38,10 @@ func TestMain(m *testing.M) {
 //     max_volumes_per_node unless configured, so there is no limit to exceed.
 var skipped = map[string]string{}
 
-// TestSanityTCP runs the full suite (Identity, Controller, Node) over NVMe/TCP.
-func TestSanityTCP(t *testing.T) { runSanity(t, "tcp", 1) }
-
-// TestSanityRDMA runs the full suite over NVMe/RDMA on Soft-RoCE.
-func TestSanityRDMA(t *testing.T) { runSanity(t, "rdma", 2) }
-
-func runSanity(t *testing.T, transport string, run int) {
+// Run runs the whole suite (Identity, Controller, Node) over transport ("tcp" or "rdma").
+// Ginkgo allows one suite per process, so each transport has its own test package (tcp/,
+// rdma/); run numbers keep their pools and ports apart.
+func Run(t *testing.T, transport string, run int) {
 	dir := t.TempDir()
 	endpoint := "unix://" + filepath.Join(dir, "csi.sock")
 	storageNodes := startStorageNodes(t, dir, run)
