@@ -12,6 +12,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 // churnIterations is how many stage/unstage cycles TestStageUnstageChurn runs:
@@ -62,7 +64,7 @@ func TestStageUnstageChurn(t *testing.T) {
 	avg := func(d time.Duration) time.Duration { return (d / time.Duration(n)).Round(time.Millisecond) }
 	t.Logf("%d stage/unstage cycles: %s in all, %s per cycle on average (stage %s, unstage %s), slowest %s",
 		n, total.Round(time.Millisecond), avg(total), avg(staging), avg(total-staging), slowest.Round(time.Millisecond))
-	mustRun(t, "fsck.ext4", "-n", "-f", v.Loop)
+	vmenv.Run(t, "fsck.ext4", "-n", "-f", v.Loop)
 }
 
 // TestUnstageFailsWhileAControllerCannotBeRemoved makes the kernel keep a controller (its
@@ -81,11 +83,11 @@ func TestUnstageFailsWhileAControllerCannotBeRemoved(t *testing.T) {
 	attr := filepath.Join("/sys/class/nvme", ctrls[0].Name, "delete_controller")
 	decoy := filepath.Join(e.dir, "decoy")
 	must(t, "decoy", os.WriteFile(decoy, nil, 0o600))
-	mustRun(t, "mount", "--bind", decoy, attr)
+	vmenv.Run(t, "mount", "--bind", decoy, attr)
 	shadowed := true
 	t.Cleanup(func() {
 		if shadowed {
-			run("umount", attr)
+			vmenv.RunE("umount", attr)
 		}
 	})
 
@@ -103,7 +105,7 @@ func TestUnstageFailsWhileAControllerCannotBeRemoved(t *testing.T) {
 		t.Errorf("staging path still mounted: %v", m)
 	}
 
-	mustRun(t, "umount", attr)
+	vmenv.Run(t, "umount", attr)
 	shadowed = false
 	must(t, "retry", e.unstage(ctx, v))
 	e.assertGone(v)

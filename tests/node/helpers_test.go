@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mounter"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
@@ -107,16 +107,16 @@ func (e *env) newVolume(sizeMiB int64, ports ...nvmet.Port) *volume {
 	v := &volume{
 		ID:        contract.ObjectID("vm", fmt.Sprintf("vol-%032x", n)),
 		NQN:       fmt.Sprintf("%svol-%d", prefix, n),
-		UUID:      randomUUID(t),
+		UUID:      vmenv.NewUUID(t),
 		Backing:   filepath.Join(vmtest.ScratchDir(), fmt.Sprintf("node-test-%d.img", n)),
 		Transport: ports[0].Transport,
 		Ports:     ports,
 		target:    e.target,
 	}
-	mustRun(t, "truncate", "-s", fmt.Sprintf("%dM", sizeMiB), v.Backing)
-	v.Loop = mustRun(t, "losetup", "-f", "--show", v.Backing)
+	vmenv.Run(t, "truncate", "-s", fmt.Sprintf("%dM", sizeMiB), v.Backing)
+	v.Loop = vmenv.Run(t, "losetup", "-f", "--show", v.Backing)
 	t.Cleanup(func() {
-		run("losetup", "-d", v.Loop)
+		vmenv.RunE("losetup", "-d", v.Loop)
 		os.Remove(v.Backing)
 	})
 	var ids []uint16
@@ -152,8 +152,8 @@ func (e *env) newVolume(sizeMiB int64, ports ...nvmet.Port) *volume {
 // grow enlarges the backing device to sizeMiB and makes nvmet notice.
 func (v *volume) grow(t *testing.T, sizeMiB int64) {
 	t.Helper()
-	mustRun(t, "truncate", "-s", fmt.Sprintf("%dM", sizeMiB), v.Backing)
-	mustRun(t, "losetup", "-c", v.Loop)
+	vmenv.Run(t, "truncate", "-s", fmt.Sprintf("%dM", sizeMiB), v.Backing)
+	vmenv.Run(t, "losetup", "-c", v.Loop)
 	if err := v.target.RevalidateNamespace(context.Background(), v.NQN, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func mountsUnder(t *testing.T, dir string) []string {
 // that keep devices busy (and t.TempDir's removal out of mounted file systems).
 func unmountUnder(t *testing.T, dir string) {
 	for _, m := range mountsUnder(t, dir) {
-		if _, err := run("umount", m); err != nil {
+		if _, err := vmenv.RunE("umount", m); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	}
@@ -279,37 +279,6 @@ func timeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func run(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
-func mustRun(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := run(name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func randomUUID(t *testing.T) string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 func randomBytes(t *testing.T, n int) []byte {

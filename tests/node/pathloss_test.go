@@ -14,6 +14,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
@@ -83,7 +84,7 @@ func TestCuttingOnePathKeepsIOGoing(t *testing.T) {
 
 func nft(t *testing.T, rule string) {
 	t.Helper()
-	mustRun(t, "nft", strings.Fields(rule)...)
+	vmenv.Run(t, "nft", strings.Fields(rule)...)
 }
 
 // waitPath waits until the controller to addr is live (or not live).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
@@ -59,7 +60,7 @@ func TestConnectTCPFindVerifyDisconnect(t *testing.T) {
 	if err := in.VerifyDevice(dev, tg.NQN, tg.UUID); err != nil {
 		t.Errorf("VerifyDevice: %v", err)
 	}
-	if err := in.VerifyDevice(dev, tg.NQN, randomUUID(t)); !errors.Is(err, nvme.ErrWrongDevice) {
+	if err := in.VerifyDevice(dev, tg.NQN, vmenv.NewUUID(t)); !errors.Is(err, nvme.ErrWrongDevice) {
 		t.Errorf("VerifyDevice(other UUID) = %v, want ErrWrongDevice", err)
 	}
 	if err := in.VerifyDevice(dev, tg.NQN+"x", tg.UUID); !errors.Is(err, nvme.ErrWrongDevice) {

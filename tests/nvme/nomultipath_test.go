@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
@@ -73,9 +74,9 @@ func TestWithoutNativeMultipath(t *testing.T) {
 // to mp ("Y" or "N"). Everything that uses them must be gone.
 func reloadNVMe(t *testing.T, mp string) {
 	t.Helper()
-	mustRun(t, "modprobe", "-r", "nvmet_rdma", "nvmet_tcp", "nvme_rdma", "nvme_tcp", "nvme_fabrics", "nvmet", "nvme_core")
-	mustRun(t, "modprobe", "nvme_core", "multipath="+mp)
-	mustRun(t, "modprobe", "-a", "nvmet", "nvmet_tcp", "nvmet_rdma", "nvme_tcp", "nvme_rdma")
+	vmenv.Run(t, "modprobe", "-r", "nvmet_rdma", "nvmet_tcp", "nvme_rdma", "nvme_tcp", "nvme_fabrics", "nvmet", "nvme_core")
+	vmenv.Run(t, "modprobe", "nvme_core", "multipath="+mp)
+	vmenv.Run(t, "modprobe", "-a", "nvmet", "nvmet_tcp", "nvmet_rdma", "nvme_tcp", "nvme_rdma")
 	for _, p := range []string{"/dev/nvme-fabrics", filepath.Join(nvmetRoot, "ports")} {
 		if _, err := os.Stat(p); err != nil {
 			t.Fatalf("after reloading the NVMe modules: %v", err)

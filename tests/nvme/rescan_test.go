@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
@@ -25,8 +26,8 @@ func TestRescanShowsATargetSideResize(t *testing.T) {
 	}
 
 	// Grow the backing device. nvmet notices only when the host asks (identify namespace).
-	mustRun(t, "truncate", "-s", "128M", tg.Backing)
-	mustRun(t, "losetup", "-c", tg.Loop)
+	vmenv.Run(t, "truncate", "-s", "128M", tg.Backing)
+	vmenv.Run(t, "losetup", "-c", tg.Loop)
 	time.Sleep(500 * time.Millisecond)
 	if size, err := in.DeviceSize(dev); err != nil || size != 64<<20 {
 		t.Fatalf("before Rescan: DeviceSize = %d, %v; want still 64 MiB", size, err)

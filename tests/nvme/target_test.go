@@ -4,10 +4,8 @@ package nvme
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
@@ -45,13 +44,13 @@ func newTarget(t *testing.T, hostNQN string, sizeMiB int64, portals ...portal) *
 	n := serial.Add(1)
 	tg := &target{
 		NQN:     fmt.Sprintf("nqn.2024-01.io.nvmeof-csi.test:%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), n),
-		UUID:    randomUUID(t),
+		UUID:    vmenv.NewUUID(t),
 		Backing: filepath.Join(vmtest.ScratchDir(), fmt.Sprintf("nvme-test-%d.img", n)),
 	}
-	mustRun(t, "truncate", "-s", fmt.Sprintf("%dM", sizeMiB), tg.Backing)
+	vmenv.Run(t, "truncate", "-s", fmt.Sprintf("%dM", sizeMiB), tg.Backing)
 	t.Cleanup(func() { os.Remove(tg.Backing) })
-	tg.Loop = mustRun(t, "losetup", "-f", "--show", tg.Backing)
-	t.Cleanup(func() { run("losetup", "-d", tg.Loop) })
+	tg.Loop = vmenv.Run(t, "losetup", "-f", "--show", tg.Backing)
+	t.Cleanup(func() { vmenv.RunE("losetup", "-d", tg.Loop) })
 
 	subsys := filepath.Join(nvmetRoot, "subsystems", tg.NQN)
 	ns := filepath.Join(subsys, "namespaces", "1")
@@ -122,35 +121,6 @@ func write(t *testing.T, path, value string) {
 	if err := os.WriteFile(path, []byte(value), 0); err != nil {
 		t.Fatalf("%s = %q: %v", path, value, err)
 	}
-}
-
-func run(name string, args ...string) (string, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
-func mustRun(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := run(name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func randomUUID(t *testing.T) string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // newIdentity creates a host identity of its own for a test: the kernel pairs each host ID

@@ -3,8 +3,6 @@
 package smoke
 
 import (
-	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 // These helpers are deliberately small and local: the smoke tests prove the kernel pieces work
@@ -21,36 +21,11 @@ import (
 
 const nvmetRoot = "/sys/kernel/config/nvmet"
 
-// run executes a command bounded by the test's context, with LC_ALL=C.
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func newUUID(t *testing.T) string {
-	t.Helper()
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
 // host is an initiator identity: the kernel ties each hostid to one hostnqn.
 type host struct{ nqn, id string }
 
 func newHost(t *testing.T) host {
-	id := newUUID(t)
+	id := vmenv.NewUUID(t)
 	return host{nqn: "nqn.2014-08.org.nvmexpress:uuid:" + id, id: id}
 }
 
@@ -59,17 +34,17 @@ func newHost(t *testing.T) host {
 func thinLV(t *testing.T, vg string, size string) string {
 	t.Helper()
 	img := filepath.Join(os.Getenv("NVMEOF_VM_SCRATCH"), vg+".img")
-	run(t, "truncate", "-s", "2G", img)
-	loop := run(t, "losetup", "-f", "--show", img)
+	vmenv.Run(t, "truncate", "-s", "2G", img)
+	loop := vmenv.Run(t, "losetup", "-f", "--show", img)
 	t.Cleanup(func() {
 		exec.Command("vgremove", "-f", vg).Run()
 		exec.Command("losetup", "-d", loop).Run()
 		os.Remove(img)
 	})
-	run(t, "pvcreate", "-q", loop)
-	run(t, "vgcreate", "-q", vg, loop)
-	run(t, "lvcreate", "-q", "--type", "thin-pool", "-l", "90%FREE", "-n", "pool", vg)
-	run(t, "lvcreate", "-q", "-V", size, "-T", vg+"/pool", "-n", "vol")
+	vmenv.Run(t, "pvcreate", "-q", loop)
+	vmenv.Run(t, "vgcreate", "-q", vg, loop)
+	vmenv.Run(t, "lvcreate", "-q", "--type", "thin-pool", "-l", "90%FREE", "-n", "pool", vg)
+	vmenv.Run(t, "lvcreate", "-q", "-V", size, "-T", vg+"/pool", "-n", "vol")
 	dev := "/dev/" + vg + "/vol"
 	if _, err := os.Stat(dev); err != nil {
 		t.Fatalf("thin LV has no device node: %v", err)

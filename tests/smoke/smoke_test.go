@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
@@ -29,7 +30,7 @@ func TestExportMountOverRDMA(t *testing.T) {
 func exportMountRoundTrip(t *testing.T, trtype string, portID int, vg string) {
 	dev := thinLV(t, vg, "256M")
 	nqn := subsysPrefix + vg
-	nsUUID := newUUID(t)
+	nsUUID := vmenv.NewUUID(t)
 	h := newHost(t)
 	export(t, portID, trtype, vmtest.PortalA, nqn, dev, nsUUID, h)
 
@@ -49,7 +50,7 @@ func exportMountRoundTrip(t *testing.T, trtype string, portID int, vg string) {
 	nsDev := waitNamespace(t, nqn, nsUUID)
 	t.Logf("%s: controller %s, namespace %s", trtype, ctrl, nsDev)
 
-	run(t, "mkfs.ext4", "-q", "-F", nsDev)
+	vmenv.Run(t, "mkfs.ext4", "-q", "-F", nsDev)
 	mnt := t.TempDir()
 	if err := syscall.Mount(nsDev, mnt, "ext4", 0, ""); err != nil {
 		t.Fatalf("mount %s: %v", nsDev, err)
@@ -96,7 +97,7 @@ func exportMountRoundTrip(t *testing.T, trtype string, portID int, vg string) {
 func TestUnknownHostIsRefused(t *testing.T) {
 	dev := thinLV(t, "smokefence", "64M")
 	nqn := subsysPrefix + "fence"
-	nsUUID := newUUID(t)
+	nsUUID := vmenv.NewUUID(t)
 	allowed, stranger := newHost(t), newHost(t)
 	export(t, 3, "tcp", vmtest.PortalB, nqn, dev, nsUUID, allowed)
 

@@ -6,6 +6,7 @@ package vmenv
 
 import (
 	"context"
+	"crypto/rand"
 	"flag"
 	"fmt"
 	"os"
@@ -192,4 +193,29 @@ func MTLS(t testing.TB, f mtls.Files, serverName string) credentials.TransportCr
 		t.Fatal(err)
 	}
 	return credentials.NewTLS(cfg)
+}
+
+// RunE runs a command (LC_ALL=C, bounded by two minutes) and returns its trimmed output, or
+// an error carrying its output.
+func RunE(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// NewUUID returns a random (version 4) UUID.
+func NewUUID(t testing.TB) string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
