@@ -15,7 +15,7 @@ GOLANGCI_LINT := bin/tools/golangci-lint
 # The VM tier boots one VM per test package; run them one at a time on small machines.
 VM_TEST_FLAGS ?= -count=1 -p 1 -v -timeout 45m
 
-.PHONY: all build test test-unit test-manifests test-vm bench verify verify-generate generate deps clean
+.PHONY: all build demo test test-unit test-manifests test-vm bench verify verify-generate generate deps clean
 all: build
 
 build: $(addprefix bin/,$(BINARIES))
@@ -28,6 +28,12 @@ FORCE:
 ## deps: install the Debian packages and the guest kernel the tests need (idempotent)
 deps:
 	bash hack/install-deps.sh
+
+## demo: the main job: a production volume, a snapshot, 16 dev environments cloned from it and a
+## full copy to compare, through the real CSI API against the real kernel (in the VM unless this
+## host has NVMe-oF); quicker: make demo DEMO_FLAGS='--clones 4 --dataset-size 64Mi'
+demo: deps bin/nvmeof-demo
+	bin/nvmeof-demo $(DEMO_FLAGS)
 
 ## test: unit tier, manifests, then the VM tier (real kernel in qemu)
 test: test-unit test-manifests test-vm

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // ctrlRE matches controller names in /sys/class/nvme.
@@ -48,7 +49,7 @@ func (in *Initiator) Controllers(subsysNQN string) ([]Controller, error) {
 			continue
 		}
 		c, err := in.controller(e.Name())
-		if errors.Is(err, fs.ErrNotExist) {
+		if vanished(err) {
 			continue // deleted while we looked
 		}
 		if err != nil {
@@ -60,6 +61,12 @@ func (in *Initiator) Controllers(subsysNQN string) ([]Controller, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return ctrlLess(out[i].Name, out[j].Name) })
 	return out, nil
+}
+
+// vanished reports an error from reading a controller that the kernel is deleting: its sysfs
+// files are gone (ENOENT) or still listed but answer ENODEV.
+func vanished(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENODEV)
 }
 
 // controller reads one controller's attributes from /sys/class/nvme/<name>.

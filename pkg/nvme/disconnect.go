@@ -32,7 +32,7 @@ func (in *Initiator) Disconnect(ctx context.Context, subsysNQN string) error {
 		var errs []error
 		for _, c := range ctrls {
 			err := in.write(in.sysfs("class", "nvme", c.Name, "delete_controller"), "1")
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err != nil && !vanished(err) {
 				errs = append(errs, fmt.Errorf("%s: %w", c.Name, unwrapPathError(err)))
 			}
 		}

@@ -80,9 +80,22 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	code, silent, err := runOnce(ctx, cfg, k)
+	if silent {
+		// Seen once in many boots under TCG: qemu exits at once, the guest having printed
+		// nothing. A VM that really cannot boot fails the second time too.
+		fmt.Fprintf(cfg.Stdout, "vmtest: %v\nvmtest: the VM stopped early with no output; booting it again\n", err)
+		code, _, err = runOnce(ctx, cfg, k)
+	}
+	return code, err
+}
+
+// runOnce boots one VM. silent reports a run that ended within a minute with no result and
+// no test output: nothing ran, so booting again is safe.
+func runOnce(ctx context.Context, cfg Config, k kernel) (code int, silent bool, err error) {
 	work, err := os.MkdirTemp("", "nvmeof-vm-")
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	keep := os.Getenv("NVMEOF_VM_KEEP") != ""
 	defer func() {
@@ -92,15 +105,15 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	}()
 	share := filepath.Join(work, "share")
 	if err := prepareShare(share, k, cfg); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	initrd := filepath.Join(work, "initramfs.cpio")
 	if err := buildInitramfs(initrd, k); err != nil {
-		return 0, fmt.Errorf("building the initramfs: %w", err)
+		return 0, false, fmt.Errorf("building the initramfs: %w", err)
 	}
 	scratch := filepath.Join(work, "scratch.img")
 	if err := makeScratch(ctx, scratch, cfg.ScratchGiB); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 
 	accel := chooseAccel(ctx, cfg.CacheDir, k)
@@ -110,7 +123,8 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
-	cmd.Stdout = &crlfWriter{w: cfg.Stdout}
+	out := &crlfWriter{w: cfg.Stdout}
+	cmd.Stdout = out
 	var qemuErr bytes.Buffer
 	cmd.Stderr = &qemuErr
 	cmd.WaitDelay = 5 * time.Second
@@ -126,21 +140,22 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		} else if runErr != nil {
 			why = fmt.Sprintf("qemu failed: %v", runErr)
 		}
-		return 0, fmt.Errorf("%s (accel %s, %s)\nqemu: %s\n--- guest console (tail) ---\n%s",
+		early := out.n == 0 && ctx.Err() == nil && elapsed < time.Minute
+		return 0, early, fmt.Errorf("%s (accel %s, %s)\nqemu: %s\n--- guest console (tail) ---\n%s",
 			why, accel, elapsed, strings.TrimSpace(qemuErr.String()), tail(console, 60))
 	}
-	code, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	code, err = strconv.Atoi(strings.TrimSpace(string(raw)))
 	if err != nil {
-		return 0, fmt.Errorf("unreadable exit code %q", raw)
+		return 0, false, fmt.Errorf("unreadable exit code %q", raw)
 	}
 	if code == 125 {
-		return code, fmt.Errorf("the VM could not prepare the test environment\n--- guest console (tail) ---\n%s", tail(console, 60))
+		return code, false, fmt.Errorf("the VM could not prepare the test environment\n--- guest console (tail) ---\n%s", tail(console, 60))
 	}
 	if code != 0 {
 		fmt.Fprintf(cfg.Stdout, "--- guest kernel log (tail) ---\n%s\n", tail(filepath.Join(share, "dmesg"), 60))
 	}
 	fmt.Fprintf(cfg.Stdout, "vmtest: guest exited %d after %s (accel %s, kernel %s)\n", code, elapsed, accel, k.version)
-	return code, nil
+	return code, false, nil
 }
 
 // kernel is an unpacked guest kernel.
@@ -400,10 +415,14 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// crlfWriter drops carriage returns a serial line may add.
-type crlfWriter struct{ w io.Writer }
+// crlfWriter drops carriage returns a serial line may add, and counts what passed.
+type crlfWriter struct {
+	w io.Writer
+	n int
+}
 
 func (c *crlfWriter) Write(p []byte) (int, error) {
+	c.n += len(p)
 	if _, err := c.w.Write(bytes.ReplaceAll(p, []byte("\r"), nil)); err != nil {
 		return 0, err
 	}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"k8s.io/mount-utils"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+)
+
+const (
+	configfsNvmet = "/sys/kernel/config/nvmet"
+	sysClassNVMe  = "/sys/class/nvme"
+)
+
+// sweep removes whatever the demo may have left in the kernel and on disk, below the CSI
+// surface and in dependency order: mounts under the work directory, NVMe controllers of the
+// agent's subsystems, those subsystems, the demo's nvmet ports and host object, the volume
+// group on the demo's loop device, the loop device, and the work directory's files (demo.log
+// stays). It is the safety net behind the CSI teardown, and runs before a demo too, in case an
+// earlier one was killed. It never touches anything outside the demo's names. It returns what
+// it removed.
+func (e *env) sweep(ctx context.Context) ([]string, error) {
+	var did []string
+	var errs []error
+	note := func(what string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", what, err))
+		} else {
+			did = append(did, what)
+		}
+	}
+
+	mounts, err := mountsUnder(e.dir)
+	errs = append(errs, err)
+	for _, m := range mounts {
+		_, _ = run(ctx, "fsfreeze", "--unfreeze", m) // a frozen file system would not unmount
+		note("unmounted "+m, unix.Unmount(m, 0))
+	}
+
+	in := &nvme.Initiator{}
+	ctrls, err := in.Controllers("")
+	errs = append(errs, err)
+	var nqns []string
+	for _, c := range ctrls {
+		if strings.HasPrefix(c.SubsysNQN, e.prefix) && !slices.Contains(nqns, c.SubsysNQN) {
+			nqns = append(nqns, c.SubsysNQN)
+		}
+	}
+	for _, nqn := range nqns {
+		note("disconnected "+nqn, in.Disconnect(ctx, nqn))
+	}
+
+	if _, err := os.Stat(configfsNvmet); err == nil {
+		t := &nvmet.Target{Prefix: e.prefix}
+		subs, err := t.List(ctx)
+		errs = append(errs, err)
+		for _, s := range subs {
+			note("removed nvmet subsystem "+s.NQN, t.RemoveSubsystem(ctx, s.NQN))
+		}
+		if raw, err := os.ReadFile(e.path("etc-nvme", "hostnqn")); err == nil {
+			host := strings.TrimSpace(string(raw))
+			if _, err := os.Stat(filepath.Join(configfsNvmet, "hosts", host)); err == nil {
+				note("removed nvmet host "+host, t.RemoveHost(ctx, host))
+			}
+		}
+		for _, id := range portIDs {
+			if _, err := os.Stat(filepath.Join(configfsNvmet, "ports", fmt.Sprint(id))); err == nil {
+				note(fmt.Sprintf("removed nvmet port %d", id), t.RemovePort(ctx, id))
+			}
+		}
+	}
+
+	loops, err := loopsBackedBy(e.img)
+	errs = append(errs, err)
+	for _, loop := range loops {
+		if vgOn(ctx, loop) {
+			_, err := run(ctx, "vgremove", "--config", lvmFilter(loop), "--force", vgName)
+			note("removed volume group "+vgName, err)
+		}
+		_, err := run(ctx, "losetup", "--detach", loop)
+		note("detached "+loop, err)
+	}
+
+	if left, err := mountsUnder(e.dir); err != nil || len(left) > 0 {
+		errs = append(errs, fmt.Errorf("not removing the files of %s: still mounted there: %v %v", e.dir, left, err))
+		return did, errors.Join(errs...)
+	}
+	for _, name := range []string{"pool.img", "csi.sock", "agent.sock", "storage-nodes.yaml", "kubelet", "plugin-state", "etc-nvme"} {
+		if _, err := os.Lstat(e.path(name)); err == nil {
+			note("removed "+e.path(name), os.RemoveAll(e.path(name)))
+		}
+	}
+	return did, errors.Join(errs...)
+}
+
+// mountsUnder lists the mount points at or below dir, deepest first.
+func mountsUnder(dir string) ([]string, error) {
+	infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range infos {
+		if m.MountPoint == dir || strings.HasPrefix(m.MountPoint, dir+"/") {
+			out = append(out, m.MountPoint)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return slices.Compact(out), nil
+}
+
+// loopsBackedBy lists the loop devices whose backing file is img (also once it was deleted).
+func loopsBackedBy(img string) ([]string, error) {
+	files, err := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue // detached while we looked
+		}
+		if b := strings.TrimSuffix(strings.TrimSpace(string(raw)), " (deleted)"); b == img {
+			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(f))))
+		}
+	}
+	return out, nil
+}
+
+// vgOn reports whether the demo's volume group is on loop (lvm sees nothing else).
+func vgOn(ctx context.Context, loop string) bool {
+	out, err := run(ctx, "vgs", "--config", lvmFilter(loop), "--reportformat", "json", "-o", "vg_name")
+	if err != nil {
+		return false
+	}
+	var r struct {
+		Report []struct {
+			VG []struct {
+				Name string `json:"vg_name"`
+			} `json:"vg"`
+		} `json:"report"`
+	}
+	if json.Unmarshal([]byte(out), &r) != nil {
+		return false
+	}
+	for _, part := range r.Report {
+		for _, vg := range part.VG {
+			if vg.Name == vgName {
+				return true
+			}
+		}
+	}
+	return false
+}

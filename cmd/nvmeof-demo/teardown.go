@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// fullCopy copies production the slow way: a new raw block volume, a consistent (frozen)
+// device-to-device copy, then the copy handed over as an ext4 volume and mounted — the same
+// end state a clone reaches, for a fair comparison.
+func (d *demo) fullCopy(ctx context.Context) error {
+	r, k := d.r, d.k
+	size := int64(d.o.volumeSize)
+	r.section(fmt.Sprintf("4/5 The slow way: a full block copy of the %s production volume", human(size)))
+	start := time.Now()
+	var blk *pv
+	var dev string
+	var err error
+	if _, err := r.step("CreateVolume prod-copy (raw block), publish, stage, publish to a pod", func() error {
+		if blk, err = k.provision(ctx, "prod-copy", size, true, nil); err != nil {
+			return err
+		}
+		if err := k.attach(ctx, blk); err != nil {
+			return err
+		}
+		dev, err = k.mount(ctx, blk, "copy-job-0")
+		return err
+	}); err != nil {
+		return err
+	}
+	src, err := mountedDevice(k.stagingPath(d.prod))
+	if err != nil {
+		return err
+	}
+	r.note("from %s (prod-db's namespace) to prod-copy's device in the copy job's pod", src)
+	p := r.progress("copied", size, 10, bytesProgress)
+	if d.res.copying, err = r.step(fmt.Sprintf("fsfreeze prod-db, copy the device in %s O_DIRECT chunks, thaw", human(copyChunk)), func() error {
+		d.res.copyHeld, err = frozen(ctx, d.prodPath, func() error {
+			d.res.copied, err = blockCopy(ctx, src, dev, p.add)
+			return err
+		})
+		return err
+	}); err != nil {
+		return err
+	}
+	r.note("%s at %s; production writes were held for %s", human(d.res.copied), rate(d.res.copied, d.res.copying), secs(d.res.copyHeld))
+	var path string
+	if _, err := r.step("hand prod-copy over as ext4: release the block PV, publish, stage, mount", func() error {
+		if err := k.release(ctx, blk); err != nil {
+			return err
+		}
+		fs := k.handOver(blk, "prod-copy-fs", false)
+		if err := k.attach(ctx, fs); err != nil {
+			return err
+		}
+		path, err = k.mount(ctx, fs, "prod-copy-0")
+		return err
+	}); err != nil {
+		return err
+	}
+	d.res.copyToMount = time.Since(start)
+	r.note("full copy to mounted: %s", secs(d.res.copyToMount))
+	_, err = r.step("verify every file's SHA-256 in the copy", func() error {
+		bad, err := verify(path, d.sums, nil)
+		if err == nil && len(bad) > 0 {
+			err = fmt.Errorf("the copy differs from production in %v", bad)
+		}
+		return err
+	})
+	return err
+}
+
+func (d *demo) teardown(ctx context.Context) error {
+	r, e := d.r, d.e
+	r.section("5/5 Teardown, and proof that nothing is left")
+	n := 0
+	for _, v := range d.k.pvs {
+		if !v.retain {
+			n++
+		}
+	}
+	p := r.progress("removed", int64(n), 4, nil)
+	if _, err := r.step(fmt.Sprintf("unpublish, unstage, ControllerUnpublish, DeleteVolume: %d volumes", n), func() error {
+		return d.removeAll(ctx, p)
+	}); err != nil {
+		return err
+	}
+	if _, err := r.step("stop nvmeof-csi and the agent", e.stop); err != nil {
+		return err
+	}
+	checks := []func() (string, error){
+		func() (string, error) { return e.proveLVs(ctx) }, e.proveConfigfs, e.proveControllers, e.proveMounts,
+	}
+	for _, check := range checks {
+		msg, err := check()
+		if err != nil {
+			return fmt.Errorf("left behind: %w", err)
+		}
+		r.note("ok: %s", msg)
+	}
+	_, err := r.step("remove the pool, its loop device and file, the agent's nvmet ports", func() error {
+		_, err := e.sweep(ctx)
+		return err
+	})
+	return err
+}
+
+// removeAll tears every tracked volume down as Kubernetes would when the pods and claims go
+// (all at once, up to 8 in flight), then deletes the snapshots. It keeps going past failures
+// and reports them all.
+func (d *demo) removeAll(ctx context.Context, p *progress) error {
+	pvs := d.k.pvs
+	errs := make([]error, len(pvs))
+	_ = parallel(ctx, len(pvs), 8, func(i int) error {
+		errs[i] = d.k.remove(ctx, pvs[i])
+		if p != nil && !pvs[i].retain {
+			p.add(1)
+		}
+		return nil
+	})
+	for _, s := range d.k.snaps {
+		errs = append(errs, d.k.deleteSnapshot(ctx, s))
+	}
+	var failed []error
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d teardown call(s) failed, first: %w", len(failed), failed[0])
+	}
+	return ctx.Err()
+}
+
+// table prints the comparison.
+func (d *demo) table() {
+	r, res := d.r, d.res
+	size := human(int64(d.o.volumeSize))
+	r.section("Result")
+	r.printf("  %-50s %10s   %s\n", "from production data to a mounted environment", "wall time", "vs full copy")
+	row := func(what string, t time.Duration, n int) {
+		cmp := "baseline"
+		if t != res.copyToMount {
+			cmp = fmt.Sprintf("%.1fx faster", float64(res.copyToMount)/float64(t)*float64(n))
+			if n > 1 {
+				cmp += " per environment"
+			}
+		}
+		r.printf("  %-50s %10s   %s\n", what, secs(t), cmp)
+	}
+	row(fmt.Sprintf("full copy of %s (block copy + hand-over)", size), res.copyToMount, 1)
+	row("clone of the snapshot, 1 environment", res.oneClone, 1)
+	row(fmt.Sprintf("clones of the snapshot, %d environments at once", d.o.clones), res.batch, d.o.clones)
+	r.printf("\n  %d environments cost %s of wall time; copying would take about %s (%d x %s).\n",
+		d.o.clones, secs(res.batch), secs(time.Duration(d.o.clones)*res.copyToMount), d.o.clones, secs(res.copyToMount))
+	r.printf("  Production writes were held %s for the snapshot, %s for the copy.\n", secs(res.snapFrozen), secs(res.copyHeld))
+	if res.poolMid > 0 {
+		r.printf("  The %d clones of %s added %s to the thin pool; the copy wrote %s.\n",
+			d.o.clones+1, size, human(max(0, res.poolMid-res.poolBefore)), human(res.copied))
+	}
+	r.printf("  Total: %s.\n", secs(time.Since(r.start)))
+}
