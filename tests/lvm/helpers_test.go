@@ -7,7 +7,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
@@ -32,15 +32,14 @@ func newPool(t *testing.T, vg string, sizeMiB int64) *lvm.Pool {
 		t.Fatal(err)
 	}
 	f.Close()
-	dev := strings.TrimSpace(run(t, "losetup", "--find", "--show", img))
+	dev := strings.TrimSpace(vmenv.Run(t, "losetup", "--find", "--show", img))
 	t.Cleanup(func() {
 		// Best effort: a test that failed half-way may leave LVs open or active.
-		out, err := exec.Command("vgremove", "--force", vg).CombinedOutput()
-		if err != nil {
-			t.Logf("vgremove %s: %v: %s", vg, err, out)
+		if _, err := vmenv.RunE("vgremove", "--force", vg); err != nil {
+			t.Log(err)
 		}
-		if out, err := exec.Command("losetup", "--detach", dev).CombinedOutput(); err != nil {
-			t.Logf("losetup -d %s: %v: %s", dev, err, out)
+		if _, err := vmenv.RunE("losetup", "--detach", dev); err != nil {
+			t.Log(err)
 		}
 		os.Remove(img)
 	})
@@ -57,18 +56,6 @@ func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return c
-}
-
-// run runs a command that must succeed and returns its output.
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 // pattern is n pseudo-random bytes determined by seed.
@@ -88,14 +75,14 @@ func writeDevice(t *testing.T, dev string, data []byte) {
 	if err := os.WriteFile(src, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	run(t, "dd", "if="+src, "of="+dev, "bs=1M", "oflag=direct", "conv=fsync,notrunc", "status=none")
+	vmenv.Run(t, "dd", "if="+src, "of="+dev, "bs=1M", "oflag=direct", "conv=fsync,notrunc", "status=none")
 }
 
 // readDevice reads n bytes from offset 0 of a block device with dd, bypassing the page cache.
 func readDevice(t *testing.T, dev string, n int) []byte {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "read")
-	run(t, "dd", "if="+dev, "of="+dst, "bs=1M", "count="+strconv.Itoa(n>>20), "iflag=direct", "status=none")
+	vmenv.Run(t, "dd", "if="+dev, "of="+dst, "bs=1M", "count="+strconv.Itoa(n>>20), "iflag=direct", "status=none")
 	b, err := os.ReadFile(dst)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +110,7 @@ func firstDiff(a, b []byte) int {
 // blockSize is the size of a block device as the kernel sees it.
 func blockSize(t *testing.T, dev string) int64 {
 	t.Helper()
-	n, err := strconv.ParseInt(strings.TrimSpace(run(t, "blockdev", "--getsize64", dev)), 10, 64)
+	n, err := strconv.ParseInt(strings.TrimSpace(vmenv.Run(t, "blockdev", "--getsize64", dev)), 10, 64)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 const mib = 1 << 20
@@ -71,7 +72,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	mustExist(t, snap.Path)
 	// The kernel lets a read-only device be opened for writing; the writes themselves fail.
-	if ro := strings.TrimSpace(run(t, "blockdev", "--getro", snap.Path)); ro != "1" {
+	if ro := strings.TrimSpace(vmenv.Run(t, "blockdev", "--getro", snap.Path)); ro != "1" {
 		t.Errorf("blockdev --getro %s = %s, want 1", snap.Path, ro)
 	}
 	if _, err := (command.Exec{}).Run(ctx(t), "dd", "if=/dev/zero", "of="+snap.Path, "bs=1M", "count=1",

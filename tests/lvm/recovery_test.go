@@ -10,6 +10,7 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 // TestReactivation is what the agent does after a reboot: the VG comes back inactive (no
@@ -28,9 +29,9 @@ func TestReactivation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A snapshot made by another tool keeps LVM's activation-skip flag.
-	run(t, "lvcreate", "--snapshot", "--name", "foreign", "nvboot/vol")
+	vmenv.Run(t, "lvcreate", "--snapshot", "--name", "foreign", "nvboot/vol")
 
-	run(t, "vgchange", "--activate", "n", "nvboot")
+	vmenv.Run(t, "vgchange", "--activate", "n", "nvboot")
 	for _, path := range []string{vol.Path, snap.Path} {
 		if _, err := os.Stat(path); !os.IsNotExist(err) {
 			t.Fatalf("%s still there after vgchange -an: %v", path, err)
@@ -73,7 +74,7 @@ func TestReactivation(t *testing.T) {
 func TestFullPool(t *testing.T) {
 	p := newPool(t, "nvfull", 64) // a pool of about 48 MiB
 	// Fail writes at once instead of queueing them for 60 s when the pool is full.
-	run(t, "lvchange", "--errorwhenfull", "y", "nvfull/pool")
+	vmenv.Run(t, "lvchange", "--errorwhenfull", "y", "nvfull/pool")
 	vol, err := p.Create(ctx(t), "vol", 128*mib, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
@@ -27,25 +27,14 @@ func loopDevice(t *testing.T, size int64) (string, string) {
 		t.Fatal(err)
 	}
 	f.Close()
-	dev := strings.TrimSpace(run(t, "losetup", "-f", "--show", f.Name()))
+	dev := strings.TrimSpace(vmenv.Run(t, "losetup", "-f", "--show", f.Name()))
 	t.Cleanup(func() {
-		if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-			t.Errorf("losetup -d %s: %v: %s", dev, err, out)
+		if _, err := vmenv.RunE("losetup", "-d", dev); err != nil {
+			t.Error(err)
 		}
 		os.Remove(f.Name())
 	})
 	return dev, f.Name()
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %v: %v: %s", name, args, err, out)
-	}
-	return string(out)
 }
 
 // connect writes an option string to /dev/nvme-fabrics, as the node plugin will, and returns

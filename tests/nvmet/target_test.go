@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
@@ -167,7 +168,7 @@ func TestTargetLifecycleOnTheKernel(t *testing.T) {
 		if got := sysfsRead(t, filepath.Join("/sys/class/nvme", old, "state")); got != "live" {
 			t.Errorf("hostA's existing controller is %s", got)
 		}
-		run(t, "dd", "if=/dev/"+head, "of=/dev/null", "bs=4096", "count=1", "iflag=direct")
+		vmenv.Run(t, "dd", "if=/dev/"+head, "of=/dev/null", "bs=4096", "count=1", "iflag=direct")
 		disconnect(t, old)
 		if ctrl, err := connect(connectOpts("tcp", vmtest.PortalA, vol.NQN, hostA)); err == nil {
 			disconnect(t, ctrl)
@@ -182,7 +183,7 @@ func TestTargetLifecycleOnTheKernel(t *testing.T) {
 		ctrl := mustConnect(t, connectOpts("tcp", vmtest.PortalB, vol.NQN, hostB))
 		head := headDevice(t, uuid1)
 		mustDo(t, os.Truncate(file, 512<<20))
-		run(t, "losetup", "-c", dev)
+		vmenv.Run(t, "losetup", "-c", dev)
 		mustDo(t, tg.RevalidateNamespace(ctx, vol.NQN, 1))
 		waitFor(t, "the host to see 512 MiB", func() bool {
 			return sysfsRead(t, filepath.Join("/sys/block", head, "size")) == "1048576"

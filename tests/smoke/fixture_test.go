@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,8 +36,8 @@ func thinLV(t *testing.T, vg string, size string) string {
 	vmenv.Run(t, "truncate", "-s", "2G", img)
 	loop := vmenv.Run(t, "losetup", "-f", "--show", img)
 	t.Cleanup(func() {
-		exec.Command("vgremove", "-f", vg).Run()
-		exec.Command("losetup", "-d", loop).Run()
+		_, _ = vmenv.RunE("vgremove", "-f", vg)
+		_, _ = vmenv.RunE("losetup", "-d", loop)
 		os.Remove(img)
 	})
 	vmenv.Run(t, "pvcreate", "-q", loop)

@@ -87,8 +87,8 @@ func ThinPool(t testing.TB, vg string, size string) string {
 	Run(t, "truncate", "-s", size, img)
 	loop := Run(t, "losetup", "-f", "--show", img)
 	t.Cleanup(func() {
-		exec.Command("vgremove", "--config", LVMFilter(loop), "-f", vg).Run()
-		exec.Command("losetup", "-d", loop).Run()
+		_, _ = RunE("vgremove", "--config", LVMFilter(loop), "-f", vg)
+		_, _ = RunE("losetup", "-d", loop)
 		os.Remove(img)
 	})
 	if err := lvm.CreatePool(Context(t, 2*time.Minute), command.Exec{}, vg, "pool", []string{loop}, 90); err != nil {
