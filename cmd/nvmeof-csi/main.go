@@ -27,12 +27,18 @@ func main() {
 	flag.StringVar(&o.Endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint (unix:///path or tcp://host:port)")
 	flag.StringVar(&o.StorageNodes, "storage-nodes", "/etc/nvmeof-csi/storage-nodes.yaml", "controller: storage-node configuration file")
 	flag.DurationVar(&o.AgentTimeout, "agent-timeout", 30*time.Second, "controller: bound of each agent call")
-	flag.DurationVar(&o.ProbeTimeout, "probe-timeout", 3*time.Second, "controller: bound of Probe's agent checks")
+	flag.DurationVar(&o.ProbeTimeout, "probe-timeout", 3*time.Second, "controller: bound of Probe's agent checks; also bounds each --healthz-address check")
 	flag.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "node: this worker's Kubernetes node name (default $NODE_NAME)")
 	flag.StringVar(&o.IdentityDir, "identity-dir", "/etc/nvme", "node: directory of the host's hostnqn and hostid (created when missing)")
 	flag.StringVar(&topology, "topology", "", "node: accessible topology segments, key=value,key=value")
 	flag.Int64Var(&o.MaxVolumesPerNode, "max-volumes-per-node", 0, "node: volumes this node may attach (0: no limit reported)")
 	flag.StringVar(&o.StateDir, "state-dir", "", "node: where staging state is kept (default under the kubelet plugin directory)")
+	// Built-in replacements for the node-driver-registrar and livenessprobe sidecars, for
+	// clusters where those are unavailable; off by default (the production manifests use the
+	// sidecars).
+	flag.StringVar(&o.RegistrationDir, "registration-dir", "", "node: register with the kubelet through this directory, the kubelet's plugins_registry as mounted here (empty: off; needs --kubelet-registration-path)")
+	flag.StringVar(&o.KubeletRegistrationPath, "kubelet-registration-path", "", "node: the CSI socket's path on the host, which the kubelet dials, e.g. /var/lib/kubelet/plugins/nvmeof.csi.io/csi.sock (with --registration-dir)")
+	flag.StringVar(&o.HealthzAddress, "healthz-address", "", "serve GET /healthz (200 when Probe reports ready, else 503) on this host:port, e.g. :9818 (empty: off)")
 	flag.Parse()
 
 	if *showVersion {
@@ -42,6 +48,10 @@ func main() {
 	var err error
 	if o.Topology, err = parseSegments(topology); err != nil {
 		fmt.Fprintln(os.Stderr, "nvmeof-csi: --topology:", err)
+		os.Exit(2)
+	}
+	if err := o.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "nvmeof-csi:", err)
 		os.Exit(2)
 	}
 
