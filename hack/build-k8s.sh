@@ -145,7 +145,8 @@ build_kubernetes() {
 		k8s.io/kubernetes/cmd/kube-scheduler \
 		k8s.io/kubernetes/cmd/kubelet \
 		k8s.io/kubernetes/cmd/kubectl \
-		k8s.io/kubernetes/test/images/agnhost
+		k8s.io/kubernetes/test/images/agnhost \
+		github.com/onsi/ginkgo/v2/ginkgo
 	# The e2e suite (incl. the external-storage tests, -storage.testdriver=).
 	go test -c "${BUILD_FLAGS[@]}" -ldflags "$ld" -o "$TMP/e2e.test" k8s.io/kubernetes/test/e2e
 	# The images the suite may pull, for whoever prepares images offline; also
@@ -194,7 +195,7 @@ declare -A VAR=(
 )
 declare -A OUTPUTS=(
 	[kubernetes]="kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
-		agnhost e2e.test images.txt"
+		agnhost ginkgo e2e.test images.txt"
 	[etcd]=etcd
 	[csi-provisioner]=csi-provisioner [csi-attacher]=csi-attacher
 	[csi-resizer]=csi-resizer [csi-snapshotter]="csi-snapshotter snapshot-controller crds"

@@ -15,6 +15,8 @@ import (
 
 	// k8s.io/kubernetes/test/e2e and the imports of its e2e_test.go.
 	_ "github.com/onsi/ginkgo/v2"
+	// The ginkgo CLI: runs e2e.test with parallel processes.
+	_ "github.com/onsi/ginkgo/v2/ginkgo"
 	_ "go.yaml.in/yaml/v2"
 	_ "k8s.io/component-base/version"
 	_ "k8s.io/klog/v2"
