@@ -119,6 +119,11 @@ const (
 	ParamNrIOQueues = "nrIoQueues"
 	// ReservedPrefix marks keys the CSI sidecars add (PVC/PV names); accepted, not interpreted.
 	ReservedPrefix = "csi.storage.k8s.io/"
+	// KubernetesPrefix marks keys Kubernetes itself keeps in a volume's attributes, e.g.
+	// storage.kubernetes.io/csiProvisionerIdentity, which external-provisioner adds to every
+	// PV it creates and the kubelet passes on in NodeStage's volume_context; accepted, not
+	// interpreted.
+	KubernetesPrefix = "storage.kubernetes.io/"
 )
 
 // Defaults of the connection tuning.
@@ -138,7 +143,7 @@ type Params struct {
 	ReconnectDelay int
 	KeepAliveTmo   int
 	NrIOQueues     int
-	// Reserved holds the csi.storage.k8s.io/ keys as given.
+	// Reserved holds the csi.storage.k8s.io/ and storage.kubernetes.io/ keys as given.
 	Reserved map[string]string
 }
 
@@ -146,7 +151,8 @@ type Params struct {
 var ErrBadParameter = errors.New("invalid parameter")
 
 // ParseParams validates StorageClass parameters (or a volume_context) and fills in defaults.
-// Unknown keys are errors, except the reserved csi.storage.k8s.io/ ones.
+// Unknown keys are errors, except the reserved csi.storage.k8s.io/ and storage.kubernetes.io/
+// ones.
 func ParseParams(in map[string]string) (Params, error) {
 	p := Params{
 		Transport:      DefaultTransport,
@@ -181,7 +187,7 @@ func ParseParams(in map[string]string) (Params, error) {
 				}
 				p.StorageNodes = append(p.StorageNodes, n)
 			}
-		case strings.HasPrefix(k, ReservedPrefix):
+		case strings.HasPrefix(k, ReservedPrefix), strings.HasPrefix(k, KubernetesPrefix):
 			if p.Reserved == nil {
 				p.Reserved = map[string]string{}
 			}

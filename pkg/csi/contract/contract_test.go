@@ -57,13 +57,17 @@ func TestParseParams(t *testing.T) {
 	p, err := ParseParams(map[string]string{
 		"transport": "rdma", "storageNodes": "a, b", "ctrlLossTmo": "60",
 		"csi.storage.k8s.io/pvc/name": "data",
+		// What external-provisioner adds to every PV's volumeAttributes (seen on a real
+		// cluster: NodeStage got it in volume_context).
+		"storage.kubernetes.io/csiProvisionerIdentity": "1795263182-9135-nvmeof.csi.io",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Params{Transport: "rdma", StorageNodes: []string{"a", "b"}, CtrlLossTmo: 60,
 		ReconnectDelay: DefaultReconnectDelay, KeepAliveTmo: DefaultKeepAliveTmo,
-		Reserved: map[string]string{"csi.storage.k8s.io/pvc/name": "data"}}
+		Reserved: map[string]string{"csi.storage.k8s.io/pvc/name": "data",
+			"storage.kubernetes.io/csiProvisionerIdentity": "1795263182-9135-nvmeof.csi.io"}}
 	if !reflect.DeepEqual(p, want) {
 		t.Fatalf("ParseParams = %+v, want %+v", p, want)
 	}
@@ -77,6 +81,7 @@ func TestParseParams(t *testing.T) {
 		"infinite ctrl loss": {"ctrlLossTmo": "-1"},
 		"not a number":       {"keepAliveTmo": "five"},
 		"bad node name":      {"storageNodes": "Node_1"},
+		"near-miss prefix":   {"storage.k8s.io/x": "y"},
 	} {
 		if _, err := ParseParams(bad); !errors.Is(err, ErrBadParameter) {
 			t.Errorf("%s: err = %v, want ErrBadParameter", name, err)
