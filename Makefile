@@ -15,7 +15,7 @@ GOLANGCI_LINT := bin/tools/golangci-lint
 # The VM tier boots one VM per test package; run them one at a time on small machines.
 VM_TEST_FLAGS ?= -count=1 -p 1 -v -timeout 45m
 
-.PHONY: all build demo test test-unit test-manifests test-vm bench verify verify-generate generate deps clean
+.PHONY: all build demo test test-unit test-manifests test-vm test-k8s bench verify verify-generate generate deps clean
 all: build
 
 build: $(addprefix bin/,$(BINARIES))
@@ -49,6 +49,15 @@ test-manifests:
 test-vm: deps
 	$(GO) test -tags vm $(VM_TEST_FLAGS) ./tests/...
 
+## test-k8s: a real one-node Kubernetes cluster in the VM (etcd, control plane, containerd,
+## kubelet) runs our image and the e2e overlay of our manifests with the real CSI sidecars:
+## scenario tests through the API, then the Kubernetes external-storage suite (own Go module;
+## binaries and images are built and cached first)
+test-k8s: deps
+	bash hack/build-k8s.sh
+	bash hack/build-images.sh
+	cd tests/e2e && $(GO) test -tags vm -count=1 -v -timeout 150m $(K8S_TEST_FLAGS) ./...
+
 ## bench: latency benchmarks against the real kernel in the VM (agent operations vs bare lvcreate)
 bench: deps
 	$(GO) test -tags vm -count=1 -p 1 -run '^$$' -bench . -benchtime 5x -timeout 45m ./tests/agent/
@@ -61,6 +70,7 @@ verify: verify-generate $(GOLANGCI_LINT)
 	$(GOLANGCI_LINT) run ./...
 	$(GOLANGCI_LINT) run --build-tags vm ./tests/...
 	cd tests/manifests && $(GO) vet ./... && ../../$(GOLANGCI_LINT) run --config ../../.golangci.yml ./...
+	cd tests/e2e && $(GO) vet -tags vm ./... && ../../$(GOLANGCI_LINT) run --config ../../.golangci.yml --build-tags vm ./...
 
 # golangci-lint, pinned, built from the Go module proxy into bin/tools on first use.
 $(GOLANGCI_LINT):

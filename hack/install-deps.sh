@@ -29,6 +29,14 @@ declare -A PKGS=(
   [protoc]=protobuf-compiler
   [blockdev]=util-linux
   [stty]=coreutils
+  # The Kubernetes tier (make test-k8s): containerd and runc for the kubelet in the guest,
+  # the bridge CNI plugin for pod networking on a guest-only bridge, buildah and debootstrap
+  # for images without a Docker engine or registry.
+  [containerd]=containerd
+  [runc]=runc
+  [/usr/lib/cni/bridge]=containernetworking-plugins
+  [buildah]=buildah
+  [debootstrap]=debootstrap
 )
 
 missing=()

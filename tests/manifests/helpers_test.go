@@ -32,15 +32,21 @@ type rendering struct {
 	render func() ([]manifests.Doc, error)
 	// example: the site configuration of the example is filled in.
 	example bool
+	// builtin: the plugin registers with the kubelet and serves /healthz itself, in place of
+	// the node-driver-registrar and livenessprobe sidecars.
+	builtin bool
 }
 
 var renderings = []rendering{
-	{"kustomize base", func() ([]manifests.Doc, error) { return manifests.Kustomize(path(manifests.KustomizeBase)) }, false},
-	{"kustomize overlay example", func() ([]manifests.Doc, error) { return manifests.Kustomize(path(manifests.KustomizeExample)) }, true},
-	{"helm defaults", func() ([]manifests.Doc, error) { return manifests.Helm(path(manifests.Chart), "") }, false},
+	{"kustomize base", func() ([]manifests.Doc, error) { return manifests.Kustomize(path(manifests.KustomizeBase)) }, false, false},
+	{"kustomize overlay example", func() ([]manifests.Doc, error) { return manifests.Kustomize(path(manifests.KustomizeExample)) }, true, false},
+	{"helm defaults", func() ([]manifests.Doc, error) { return manifests.Helm(path(manifests.Chart), "") }, false, false},
 	{"helm ci/example-values.yaml", func() ([]manifests.Doc, error) {
 		return manifests.Helm(path(manifests.Chart), path(manifests.ChartExample))
-	}, true},
+	}, true, false},
+	// The test cluster's overlay (make test-k8s): built-in registration and /healthz in place
+	// of the two sidecars, and its own site configuration.
+	{"kustomize overlay e2e", func() ([]manifests.Doc, error) { return manifests.Kustomize(path(manifests.KustomizeE2E)) }, true, true},
 }
 
 var (

@@ -34,6 +34,7 @@ func RepoRoot() (string, error) {
 const (
 	KustomizeBase    = "deploy/kubernetes/base"
 	KustomizeExample = "deploy/kubernetes/overlays/example"
+	KustomizeE2E     = "deploy/kubernetes/overlays/e2e"
 	Examples         = "deploy/kubernetes/examples"
 	Chart            = "deploy/helm/nvmeof-csi"
 	ChartExample     = "deploy/helm/nvmeof-csi/ci/example-values.yaml"

@@ -288,6 +288,8 @@ func TestSidecarsReachThePluginSocket(t *testing.T) {
 	}
 }
 
+// The plugin's livenessProbe asks the livenessprobe sidecar (--http-endpoint), or the plugin's
+// own /healthz (--healthz-address) where the sidecar is replaced.
 func TestLivenessProbesAskTheLivenessprobeSidecar(t *testing.T) {
 	for _, r := range renderings {
 		for _, w := range render(t, r).workloads() {
@@ -296,12 +298,15 @@ func TestLivenessProbesAskTheLivenessprobeSidecar(t *testing.T) {
 				continue
 			}
 			where := r.name + ": " + w.key.String()
-			lp := container(w.pod, "livenessprobe")
+			lp, endpointFlag := container(w.pod, "livenessprobe"), "http-endpoint"
+			if r.builtin {
+				lp, endpointFlag = plugin, "healthz-address"
+			}
 			if lp == nil || plugin.LivenessProbe == nil || plugin.LivenessProbe.HTTPGet == nil {
 				t.Errorf("%s: want a livenessprobe sidecar and an httpGet livenessProbe on the plugin", where)
 				continue
 			}
-			ep, _ := flagValue(lp.Args, "http-endpoint")
+			ep, _ := flagValue(lp.Args, endpointFlag)
 			_, lport, err := net.SplitHostPort(ep)
 			if err != nil {
 				t.Errorf("%s: livenessprobe --http-endpoint=%q: %v", where, ep, err)
@@ -375,12 +380,12 @@ func TestWorkloadShapes(t *testing.T) {
 			if !ok {
 				t.Fatal("no controller Deployment")
 			}
-			checkController(t, ctl)
+			checkController(t, ctl, r.builtin)
 			node, ok := s.workload("DaemonSet", "nvmeof-csi-node")
 			if !ok {
 				t.Fatal("no node DaemonSet")
 			}
-			checkNode(t, node)
+			checkNode(t, node, r.builtin)
 			agent, ok := s.workload("DaemonSet", "nvmeof-agent")
 			if !ok {
 				t.Fatal("no agent DaemonSet")
@@ -402,8 +407,12 @@ func privileged(c *corev1.Container) bool {
 	return c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged
 }
 
-func checkController(t *testing.T, w workload) {
-	if got, want := strings.Join(names(w.pod), ","), "nvmeof-csi,csi-provisioner,csi-attacher,csi-snapshotter,csi-resizer,livenessprobe"; got != want {
+func checkController(t *testing.T, w workload, builtin bool) {
+	want := "nvmeof-csi,csi-provisioner,csi-attacher,csi-snapshotter,csi-resizer,livenessprobe"
+	if builtin {
+		want = strings.TrimSuffix(want, ",livenessprobe")
+	}
+	if got := strings.Join(names(w.pod), ","); got != want {
 		t.Errorf("controller containers %s, want %s", got, want)
 	}
 	if w.pod.Spec.HostNetwork {
@@ -432,8 +441,12 @@ func checkController(t *testing.T, w workload) {
 	}
 }
 
-func checkNode(t *testing.T, w workload) {
-	if got, want := strings.Join(names(w.pod), ","), "nvmeof-csi,node-driver-registrar,livenessprobe"; got != want {
+func checkNode(t *testing.T, w workload, builtin bool) {
+	want := "nvmeof-csi,node-driver-registrar,livenessprobe"
+	if builtin {
+		want = "nvmeof-csi"
+	}
+	if got := strings.Join(names(w.pod), ","); got != want {
 		t.Errorf("node containers %s, want %s", got, want)
 	}
 	if !w.pod.Spec.HostNetwork {
@@ -482,16 +495,20 @@ func checkNode(t *testing.T, w workload) {
 	if want := kubelet + "/plugins/" + driverName + "/csi.sock"; hostSock != want {
 		t.Errorf("node plugin: socket %s on the host is %q, want %s", sock, hostSock, want)
 	}
-	reg := container(w.pod, "node-driver-registrar")
-	if v, _ := flagValue(reg.Args, "kubelet-registration-path"); v != hostSock {
-		t.Errorf("node-driver-registrar: --kubelet-registration-path=%s, the socket is %s on the host", v, hostSock)
+	// The registrar: node-driver-registrar, or the plugin itself (--registration-dir).
+	reg, regDirFlag := container(w.pod, "node-driver-registrar"), "plugin-registration-path"
+	if builtin {
+		reg, regDirFlag = plugin, "registration-dir"
 	}
-	regDir, _ := flagValue(reg.Args, "plugin-registration-path")
-	if regDir == "" {
-		regDir = "/registration"
+	if v, _ := flagValue(reg.Args, "kubelet-registration-path"); v != hostSock {
+		t.Errorf("%s: --kubelet-registration-path=%s, the socket is %s on the host", reg.Name, v, hostSock)
+	}
+	regDir, _ := flagValue(reg.Args, regDirFlag)
+	if regDir == "" && !builtin {
+		regDir = "/registration" // node-driver-registrar's default
 	}
 	if hp, _ := hostPathOf(reg, regDir+"/x"); hp != kubelet+"/plugins_registry/x" {
-		t.Errorf("node-driver-registrar: %s is %q on the host, want %s/plugins_registry", regDir, filepath.Dir(hp), kubelet)
+		t.Errorf("%s: %s is %q on the host, want %s/plugins_registry", reg.Name, regDir, filepath.Dir(hp), kubelet)
 	}
 	for p, what := range map[string]string{"/dev/nvme-fabrics": "/dev", "/sys/class/nvme": "/sys", "/etc/nvme/hostnqn": "/etc/nvme"} {
 		if hp, _ := hostPathOf(plugin, p); hp != p {

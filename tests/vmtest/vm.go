@@ -53,10 +53,18 @@ func Main(m *testing.M) {
 	if InGuest() {
 		os.Exit(m.Run())
 	}
-	os.Exit(runSelf())
+	os.Exit(RunSelf(Size{}))
 }
 
-func runSelf() int {
+// Size sizes a guest; a zero field keeps Config's default.
+type Size struct {
+	MemoryMiB, CPUs, ScratchGiB int
+}
+
+// RunSelf runs this test binary, with its flags, in a fresh VM of the given size and returns
+// the guest's exit code. A TestMain that prepares the guest before its tests calls it on the
+// host and does its own work when InGuest.
+func RunSelf(size Size) int {
 	bin, err := os.Executable()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vmtest:", err)
@@ -75,6 +83,10 @@ func runSelf() int {
 		Timeout: testTimeout(args) + 2*time.Minute,
 		Stdout:  os.Stdout,
 		Env:     forwardedEnv(os.Environ()),
+
+		MemoryMiB:  size.MemoryMiB,
+		CPUs:       size.CPUs,
+		ScratchGiB: size.ScratchGiB,
 	}
 	code, err := Run(context.Background(), cfg)
 	if err != nil {

@@ -1,0 +1,210 @@
+//go:build vm
+
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/e2e/cluster"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+)
+
+// The one node: worker and storage node at once, on the portal address of the test VM.
+const (
+	nodeName   = "nvmeof-e2e"
+	driverName = "nvmeof.csi.io"
+	namespace  = "nvmeof-csi"
+	vgName     = "nvmeof"
+	// The overlay's agent configuration names this device.
+	poolDevice = "/dev/loop0"
+	// Workload image (hack/build-images.sh): static busybox.
+	busybox = "nvmeof-csi.test/busybox:1"
+)
+
+var k8s *cluster.Cluster
+
+// cacheDir holds what hack/build-k8s.sh and hack/build-images.sh made.
+func cacheDir() string {
+	if d := os.Getenv("NVMEOF_K8S_CACHE"); d != "" {
+		return d
+	}
+	return "/var/cache/nvmeof-csi/k8s"
+}
+
+func TestMain(m *testing.M) {
+	if !vmtest.InGuest() {
+		// The control plane, containerd's images and the pods need more than the default guest.
+		os.Exit(vmtest.RunSelf(vmtest.Size{MemoryMiB: 8192, CPUs: 2, ScratchGiB: 96}))
+	}
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	start := time.Now()
+	var err error
+	k8s, err = cluster.Start(ctx, cluster.Config{
+		BinDir:   filepath.Join(cacheDir(), "bin"),
+		ImageDir: filepath.Join(cacheDir(), "images"),
+		WorkDir:  "/run/nvmeof-e2e",
+		DataDir:  filepath.Join(vmtest.ScratchDir(), "k8s"),
+		NodeName: nodeName,
+		NodeIP:   vmtest.PortalA,
+		Log:      os.Stdout,
+	})
+	if err == nil {
+		err = deployDriver(ctx)
+	}
+	cancel()
+	if err != nil {
+		fmt.Println("e2e: setup failed:", err)
+		if k8s != nil {
+			dumpState()
+			k8s.Stop()
+		}
+		os.Exit(1)
+	}
+	fmt.Printf("e2e: cluster and driver ready in %s\n", time.Since(start).Round(time.Second))
+	code := m.Run()
+	if code != 0 {
+		dumpState()
+	}
+	k8s.Stop()
+	os.Exit(code)
+}
+
+// deployDriver does what an operator does: a thin pool on the storage node, the node label,
+// the snapshot CRDs and controller, the TLS Secrets, then `kubectl apply -k` of the overlay.
+func deployDriver(ctx context.Context) error {
+	step := func(name string, f func() error) error {
+		start := time.Now()
+		if err := f(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		fmt.Printf("e2e: %s (%s)\n", name, time.Since(start).Round(100*time.Millisecond))
+		return nil
+	}
+	if err := step("thin pool on "+poolDevice, func() error { return createPool(ctx) }); err != nil {
+		return err
+	}
+	if err := step("node labelled as storage node", func() error {
+		patch := []byte(`{"metadata":{"labels":{"nvmeof.csi.io/storage-node":"true"}}}`)
+		_, err := k8s.Client.CoreV1().Nodes().Patch(ctx, nodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := step("snapshot CRDs and snapshot-controller applied", func() error {
+		if _, err := k8s.Kubectl(ctx, "apply", "-k", filepath.Join(cacheDir(), "crds")); err != nil {
+			return err
+		}
+		_, err := k8s.Kubectl(ctx, "apply", "-k", "manifests/snapshot-controller")
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := step("TLS Secrets created", func() error { return createTLSSecrets(ctx) }); err != nil {
+		return err
+	}
+	if err := step("kubectl apply -k deploy/kubernetes/overlays/e2e", func() error {
+		_, err := k8s.Kubectl(ctx, "apply", "-k", "../../deploy/kubernetes/overlays/e2e")
+		return err
+	}); err != nil {
+		return err
+	}
+	return step("driver running and registered", func() error { return waitDriver(ctx) })
+}
+
+func createPool(ctx context.Context) error {
+	img := filepath.Join(vmtest.ScratchDir(), "pool.img")
+	if _, err := runCmd(ctx, "truncate", "-s", "48G", img); err != nil {
+		return err
+	}
+	if _, err := runCmd(ctx, "losetup", poolDevice, img); err != nil {
+		return err
+	}
+	return lvm.CreatePool(ctx, command.Exec{}, vgName, "pool", []string{poolDevice}, 90)
+}
+
+// waitDriver waits for the three workloads to be ready and for the kubelet to know the driver.
+func waitDriver(ctx context.Context) error {
+	return poll(ctx, 10*time.Minute, func() (bool, string, error) {
+		for _, ds := range []string{"nvmeof-agent", "nvmeof-csi-node"} {
+			d, err := k8s.Client.AppsV1().DaemonSets(namespace).Get(ctx, ds, metav1.GetOptions{})
+			if err != nil {
+				return false, "", err
+			}
+			if d.Status.DesiredNumberScheduled == 0 || d.Status.NumberReady != d.Status.DesiredNumberScheduled {
+				return false, fmt.Sprintf("DaemonSet %s: %d of %d ready", ds, d.Status.NumberReady, d.Status.DesiredNumberScheduled), nil
+			}
+		}
+		dep, err := k8s.Client.AppsV1().Deployments(namespace).Get(ctx, "nvmeof-csi-controller", metav1.GetOptions{})
+		if err != nil {
+			return false, "", err
+		}
+		if !deploymentAvailable(dep) {
+			return false, fmt.Sprintf("Deployment nvmeof-csi-controller: %d of %d ready", dep.Status.ReadyReplicas, *dep.Spec.Replicas), nil
+		}
+		csiNode, err := k8s.Client.StorageV1().CSINodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, "no CSINode yet", nil
+		} else if err != nil {
+			return false, "", err
+		}
+		for _, d := range csiNode.Spec.Drivers {
+			if d.Name == driverName {
+				return true, "", nil
+			}
+		}
+		return false, "driver not registered with the kubelet yet", nil
+	})
+}
+
+func deploymentAvailable(d *appsv1.Deployment) bool {
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue {
+			return d.Status.ReadyReplicas == *d.Spec.Replicas
+		}
+	}
+	return false
+}
+
+// dumpState prints what explains a failure: pods, events and the tails of the logs.
+func dumpState() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, args := range [][]string{
+		{"get", "pods", "-A", "-o", "wide"},
+		{"get", "pvc,pv,volumeattachments", "-A"},
+		{"get", "events", "-A", "--sort-by=.lastTimestamp"},
+	} {
+		out, err := k8s.Kubectl(ctx, args...)
+		fmt.Printf("=== kubectl %s\n%s%v\n", strings.Join(args, " "), out, errOrEmpty(err))
+	}
+	for _, c := range []string{"kubelet", "kube-apiserver", "kube-controller-manager", "containerd"} {
+		fmt.Printf("=== %s (tail)\n%s\n", c, k8s.Tail(c, 40))
+	}
+	for _, sel := range []string{"app.kubernetes.io/component=controller", "app.kubernetes.io/component=node", "app.kubernetes.io/component=agent"} {
+		out, err := k8s.Kubectl(ctx, "-n", namespace, "logs", "-l", sel, "--all-containers", "--tail=40", "--prefix")
+		fmt.Printf("=== logs %s\n%s%v\n", sel, out, errOrEmpty(err))
+	}
+}
+
+func errOrEmpty(err error) any {
+	if err == nil {
+		return ""
+	}
+	return err
+}
