@@ -23,7 +23,7 @@ FROM debian:bookworm-slim
 #   xfs_growfs, xfs_io (xfsprogs). NVMe-oF itself is /dev/nvme-fabrics and sysfs: no nvme-cli.
 # - agent: lvm (lvm2), thin_check/thin_repair for pool activation (thin-provisioning-tools).
 #   The nvmet target is configfs: no nvmetcli.
-# No kmod: modules (nvme-tcp, nvme-rdma, nvmet*, dm-thin-pool) are the host's to load; the
+# No kmod: modules (nvme-tcp, nvme-rdma, nvmet*, dm-thin-pool, dm-snapshot) are the host's to load; the
 # kernel loads transports on demand. No ca-certificates: every TLS peer is checked against
 # the operator's CA, never the system roots.
 RUN apt-get update \

@@ -25,6 +25,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Runner:      command.Exec{},
 		ExtraConfig: cfg.LVMConfigString(),
 	}
+	if err := lvm.CheckTargets(ctx, command.Exec{}); err != nil {
+		return err
+	}
 	target := &nvmet.Target{Root: cfg.ConfigfsRoot, Prefix: cfg.NQNPrefix()}
 	srv := New(cfg, pool, target)
 	if err := srv.Start(ctx); err != nil {
