@@ -128,6 +128,11 @@ func deployDriver(ctx context.Context) error {
 }
 
 func createPool(ctx context.Context) error {
+	// The storage node's modules, loaded by its operator (deploy/README.md); the VM loads the
+	// NVMe target and dm-thin-pool already.
+	if _, err := runCmd(ctx, "modprobe", "-a", "dm-thin-pool", "dm-snapshot"); err != nil {
+		return err
+	}
 	img := filepath.Join(vmtest.ScratchDir(), "pool.img")
 	if _, err := runCmd(ctx, "truncate", "-s", "48G", img); err != nil {
 		return err

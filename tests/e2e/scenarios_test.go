@@ -24,7 +24,7 @@ import (
 // writeScript writes 16 MiB of random data and prints its checksum; readScript checks it.
 const (
 	writeScript = `set -e; dd if=/dev/urandom of=/data/blob bs=1M count=16 2>/dev/null; md5sum /data/blob > /data/blob.md5; sync; cut -d' ' -f1 /data/blob.md5`
-	readScript  = `set -e; md5sum -c /data/blob.md5 >&2; md5sum /data/blob | cut -d' ' -f1`
+	readScript  = `set -e; md5sum -c -s /data/blob.md5; md5sum /data/blob | cut -d' ' -f1`
 )
 
 // TestPersistenceTCP: StorageClass nvmeof-tcp → PVC → a pod writes data → the pod is replaced

@@ -310,6 +310,8 @@ func (c *Cluster) startAPIServer(ctx context.Context, f controlPlaneFiles) error
 		"--service-cluster-ip-range="+ServiceRange,
 		// The CSI node plugin and the agent run privileged.
 		"--allow-privileged=true",
+		// Logs and exec go to the kubelet at the node's address; its name resolves nowhere.
+		"--kubelet-preferred-address-types=InternalIP",
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
 	); err != nil {
