@@ -35,7 +35,8 @@ deps:
 demo: deps bin/nvmeof-demo
 	bin/nvmeof-demo $(DEMO_FLAGS)
 
-## test: unit tier, manifests, then the VM tier (real kernel in qemu)
+## test: unit tier, manifests, then the VM tier (real kernel in qemu); the Kubernetes tier is
+## make test-k8s (CI runs both)
 test: test-unit test-manifests test-vm
 
 test-unit:

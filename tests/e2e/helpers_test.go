@@ -3,11 +3,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -39,19 +37,6 @@ func poll(ctx context.Context, timeout time.Duration, f func() (done bool, waiti
 		case <-time.After(2 * time.Second):
 		}
 	}
-}
-
-// runCmd runs a command in the guest, bounded by two minutes.
-func runCmd(ctx context.Context, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 // createTLSSecrets issues the agents' server certificate (for the name nvmeof-agent) and the

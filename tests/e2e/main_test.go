@@ -88,56 +88,40 @@ func TestMain(m *testing.M) {
 // deployDriver does what an operator does: a thin pool on the storage node, the node label,
 // the snapshot CRDs and controller, the TLS Secrets, then `kubectl apply -k` of the overlay.
 func deployDriver(ctx context.Context) error {
-	step := func(name string, f func() error) error {
-		start := time.Now()
-		if err := f(); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		fmt.Printf("e2e: %s (%s)\n", name, time.Since(start).Round(100*time.Millisecond))
-		return nil
-	}
-	if err := step("thin pool on "+poolDevice, func() error { return createPool(ctx) }); err != nil {
-		return err
-	}
-	if err := step("node labelled as storage node", func() error {
-		patch := []byte(`{"metadata":{"labels":{"nvmeof.csi.io/storage-node":"true"}}}`)
-		_, err := k8s.Client.CoreV1().Nodes().Patch(ctx, nodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := step("snapshot CRDs and snapshot-controller applied", func() error {
-		if _, err := k8s.Kubectl(ctx, "apply", "-k", filepath.Join(cacheDir(), "crds")); err != nil {
+	return cluster.RunSteps(os.Stdout, "e2e", []cluster.Step{
+		{Name: "thin pool on " + poolDevice, Do: func() error { return createPool(ctx) }},
+		{Name: "node labelled as storage node", Do: func() error {
+			patch := []byte(`{"metadata":{"labels":{"nvmeof.csi.io/storage-node":"true"}}}`)
+			_, err := k8s.Client.CoreV1().Nodes().Patch(ctx, nodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
 			return err
-		}
-		_, err := k8s.Kubectl(ctx, "apply", "-k", "manifests/snapshot-controller")
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := step("TLS Secrets created", func() error { return createTLSSecrets(ctx) }); err != nil {
-		return err
-	}
-	if err := step("kubectl apply -k deploy/kubernetes/overlays/e2e", func() error {
-		_, err := k8s.Kubectl(ctx, "apply", "-k", "../../deploy/kubernetes/overlays/e2e")
-		return err
-	}); err != nil {
-		return err
-	}
-	return step("driver running and registered", func() error { return waitDriver(ctx) })
+		}},
+		{Name: "snapshot CRDs and snapshot-controller applied", Do: func() error {
+			if _, err := k8s.Kubectl(ctx, "apply", "-k", filepath.Join(cacheDir(), "crds")); err != nil {
+				return err
+			}
+			_, err := k8s.Kubectl(ctx, "apply", "-k", "manifests/snapshot-controller")
+			return err
+		}},
+		{Name: "TLS Secrets created", Do: func() error { return createTLSSecrets(ctx) }},
+		{Name: "kubectl apply -k deploy/kubernetes/overlays/e2e", Do: func() error {
+			_, err := k8s.Kubectl(ctx, "apply", "-k", "../../deploy/kubernetes/overlays/e2e")
+			return err
+		}},
+		{Name: "driver running and registered", Do: func() error { return waitDriver(ctx) }},
+	})
 }
 
 func createPool(ctx context.Context) error {
 	// The storage node's modules, loaded by its operator (deploy/README.md); the VM loads the
 	// NVMe target and dm-thin-pool already.
-	if _, err := runCmd(ctx, "modprobe", "-a", "dm-thin-pool", "dm-snapshot"); err != nil {
+	if _, err := cluster.Run(ctx, "modprobe", "-a", "dm-thin-pool", "dm-snapshot"); err != nil {
 		return err
 	}
 	img := filepath.Join(vmtest.ScratchDir(), "pool.img")
-	if _, err := runCmd(ctx, "truncate", "-s", "48G", img); err != nil {
+	if _, err := cluster.Run(ctx, "truncate", "-s", "48G", img); err != nil {
 		return err
 	}
-	if _, err := runCmd(ctx, "losetup", poolDevice, img); err != nil {
+	if _, err := cluster.Run(ctx, "losetup", poolDevice, img); err != nil {
 		return err
 	}
 	return lvm.CreatePool(ctx, command.Exec{}, vgName, "pool", []string{poolDevice}, 90)

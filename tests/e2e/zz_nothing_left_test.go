@@ -12,6 +12,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nvmeof-csi/nvmeof-csi/tests/e2e/cluster"
 )
 
 // TestNothingLeft runs last (file order): after every scenario and the external suite deleted
@@ -47,7 +49,7 @@ func TestNothingLeft(t *testing.T) {
 func guestLeftovers() []string {
 	var left []string
 	ctx := context.Background()
-	lvs, err := runCmd(ctx, "lvs", "--noheadings", "-o", "lv_name", "--config", `devices { global_filter = [ "a|^`+poolDevice+`$|", "r|.*|" ] }`, vgName)
+	lvs, err := cluster.Run(ctx, "lvs", "--noheadings", "-o", "lv_name", "--config", `devices { global_filter = [ "a|^`+poolDevice+`$|", "r|.*|" ] }`, vgName)
 	if err != nil {
 		left = append(left, err.Error())
 	}

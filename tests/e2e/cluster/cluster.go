@@ -91,37 +91,41 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 			return nil, err
 		}
 	}
-	step := func(name string, f func() error) error {
-		start := time.Now()
-		if err := f(); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		c.logf("cluster: %s (%s)", name, time.Since(start).Round(100*time.Millisecond))
-		return nil
-	}
-	if err := step("host prepared", func() error { return prepareHost(ctx) }); err != nil {
-		return nil, err
-	}
 	var files controlPlaneFiles
-	if err := step("certificates written", func() (err error) { files, err = c.writeFiles(); return err }); err != nil {
-		return nil, err
-	}
-	if err := step("etcd ready", func() error { return c.startEtcd(ctx) }); err != nil {
-		return nil, err
-	}
-	if err := step("kube-apiserver ready", func() error { return c.startAPIServer(ctx, files) }); err != nil {
-		return nil, err
-	}
-	if err := step("containerd ready, images imported", func() error { return c.startContainerd(ctx) }); err != nil {
-		return nil, err
-	}
-	if err := step("controller-manager and scheduler started", func() error { return c.startControllers(files) }); err != nil {
-		return nil, err
-	}
-	if err := step("kubelet registered, node Ready", func() error { return c.startKubelet(ctx, files) }); err != nil {
+	err = RunSteps(cfg.Log, "cluster", []Step{
+		{"host prepared", func() error { return prepareHost(ctx) }},
+		{"certificates written", func() (err error) { files, err = c.writeFiles(); return err }},
+		{"etcd ready", func() error { return c.startEtcd(ctx) }},
+		{"kube-apiserver ready", func() error { return c.startAPIServer(ctx, files) }},
+		{"containerd ready, images imported", func() error { return c.startContainerd(ctx) }},
+		{"controller-manager and scheduler started", func() error { return c.startControllers(files) }},
+		{"kubelet registered, node Ready", func() error { return c.startKubelet(ctx, files) }},
+	})
+	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// Step is one named step of a bring-up.
+type Step struct {
+	Name string
+	Do   func() error
+}
+
+// RunSteps runs steps in order and prints each one's duration to log as "<prefix>: <name>
+// (<duration>)"; the first error stops them and names its step.
+func RunSteps(log io.Writer, prefix string, steps []Step) error {
+	for _, st := range steps {
+		start := time.Now()
+		if err := st.Do(); err != nil {
+			return fmt.Errorf("%s: %w", st.Name, err)
+		}
+		if log != nil {
+			fmt.Fprintf(log, "%s: %s (%s)\n", prefix, st.Name, time.Since(start).Round(100*time.Millisecond))
+		}
+	}
+	return nil
 }
 
 // Stop stops every component, the last started first, and waits for them.
@@ -156,12 +160,6 @@ func (c *Cluster) Tail(component string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (c *Cluster) logf(format string, args ...any) {
-	if c.cfg.Log != nil {
-		fmt.Fprintf(c.cfg.Log, format+"\n", args...)
-	}
-}
-
 // prepareHost gives the guest what a kubelet host has: cgroup v2 with its controllers
 // delegated, shared mount propagation (the CSI node plugin's Bidirectional mounts), a bridge
 // for pods, forwarding, and the API service address on a dummy interface.
@@ -172,12 +170,12 @@ func prepareHost(ctx context.Context) error {
 		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
 	}
 	for _, args := range cmds {
-		if _, err := run(ctx, args[0], args[1:]...); err != nil {
+		if _, err := Run(ctx, args[0], args[1:]...); err != nil {
 			return err
 		}
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
-		if _, err := run(ctx, "mount", "-t", "cgroup2", "cgroup2", "/sys/fs/cgroup"); err != nil {
+		if _, err := Run(ctx, "mount", "-t", "cgroup2", "cgroup2", "/sys/fs/cgroup"); err != nil {
 			return err
 		}
 	}
@@ -198,7 +196,7 @@ func prepareHost(ctx context.Context) error {
 			{"addr", "add", APIServiceIP + "/32", "dev", "kube0"},
 			{"link", "set", "kube0", "up"},
 		} {
-			if _, err := run(ctx, "ip", args...); err != nil {
+			if _, err := Run(ctx, "ip", args...); err != nil {
 				return err
 			}
 		}
@@ -391,7 +389,7 @@ state = "/run/containerd"
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {
-		if _, err := run(ctx, "ctr", "--address", containerdSocket, "version"); err == nil {
+		if _, err := Run(ctx, "ctr", "--address", containerdSocket, "version"); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -419,7 +417,7 @@ func (c *Cluster) importImages(ctx context.Context) error {
 		if !filepath.IsAbs(tar) {
 			tar = filepath.Join(c.cfg.ImageDir, tar)
 		}
-		if _, err := run(ctx, "ctr", "--address", containerdSocket, "-n", "k8s.io", "images", "import", "--snapshotter", "overlayfs", tar); err != nil {
+		if _, err := Run(ctx, "ctr", "--address", containerdSocket, "-n", "k8s.io", "images", "import", "--snapshotter", "overlayfs", tar); err != nil {
 			return err
 		}
 	}
@@ -576,8 +574,8 @@ func (c *Cluster) startPath(name, binary string, args ...string) (*proc, error) 
 	return p, nil
 }
 
-// run runs a command to completion, bounded by ctx and a minute.
-func run(ctx context.Context, name string, args ...string) (string, error) {
+// Run runs a command to completion, bounded by ctx and two minutes, and returns its output.
+func Run(ctx context.Context, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
