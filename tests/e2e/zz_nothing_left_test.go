@@ -13,7 +13,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/nvmeof-csi/nvmeof-csi/tests/e2e/cluster"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 )
 
 // TestNothingLeft runs last (file order): after every scenario and the external suite deleted
@@ -48,15 +49,16 @@ func TestNothingLeft(t *testing.T) {
 // guestLeftovers lists what the driver left in the node's kernel.
 func guestLeftovers() []string {
 	var left []string
-	ctx := context.Background()
-	lvs, err := cluster.Run(ctx, "lvs", "--noheadings", "-o", "lv_name", "--config", `devices { global_filter = [ "a|^`+poolDevice+`$|", "r|.*|" ] }`, vgName)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The thin LVs of the pool, from the project's own lvm package (a JSON report).
+	pool := &lvm.Pool{VG: vgName, ThinPool: "pool", Runner: command.Exec{}, ExtraConfig: `devices { global_filter = [ "a|^` + poolDevice + `$|", "r|.*|" ] }`}
+	lvs, err := pool.List(ctx)
 	if err != nil {
 		left = append(left, err.Error())
 	}
-	for _, lv := range strings.Fields(lvs) {
-		if lv != "pool" {
-			left = append(left, "LV "+lv)
-		}
+	for _, lv := range lvs {
+		left = append(left, "LV "+lv.Name)
 	}
 	subs, _ := os.ReadDir("/sys/kernel/config/nvmet/subsystems")
 	for _, s := range subs {
