@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/yamlstrict"
 )
@@ -17,7 +18,6 @@ import (
 // Config is the agent's configuration file (YAML).
 //
 //	nodeName: storage-1
-//	topology: {topology.nvmeof.csi.io/zone: a}
 //	pool: {volumeGroup: vg0, thinPool: pool, overcommitRatio: 2}
 //	portals:
 //	- {id: 1, transport: tcp, address: 192.0.2.1, port: 4420}
@@ -26,10 +26,9 @@ import (
 //	tls: {cert: /etc/nvmeof/agent.pem, key: /etc/nvmeof/agent-key.pem, ca: /etc/nvmeof/ca.pem}
 type Config struct {
 	// NodeName names the storage node; it is part of every subsystem NQN the agent owns.
-	NodeName string            `json:"nodeName"`
-	Topology map[string]string `json:"topology,omitempty"`
-	Pool     PoolConfig        `json:"pool"`
-	Portals  []PortalConfig    `json:"portals"`
+	NodeName string         `json:"nodeName"`
+	Pool     PoolConfig     `json:"pool"`
+	Portals  []PortalConfig `json:"portals"`
 	// Listen is unix:///path (plaintext allowed) or tcp://host:port (mTLS required).
 	Listen string     `json:"listen"`
 	TLS    mtls.Files `json:"tls,omitempty"`
@@ -62,8 +61,6 @@ type PortalConfig struct {
 	Transport string `json:"transport"`
 	Address   string `json:"address"`
 	Port      int    `json:"port,omitempty"`
-	// ANAGroup is the ANA group of this portal (default 1).
-	ANAGroup uint32 `json:"anaGroup,omitempty"`
 }
 
 // Duration is a time.Duration written as "30s" in YAML.
@@ -130,7 +127,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("portals[%d]: id %d must be non-zero and unique", i, p.ID))
 		}
 		ids[p.ID] = true
-		if _, err := ParseTransport(p.Transport); err != nil {
+		if _, err := agentapi.ParseTransport(p.Transport); err != nil {
 			errs = append(errs, fmt.Errorf("portals[%d]: %w", i, err))
 		}
 		if net.ParseIP(p.Address) == nil {
@@ -141,9 +138,6 @@ func (c *Config) Validate() error {
 		}
 		if p.Port < 1 || p.Port > 65535 {
 			errs = append(errs, fmt.Errorf("portals[%d]: port %d out of range", i, p.Port))
-		}
-		if p.ANAGroup == 0 {
-			p.ANAGroup = 1
 		}
 	}
 	switch {

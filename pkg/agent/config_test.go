@@ -20,19 +20,18 @@ func writeConfig(t *testing.T, body string) string {
 func TestLoadConfigFillsDefaults(t *testing.T) {
 	cfg, err := LoadConfig(writeConfig(t, `
 nodeName: storage-1
-topology: {topology.nvmeof.csi.io/zone: a}
 pool: {volumeGroup: vg0, thinPool: pool}
 portals:
 - {id: 1, transport: tcp, address: 192.0.2.1}
-- {id: 2, transport: rdma, address: "fd00::1", port: 4421, anaGroup: 2}
+- {id: 2, transport: rdma, address: "fd00::1", port: 4421}
 listen: unix:///run/nvmeof-agent.sock
 reconcileInterval: 30s
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Pool.OvercommitRatio != 1 || cfg.Portals[0].Port != 4420 || cfg.Portals[0].ANAGroup != 1 ||
-		cfg.Portals[1].ANAGroup != 2 || cfg.ReconcileInterval.Duration != 30*time.Second ||
+	if cfg.Pool.OvercommitRatio != 1 || cfg.Portals[0].Port != 4420 || cfg.Portals[1].Port != 4421 ||
+		cfg.ReconcileInterval.Duration != 30*time.Second ||
 		cfg.ConfigfsRoot != "/sys/kernel/config/nvmet" {
 		t.Fatalf("config %+v", cfg)
 	}
@@ -52,6 +51,9 @@ func TestLoadConfigRejects(t *testing.T) {
 		"bad node name":  {"nodeName: Storage_1\npool: {volumeGroup: vg, thinPool: p}\nportals: [{id: 1, transport: tcp, address: 192.0.2.1}]\nlisten: unix:///x\n", "nodeName"},
 		"low overcommit": {"nodeName: s1\npool: {volumeGroup: vg, thinPool: p, overcommitRatio: 0.5}\nportals: [{id: 1, transport: tcp, address: 192.0.2.1}]\nlisten: unix:///x\n", "overcommit"},
 		"no listen":      {base, "listen"},
+		// Keys that were once documented and never applied are refused, not ignored.
+		"portal anaGroup": {"nodeName: s1\npool: {volumeGroup: vg, thinPool: p}\nportals: [{id: 1, transport: tcp, address: 192.0.2.1, anaGroup: 2}]\nlisten: unix:///x\n", "anaGroup"},
+		"agent topology":  {base + "listen: unix:///x\ntopology: {zone: a}\n", "topology"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := LoadConfig(writeConfig(t, tc.body))

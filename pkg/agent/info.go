@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
 )
 
@@ -12,7 +13,6 @@ func (s *Server) Info(context.Context, *agentapi.InfoRequest) (*agentapi.InfoRes
 	return &agentapi.InfoResponse{
 		NodeName: s.cfg.NodeName,
 		Portals:  s.portals(""),
-		Topology: s.cfg.Topology,
 		Version:  version.Version,
 	}, nil
 }
@@ -21,7 +21,7 @@ func (s *Server) Info(context.Context, *agentapi.InfoRequest) (*agentapi.InfoRes
 func (s *Server) GetCapacity(ctx context.Context, _ *agentapi.GetCapacityRequest) (*agentapi.GetCapacityResponse, error) {
 	u, err := s.pool.Usage(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	limit := int64(s.cfg.Pool.OvercommitRatio * float64(u.DataBytes))
 	avail := max(limit-u.VirtualBytes, 0)

@@ -3,12 +3,12 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // PublishVolume allows a host NQN on a volume: recorded durably first, then projected into
@@ -17,7 +17,7 @@ import (
 func (s *Server) PublishVolume(ctx context.Context, req *agentapi.PublishVolumeRequest) (*agentapi.PublishVolumeResponse, error) {
 	resp, err := s.publish(ctx, req)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	return resp, nil
 }
@@ -28,17 +28,17 @@ func (s *Server) publish(ctx context.Context, req *agentapi.PublishVolumeRequest
 		return nil, err
 	}
 	if err := nvmet.ValidateNQN(req.GetHostNqn()); err != nil {
-		return nil, invalidf("host_nqn: %v", err)
+		return nil, rpcerr.Invalidf("host_nqn: %v", err)
 	}
 	if req.GetNodeId() == "" {
-		return nil, invalidf("node_id is required")
+		return nil, rpcerr.Invalidf("node_id is required")
 	}
-	transport := TransportName(req.GetTransport())
+	transport := agentapi.TransportName(req.GetTransport())
 	if transport == "" {
-		return nil, invalidf("transport must be tcp or rdma")
+		return nil, rpcerr.Invalidf("transport must be tcp or rdma")
 	}
 	if len(s.portIDs([]string{transport})) == 0 {
-		return nil, fmt.Errorf("%w: storage node %s has no %s portal", errPrecondition, s.cfg.NodeName, transport)
+		return nil, rpcerr.Preconditionf("storage node %s has no %s portal", s.cfg.NodeName, transport)
 	}
 	unlock, err := s.lock(ctx, id)
 	if err != nil {
@@ -52,18 +52,18 @@ func (s *Server) publish(ctx context.Context, req *agentapi.PublishVolumeRequest
 	}
 	i := slices.IndexFunc(lvs, func(lv lvm.LV) bool { return lv.Name == id })
 	if i < 0 {
-		return nil, fmt.Errorf("%w: volume %s", errNotFound, id)
+		return nil, rpcerr.NotFoundf("volume %s", id)
 	}
 	lv := lvs[i]
 	want := host{nqn: req.GetHostNqn(), nodeID: req.GetNodeId(), readOnly: req.GetReadOnly()}
 	if other, ok := identityClash(lvs, want); ok {
-		return nil, fmt.Errorf("%w: host NQN %s is already used by node %q, and now node %q presents it: "+
-			"every node needs its own /etc/nvme/hostnqn and hostid", errPrecondition, want.nqn, other, want.nodeID)
+		return nil, rpcerr.Preconditionf("host NQN %s is already used by node %q, and now node %q presents it: "+
+			"every node needs its own /etc/nvme/hostnqn and hostid", want.nqn, other, want.nodeID)
 	}
 
 	for _, h := range hostsOf(lv) {
 		if h.nqn == want.nqn && h.nodeID == want.nodeID && h.readOnly != want.readOnly {
-			return nil, fmt.Errorf("%w: volume %s is published to %s with read_only=%v", errConflict, id, h.nqn, h.readOnly)
+			return nil, rpcerr.Existsf("volume %s is published to %s with read_only=%v", id, h.nqn, h.readOnly)
 		}
 	}
 	var added []string
@@ -117,7 +117,7 @@ func identityClash(lvs []lvm.LV, h host) (string, bool) {
 // with the last host. An unknown volume or host is not an error: there is nothing to revoke.
 func (s *Server) UnpublishVolume(ctx context.Context, req *agentapi.UnpublishVolumeRequest) (*agentapi.UnpublishVolumeResponse, error) {
 	if err := s.unpublish(ctx, req); err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	return &agentapi.UnpublishVolumeResponse{}, nil
 }

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/server"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/grpcserver"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
 )
 
@@ -27,9 +27,9 @@ func Serve(ctx context.Context, cfg Config, srv agentapi.AgentServer) error {
 	} else if !strings.HasPrefix(cfg.Listen, "unix://") {
 		return fmt.Errorf("listen %q: want unix:// or tcp://", cfg.Listen)
 	}
-	lis, err := server.Listen(cfg.Listen)
+	lis, err := grpcserver.Listen(cfg.Listen)
 	if err != nil {
 		return err
 	}
-	return server.ServeListener(ctx, lis, func(g *grpc.Server) { agentapi.RegisterAgentServer(g, srv) }, opts...)
+	return grpcserver.ServeListener(ctx, lis, func(g *grpc.Server) { agentapi.RegisterAgentServer(g, srv) }, opts...)
 }

@@ -122,9 +122,9 @@ func (s *Server) portals(transport string) []*agentapi.Portal {
 		if transport != "" && p.Transport != transport {
 			continue
 		}
-		t, _ := ParseTransport(p.Transport)
+		t, _ := agentapi.ParseTransport(p.Transport)
 		out = append(out, &agentapi.Portal{
-			Transport: t, Address: p.Address, ServiceId: itoa(p.Port), AnaGroup: p.ANAGroup,
+			Transport: t, Address: p.Address, ServiceId: itoa(p.Port),
 		})
 	}
 	return out

@@ -3,12 +3,12 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"strconv"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // CreateSnapshot takes an O(1), read-only thin snapshot of a volume. It is idempotent by name;
@@ -16,7 +16,7 @@ import (
 func (s *Server) CreateSnapshot(ctx context.Context, req *agentapi.CreateSnapshotRequest) (*agentapi.CreateSnapshotResponse, error) {
 	snap, err := s.createSnapshot(ctx, req)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	return &agentapi.CreateSnapshotResponse{Snapshot: snap}, nil
 }
@@ -38,7 +38,7 @@ func (s *Server) createSnapshot(ctx context.Context, req *agentapi.CreateSnapsho
 
 	if lv, err := s.pool.Get(ctx, id); err == nil {
 		if !isSnapshot(lv) || tagOf(lv, tagSource) != src {
-			return nil, fmt.Errorf("%w: snapshot %q is of %q, asked of %q", errConflict, req.GetName(), tagOf(lv, tagSource), src)
+			return nil, rpcerr.Existsf("snapshot %q is of %q, asked of %q", req.GetName(), tagOf(lv, tagSource), src)
 		}
 		return snapshotOf(lv), nil
 	} else if !errors.Is(err, lvm.ErrNotFound) {
@@ -46,7 +46,7 @@ func (s *Server) createSnapshot(ctx context.Context, req *agentapi.CreateSnapsho
 	}
 	origin, err := s.pool.Get(ctx, src)
 	if errors.Is(err, lvm.ErrNotFound) {
-		return nil, fmt.Errorf("%w: source volume %s", errNotFound, src)
+		return nil, rpcerr.NotFoundf("source volume %s", src)
 	}
 	if err != nil {
 		return nil, err
@@ -72,7 +72,7 @@ func (s *Server) createSnapshot(ctx context.Context, req *agentapi.CreateSnapsho
 // share blocks, not lineage), so it can always go. Unknown IDs are NotFound.
 func (s *Server) DeleteSnapshot(ctx context.Context, req *agentapi.DeleteSnapshotRequest) (*agentapi.DeleteSnapshotResponse, error) {
 	if err := s.deleteObject(ctx, req.GetId(), snapshotPrefix); err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	return &agentapi.DeleteSnapshotResponse{}, nil
 }
@@ -80,11 +80,11 @@ func (s *Server) DeleteSnapshot(ctx context.Context, req *agentapi.DeleteSnapsho
 // GetSnapshot describes one snapshot.
 func (s *Server) GetSnapshot(ctx context.Context, req *agentapi.GetSnapshotRequest) (*agentapi.GetSnapshotResponse, error) {
 	if err := validateID(req.GetId(), snapshotPrefix); err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	lv, err := s.pool.Get(ctx, req.GetId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	return &agentapi.GetSnapshotResponse{Snapshot: snapshotOf(lv)}, nil
 }
@@ -93,7 +93,7 @@ func (s *Server) GetSnapshot(ctx context.Context, req *agentapi.GetSnapshotReque
 func (s *Server) ListSnapshots(ctx context.Context, _ *agentapi.ListSnapshotsRequest) (*agentapi.ListSnapshotsResponse, error) {
 	lvs, err := s.pool.List(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	resp := &agentapi.ListSnapshotsResponse{}
 	for _, lv := range lvs {

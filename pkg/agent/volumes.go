@@ -9,6 +9,7 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // CreateVolume creates a thin volume, or an O(1) thin clone of a snapshot or volume. It is
@@ -17,7 +18,7 @@ import (
 func (s *Server) CreateVolume(ctx context.Context, req *agentapi.CreateVolumeRequest) (*agentapi.CreateVolumeResponse, error) {
 	v, err := s.createVolume(ctx, req)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	return &agentapi.CreateVolumeResponse{Volume: v}, nil
 }
@@ -27,7 +28,7 @@ func (s *Server) createVolume(ctx context.Context, req *agentapi.CreateVolumeReq
 		return nil, err
 	}
 	if req.GetSizeBytes() <= 0 {
-		return nil, invalidf("size_bytes must be positive, got %d", req.GetSizeBytes())
+		return nil, rpcerr.Invalidf("size_bytes must be positive, got %d", req.GetSizeBytes())
 	}
 	labelTags, err := labelTags(req.GetLabels())
 	if err != nil {
@@ -36,7 +37,7 @@ func (s *Server) createVolume(ctx context.Context, req *agentapi.CreateVolumeReq
 	id := agentapi.VolumeID(req.GetName())
 	src := sourceID(req.GetSource())
 	if req.GetSource() != nil && src == "" {
-		return nil, invalidf("content source names no snapshot or volume")
+		return nil, rpcerr.Invalidf("content source names no snapshot or volume")
 	}
 	unlock, err := s.lock(ctx, id, src)
 	if err != nil {
@@ -83,8 +84,7 @@ func (s *Server) createVolume(ctx context.Context, req *agentapi.CreateVolumeReq
 // else AlreadyExists.
 func sameVolume(lv lvm.LV, name string, size int64, src string) (*agentapi.Volume, error) {
 	if !isVolume(lv) || lv.SizeBytes != size || tagOf(lv, tagSource) != src {
-		return nil, fmt.Errorf("%w: volume %q is %d bytes from source %q; asked %d bytes from %q",
-			errConflict, name, lv.SizeBytes, tagOf(lv, tagSource), size, src)
+		return nil, rpcerr.Existsf("volume %q is %d bytes from source %q; asked %d bytes from %q", name, lv.SizeBytes, tagOf(lv, tagSource), size, src)
 	}
 	return volumeOf(lv), nil
 }
@@ -93,13 +93,13 @@ func sameVolume(lv lvm.LV, name string, size int64, src string) (*agentapi.Volum
 func (s *Server) clone(ctx context.Context, id, src string, size int64, tags []string) (lvm.LV, error) {
 	origin, err := s.pool.Get(ctx, src)
 	if errors.Is(err, lvm.ErrNotFound) {
-		return lvm.LV{}, fmt.Errorf("%w: content source %s", errNotFound, src)
+		return lvm.LV{}, rpcerr.NotFoundf("content source %s", src)
 	}
 	if err != nil {
 		return lvm.LV{}, err
 	}
 	if size < origin.SizeBytes {
-		return lvm.LV{}, invalidf("size %d is smaller than its source %s (%d bytes)", size, src, origin.SizeBytes)
+		return lvm.LV{}, rpcerr.Invalidf("size %d is smaller than its source %s (%d bytes)", size, src, origin.SizeBytes)
 	}
 	lv, err := s.pool.Snapshot(ctx, src, id, false, tags)
 	if err != nil {
@@ -115,8 +115,9 @@ func (s *Server) clone(ctx context.Context, id, src string, size int64, tags []s
 	return lv, nil
 }
 
-// admit fails with errNoSpace unless size more bytes fit under the overcommit limit. Every
-// thin LV counts at its virtual size: snapshots can end up holding all of their blocks.
+// admit fails with an rpcerr.ErrExhausted error unless size more bytes fit under the overcommit
+// limit. Every thin LV counts at its virtual size: snapshots can end up holding all of their
+// blocks.
 func (s *Server) admit(ctx context.Context, size int64) error {
 	u, err := s.pool.Usage(ctx)
 	if err != nil {
@@ -124,8 +125,7 @@ func (s *Server) admit(ctx context.Context, size int64) error {
 	}
 	limit := int64(s.cfg.Pool.OvercommitRatio * float64(u.DataBytes))
 	if u.VirtualBytes+size > limit {
-		return fmt.Errorf("%w: %d bytes asked, %d of %d provisionable bytes in use (pool %d bytes, overcommit %g)",
-			errNoSpace, size, u.VirtualBytes, limit, u.DataBytes, s.cfg.Pool.OvercommitRatio)
+		return rpcerr.Exhaustedf("%d bytes asked, %d of %d provisionable bytes in use (pool %d bytes, overcommit %g)", size, u.VirtualBytes, limit, u.DataBytes, s.cfg.Pool.OvercommitRatio)
 	}
 	return nil
 }
@@ -133,7 +133,7 @@ func (s *Server) admit(ctx context.Context, size int64) error {
 // DeleteVolume removes a volume that no host is published to. Unknown IDs are NotFound.
 func (s *Server) DeleteVolume(ctx context.Context, req *agentapi.DeleteVolumeRequest) (*agentapi.DeleteVolumeResponse, error) {
 	if err := s.deleteObject(ctx, req.GetId(), volumePrefix); err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	return &agentapi.DeleteVolumeResponse{}, nil
 }
@@ -152,7 +152,7 @@ func (s *Server) deleteObject(ctx context.Context, id, prefix string) error {
 		return err
 	}
 	if hs := hostsOf(lv); len(hs) > 0 {
-		return fmt.Errorf("%w: %s is published to %d host(s), first %s; unpublish it first", errPrecondition, id, len(hs), hs[0].nqn)
+		return rpcerr.Preconditionf("%s is published to %d host(s), first %s; unpublish it first", id, len(hs), hs[0].nqn)
 	}
 	// A subsystem left by an interrupted unpublish would hold the device open.
 	if prefix == volumePrefix {
@@ -167,7 +167,7 @@ func (s *Server) deleteObject(ctx context.Context, id, prefix string) error {
 func (s *Server) ExpandVolume(ctx context.Context, req *agentapi.ExpandVolumeRequest) (*agentapi.ExpandVolumeResponse, error) {
 	v, err := s.expandVolume(ctx, req)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	return &agentapi.ExpandVolumeResponse{Volume: v}, nil
 }
@@ -178,7 +178,7 @@ func (s *Server) expandVolume(ctx context.Context, req *agentapi.ExpandVolumeReq
 		return nil, err
 	}
 	if req.GetSizeBytes() <= 0 {
-		return nil, invalidf("size_bytes must be positive, got %d", req.GetSizeBytes())
+		return nil, rpcerr.Invalidf("size_bytes must be positive, got %d", req.GetSizeBytes())
 	}
 	unlock, err := s.lock(ctx, id)
 	if err != nil {
@@ -213,11 +213,11 @@ func (s *Server) expandVolume(ctx context.Context, req *agentapi.ExpandVolumeReq
 // GetVolume describes one volume.
 func (s *Server) GetVolume(ctx context.Context, req *agentapi.GetVolumeRequest) (*agentapi.GetVolumeResponse, error) {
 	if err := validateID(req.GetId(), volumePrefix); err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	lv, err := s.pool.Get(ctx, req.GetId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	return &agentapi.GetVolumeResponse{Volume: volumeOf(lv)}, nil
 }
@@ -226,7 +226,7 @@ func (s *Server) GetVolume(ctx context.Context, req *agentapi.GetVolumeRequest) 
 func (s *Server) ListVolumes(ctx context.Context, _ *agentapi.ListVolumesRequest) (*agentapi.ListVolumesResponse, error) {
 	lvs, err := s.pool.List(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, rpcerr.Status(err)
 	}
 	resp := &agentapi.ListVolumesResponse{}
 	for _, lv := range lvs {
@@ -240,7 +240,7 @@ func (s *Server) ListVolumes(ctx context.Context, _ *agentapi.ListVolumesRequest
 
 func validateName(name string) error {
 	if name == "" || len(name) > maxNameBytes {
-		return invalidf("name must have 1 to %d bytes, got %d", maxNameBytes, len(name))
+		return rpcerr.Invalidf("name must have 1 to %d bytes, got %d", maxNameBytes, len(name))
 	}
 	return nil
 }
@@ -252,19 +252,19 @@ func validateID(id, prefix string) error {
 		want = agentapi.SnapshotID("")
 	}
 	if len(id) != len(want) || !strings.HasPrefix(id, prefix) || strings.Trim(id[len(prefix):], "0123456789abcdef") != "" {
-		return fmt.Errorf("%w: %q is not a %s ID", errNotFound, id, strings.TrimSuffix(prefix, "-"))
+		return rpcerr.NotFoundf("%q is not a %s ID", id, strings.TrimSuffix(prefix, "-"))
 	}
 	return nil
 }
 
 func labelTags(labels map[string]string) ([]string, error) {
 	if len(labels) > maxLabels {
-		return nil, invalidf("at most %d labels, got %d", maxLabels, len(labels))
+		return nil, rpcerr.Invalidf("at most %d labels, got %d", maxLabels, len(labels))
 	}
 	var tags []string
 	for k, v := range labels {
 		if k == "" || len(k) > maxLabelBytes || len(v) > maxLabelBytes || strings.Contains(k, "\n") {
-			return nil, invalidf("label %q: keys must have 1 to %d bytes and no newline, values at most %d bytes", k, maxLabelBytes, maxLabelBytes)
+			return nil, rpcerr.Invalidf("label %q: keys must have 1 to %d bytes and no newline, values at most %d bytes", k, maxLabelBytes, maxLabelBytes)
 		}
 		tags = append(tags, lvm.EncodeTag(tagLabel, k+"\n"+v))
 	}

@@ -80,10 +80,8 @@ type Portal struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Transport Transport              `protobuf:"varint,1,opt,name=transport,proto3,enum=nvmeof.agent.v1.Transport" json:"transport,omitempty"`
 	// IP address (v4 or v6) and service ID (TCP port) the initiator connects to.
-	Address   string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	ServiceId string `protobuf:"bytes,3,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	// ANA group of this portal, for multipath.
-	AnaGroup      uint32 `protobuf:"varint,4,opt,name=ana_group,json=anaGroup,proto3" json:"ana_group,omitempty"`
+	Address       string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	ServiceId     string `protobuf:"bytes,3,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -139,13 +137,6 @@ func (x *Portal) GetServiceId() string {
 	return ""
 }
 
-func (x *Portal) GetAnaGroup() uint32 {
-	if x != nil {
-		return x.AnaGroup
-	}
-	return 0
-}
-
 type InfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -186,7 +177,6 @@ type InfoResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeName      string                 `protobuf:"bytes,1,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
 	Portals       []*Portal              `protobuf:"bytes,2,rep,name=portals,proto3" json:"portals,omitempty"`
-	Topology      map[string]string      `protobuf:"bytes,3,rep,name=topology,proto3" json:"topology,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Version       string                 `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -232,13 +222,6 @@ func (x *InfoResponse) GetNodeName() string {
 func (x *InfoResponse) GetPortals() []*Portal {
 	if x != nil {
 		return x.Portals
-	}
-	return nil
-}
-
-func (x *InfoResponse) GetTopology() map[string]string {
-	if x != nil {
-		return x.Topology
 	}
 	return nil
 }
@@ -1748,22 +1731,17 @@ var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
 	"\n" +
-	"\vagent.proto\x12\x0fnvmeof.agent.v1\"\x98\x01\n" +
+	"\vagent.proto\x12\x0fnvmeof.agent.v1\"\x8c\x01\n" +
 	"\x06Portal\x128\n" +
 	"\ttransport\x18\x01 \x01(\x0e2\x1a.nvmeof.agent.v1.TransportR\ttransport\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
 	"\n" +
-	"service_id\x18\x03 \x01(\tR\tserviceId\x12\x1b\n" +
-	"\tana_group\x18\x04 \x01(\rR\banaGroup\"\r\n" +
-	"\vInfoRequest\"\xfe\x01\n" +
+	"service_id\x18\x03 \x01(\tR\tserviceIdJ\x04\b\x04\x10\x05R\tana_group\"\r\n" +
+	"\vInfoRequest\"\x88\x01\n" +
 	"\fInfoResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x121\n" +
-	"\aportals\x18\x02 \x03(\v2\x17.nvmeof.agent.v1.PortalR\aportals\x12G\n" +
-	"\btopology\x18\x03 \x03(\v2+.nvmeof.agent.v1.InfoResponse.TopologyEntryR\btopology\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\tR\aversion\x1a;\n" +
-	"\rTopologyEntry\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x14\n" +
+	"\aportals\x18\x02 \x03(\v2\x17.nvmeof.agent.v1.PortalR\aportals\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\tR\aversionJ\x04\b\x03\x10\x04R\btopology\"\x14\n" +
 	"\x12GetCapacityRequest\"\xe6\x02\n" +
 	"\x13GetCapacityResponse\x12\x1d\n" +
 	"\n" +
@@ -1892,7 +1870,7 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_agent_proto_goTypes = []any{
 	(Transport)(0),                  // 0: nvmeof.agent.v1.Transport
 	(*Portal)(nil),                  // 1: nvmeof.agent.v1.Portal
@@ -1926,60 +1904,58 @@ var file_agent_proto_goTypes = []any{
 	(*PublishVolumeResponse)(nil),   // 29: nvmeof.agent.v1.PublishVolumeResponse
 	(*UnpublishVolumeRequest)(nil),  // 30: nvmeof.agent.v1.UnpublishVolumeRequest
 	(*UnpublishVolumeResponse)(nil), // 31: nvmeof.agent.v1.UnpublishVolumeResponse
-	nil,                             // 32: nvmeof.agent.v1.InfoResponse.TopologyEntry
-	nil,                             // 33: nvmeof.agent.v1.Volume.LabelsEntry
-	nil,                             // 34: nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
+	nil,                             // 32: nvmeof.agent.v1.Volume.LabelsEntry
+	nil,                             // 33: nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
 }
 var file_agent_proto_depIdxs = []int32{
 	0,  // 0: nvmeof.agent.v1.Portal.transport:type_name -> nvmeof.agent.v1.Transport
 	1,  // 1: nvmeof.agent.v1.InfoResponse.portals:type_name -> nvmeof.agent.v1.Portal
-	32, // 2: nvmeof.agent.v1.InfoResponse.topology:type_name -> nvmeof.agent.v1.InfoResponse.TopologyEntry
-	6,  // 3: nvmeof.agent.v1.Volume.source:type_name -> nvmeof.agent.v1.ContentSource
-	8,  // 4: nvmeof.agent.v1.Volume.hosts:type_name -> nvmeof.agent.v1.Host
-	33, // 5: nvmeof.agent.v1.Volume.labels:type_name -> nvmeof.agent.v1.Volume.LabelsEntry
-	6,  // 6: nvmeof.agent.v1.CreateVolumeRequest.source:type_name -> nvmeof.agent.v1.ContentSource
-	34, // 7: nvmeof.agent.v1.CreateVolumeRequest.labels:type_name -> nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
-	7,  // 8: nvmeof.agent.v1.CreateVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	7,  // 9: nvmeof.agent.v1.ExpandVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	7,  // 10: nvmeof.agent.v1.GetVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	7,  // 11: nvmeof.agent.v1.ListVolumesResponse.volumes:type_name -> nvmeof.agent.v1.Volume
-	9,  // 12: nvmeof.agent.v1.CreateSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
-	9,  // 13: nvmeof.agent.v1.GetSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
-	9,  // 14: nvmeof.agent.v1.ListSnapshotsResponse.snapshots:type_name -> nvmeof.agent.v1.Snapshot
-	0,  // 15: nvmeof.agent.v1.PublishVolumeRequest.transport:type_name -> nvmeof.agent.v1.Transport
-	0,  // 16: nvmeof.agent.v1.PublishVolumeResponse.transport:type_name -> nvmeof.agent.v1.Transport
-	1,  // 17: nvmeof.agent.v1.PublishVolumeResponse.portals:type_name -> nvmeof.agent.v1.Portal
-	2,  // 18: nvmeof.agent.v1.Agent.Info:input_type -> nvmeof.agent.v1.InfoRequest
-	4,  // 19: nvmeof.agent.v1.Agent.GetCapacity:input_type -> nvmeof.agent.v1.GetCapacityRequest
-	10, // 20: nvmeof.agent.v1.Agent.CreateVolume:input_type -> nvmeof.agent.v1.CreateVolumeRequest
-	12, // 21: nvmeof.agent.v1.Agent.DeleteVolume:input_type -> nvmeof.agent.v1.DeleteVolumeRequest
-	14, // 22: nvmeof.agent.v1.Agent.ExpandVolume:input_type -> nvmeof.agent.v1.ExpandVolumeRequest
-	16, // 23: nvmeof.agent.v1.Agent.GetVolume:input_type -> nvmeof.agent.v1.GetVolumeRequest
-	18, // 24: nvmeof.agent.v1.Agent.ListVolumes:input_type -> nvmeof.agent.v1.ListVolumesRequest
-	20, // 25: nvmeof.agent.v1.Agent.CreateSnapshot:input_type -> nvmeof.agent.v1.CreateSnapshotRequest
-	22, // 26: nvmeof.agent.v1.Agent.DeleteSnapshot:input_type -> nvmeof.agent.v1.DeleteSnapshotRequest
-	24, // 27: nvmeof.agent.v1.Agent.GetSnapshot:input_type -> nvmeof.agent.v1.GetSnapshotRequest
-	26, // 28: nvmeof.agent.v1.Agent.ListSnapshots:input_type -> nvmeof.agent.v1.ListSnapshotsRequest
-	28, // 29: nvmeof.agent.v1.Agent.PublishVolume:input_type -> nvmeof.agent.v1.PublishVolumeRequest
-	30, // 30: nvmeof.agent.v1.Agent.UnpublishVolume:input_type -> nvmeof.agent.v1.UnpublishVolumeRequest
-	3,  // 31: nvmeof.agent.v1.Agent.Info:output_type -> nvmeof.agent.v1.InfoResponse
-	5,  // 32: nvmeof.agent.v1.Agent.GetCapacity:output_type -> nvmeof.agent.v1.GetCapacityResponse
-	11, // 33: nvmeof.agent.v1.Agent.CreateVolume:output_type -> nvmeof.agent.v1.CreateVolumeResponse
-	13, // 34: nvmeof.agent.v1.Agent.DeleteVolume:output_type -> nvmeof.agent.v1.DeleteVolumeResponse
-	15, // 35: nvmeof.agent.v1.Agent.ExpandVolume:output_type -> nvmeof.agent.v1.ExpandVolumeResponse
-	17, // 36: nvmeof.agent.v1.Agent.GetVolume:output_type -> nvmeof.agent.v1.GetVolumeResponse
-	19, // 37: nvmeof.agent.v1.Agent.ListVolumes:output_type -> nvmeof.agent.v1.ListVolumesResponse
-	21, // 38: nvmeof.agent.v1.Agent.CreateSnapshot:output_type -> nvmeof.agent.v1.CreateSnapshotResponse
-	23, // 39: nvmeof.agent.v1.Agent.DeleteSnapshot:output_type -> nvmeof.agent.v1.DeleteSnapshotResponse
-	25, // 40: nvmeof.agent.v1.Agent.GetSnapshot:output_type -> nvmeof.agent.v1.GetSnapshotResponse
-	27, // 41: nvmeof.agent.v1.Agent.ListSnapshots:output_type -> nvmeof.agent.v1.ListSnapshotsResponse
-	29, // 42: nvmeof.agent.v1.Agent.PublishVolume:output_type -> nvmeof.agent.v1.PublishVolumeResponse
-	31, // 43: nvmeof.agent.v1.Agent.UnpublishVolume:output_type -> nvmeof.agent.v1.UnpublishVolumeResponse
-	31, // [31:44] is the sub-list for method output_type
-	18, // [18:31] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	6,  // 2: nvmeof.agent.v1.Volume.source:type_name -> nvmeof.agent.v1.ContentSource
+	8,  // 3: nvmeof.agent.v1.Volume.hosts:type_name -> nvmeof.agent.v1.Host
+	32, // 4: nvmeof.agent.v1.Volume.labels:type_name -> nvmeof.agent.v1.Volume.LabelsEntry
+	6,  // 5: nvmeof.agent.v1.CreateVolumeRequest.source:type_name -> nvmeof.agent.v1.ContentSource
+	33, // 6: nvmeof.agent.v1.CreateVolumeRequest.labels:type_name -> nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
+	7,  // 7: nvmeof.agent.v1.CreateVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	7,  // 8: nvmeof.agent.v1.ExpandVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	7,  // 9: nvmeof.agent.v1.GetVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	7,  // 10: nvmeof.agent.v1.ListVolumesResponse.volumes:type_name -> nvmeof.agent.v1.Volume
+	9,  // 11: nvmeof.agent.v1.CreateSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
+	9,  // 12: nvmeof.agent.v1.GetSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
+	9,  // 13: nvmeof.agent.v1.ListSnapshotsResponse.snapshots:type_name -> nvmeof.agent.v1.Snapshot
+	0,  // 14: nvmeof.agent.v1.PublishVolumeRequest.transport:type_name -> nvmeof.agent.v1.Transport
+	0,  // 15: nvmeof.agent.v1.PublishVolumeResponse.transport:type_name -> nvmeof.agent.v1.Transport
+	1,  // 16: nvmeof.agent.v1.PublishVolumeResponse.portals:type_name -> nvmeof.agent.v1.Portal
+	2,  // 17: nvmeof.agent.v1.Agent.Info:input_type -> nvmeof.agent.v1.InfoRequest
+	4,  // 18: nvmeof.agent.v1.Agent.GetCapacity:input_type -> nvmeof.agent.v1.GetCapacityRequest
+	10, // 19: nvmeof.agent.v1.Agent.CreateVolume:input_type -> nvmeof.agent.v1.CreateVolumeRequest
+	12, // 20: nvmeof.agent.v1.Agent.DeleteVolume:input_type -> nvmeof.agent.v1.DeleteVolumeRequest
+	14, // 21: nvmeof.agent.v1.Agent.ExpandVolume:input_type -> nvmeof.agent.v1.ExpandVolumeRequest
+	16, // 22: nvmeof.agent.v1.Agent.GetVolume:input_type -> nvmeof.agent.v1.GetVolumeRequest
+	18, // 23: nvmeof.agent.v1.Agent.ListVolumes:input_type -> nvmeof.agent.v1.ListVolumesRequest
+	20, // 24: nvmeof.agent.v1.Agent.CreateSnapshot:input_type -> nvmeof.agent.v1.CreateSnapshotRequest
+	22, // 25: nvmeof.agent.v1.Agent.DeleteSnapshot:input_type -> nvmeof.agent.v1.DeleteSnapshotRequest
+	24, // 26: nvmeof.agent.v1.Agent.GetSnapshot:input_type -> nvmeof.agent.v1.GetSnapshotRequest
+	26, // 27: nvmeof.agent.v1.Agent.ListSnapshots:input_type -> nvmeof.agent.v1.ListSnapshotsRequest
+	28, // 28: nvmeof.agent.v1.Agent.PublishVolume:input_type -> nvmeof.agent.v1.PublishVolumeRequest
+	30, // 29: nvmeof.agent.v1.Agent.UnpublishVolume:input_type -> nvmeof.agent.v1.UnpublishVolumeRequest
+	3,  // 30: nvmeof.agent.v1.Agent.Info:output_type -> nvmeof.agent.v1.InfoResponse
+	5,  // 31: nvmeof.agent.v1.Agent.GetCapacity:output_type -> nvmeof.agent.v1.GetCapacityResponse
+	11, // 32: nvmeof.agent.v1.Agent.CreateVolume:output_type -> nvmeof.agent.v1.CreateVolumeResponse
+	13, // 33: nvmeof.agent.v1.Agent.DeleteVolume:output_type -> nvmeof.agent.v1.DeleteVolumeResponse
+	15, // 34: nvmeof.agent.v1.Agent.ExpandVolume:output_type -> nvmeof.agent.v1.ExpandVolumeResponse
+	17, // 35: nvmeof.agent.v1.Agent.GetVolume:output_type -> nvmeof.agent.v1.GetVolumeResponse
+	19, // 36: nvmeof.agent.v1.Agent.ListVolumes:output_type -> nvmeof.agent.v1.ListVolumesResponse
+	21, // 37: nvmeof.agent.v1.Agent.CreateSnapshot:output_type -> nvmeof.agent.v1.CreateSnapshotResponse
+	23, // 38: nvmeof.agent.v1.Agent.DeleteSnapshot:output_type -> nvmeof.agent.v1.DeleteSnapshotResponse
+	25, // 39: nvmeof.agent.v1.Agent.GetSnapshot:output_type -> nvmeof.agent.v1.GetSnapshotResponse
+	27, // 40: nvmeof.agent.v1.Agent.ListSnapshots:output_type -> nvmeof.agent.v1.ListSnapshotsResponse
+	29, // 41: nvmeof.agent.v1.Agent.PublishVolume:output_type -> nvmeof.agent.v1.PublishVolumeResponse
+	31, // 42: nvmeof.agent.v1.Agent.UnpublishVolume:output_type -> nvmeof.agent.v1.UnpublishVolumeResponse
+	30, // [30:43] is the sub-list for method output_type
+	17, // [17:30] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1997,7 +1973,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,8 +1,9 @@
 // Package keylock serializes work per key (a volume ID or name) while letting different keys
 // proceed in parallel.
 //
-// The CSI services use TryLock and answer codes.Aborted when a key is busy (the caller retries);
-// the agent uses Lock, which waits, bounded by the request's context.
+// The CSI services use Do, which answers codes.Aborted at once when a key is busy (the caller
+// retries); the agent uses Hold, which waits, bounded by the request's context. Both keep the
+// lock held while work the call started goes on after it returned (see Outlive).
 package keylock
 
 import (

@@ -81,3 +81,69 @@ func TestLockIsMutualExclusion(t *testing.T) {
 		t.Fatalf("%d holders at once", maxInside.Load())
 	}
 }
+
+func TestHoldKeepsTheLockUntilOutlivingWorkEnds(t *testing.T) {
+	var l Locks
+	ctx, release, ok := l.TryHold(context.Background(), "vol")
+	if !ok {
+		t.Fatal("TryHold of a free key failed")
+	}
+	ended := Outlive(ctx)
+	release()
+	if l.TryLock("vol") {
+		t.Fatal("the lock was free while work registered with Outlive was still running")
+	}
+	ended()
+	ended() // a second call is harmless
+	if !l.TryLock("vol") {
+		t.Fatal("the lock stayed held after the holder released it and the work ended")
+	}
+}
+
+func TestHoldReleasesAtOnceWithoutOutlivingWork(t *testing.T) {
+	var l Locks
+	_, release, err := l.Hold(context.Background(), "vol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if !l.TryLock("vol") {
+		t.Fatal("the lock stayed held after release with no pending work")
+	}
+}
+
+func TestOutliveHoldsEveryEnclosingLock(t *testing.T) {
+	var volumes, subsystems Locks
+	ctx, releaseVol, _ := volumes.TryHold(context.Background(), "vol")
+	ctx, releaseSub, err := subsystems.Hold(ctx, "nqn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended := Outlive(ctx)
+	releaseSub()
+	releaseVol()
+	if volumes.TryLock("vol") || subsystems.TryLock("nqn") {
+		t.Fatal("an enclosing lock was free while the work was still running")
+	}
+	ended()
+	if !volumes.TryLock("vol") || !subsystems.TryLock("nqn") {
+		t.Fatal("the locks stayed held after the work ended")
+	}
+}
+
+func TestWorkEndingBeforeReleaseDoesNotFreeTheLockEarly(t *testing.T) {
+	var l Locks
+	ctx, release, _ := l.TryHold(context.Background(), "vol")
+	Outlive(ctx)()
+	if l.TryLock("vol") {
+		t.Fatal("the lock was freed by the end of the work, before the holder released it")
+	}
+	release()
+	if !l.TryLock("vol") {
+		t.Fatal("the lock stayed held")
+	}
+}
+
+func TestOutliveWithoutAHeldLockIsANoOp(t *testing.T) {
+	Outlive(context.Background())()
+}

@@ -6,27 +6,28 @@ import (
 	"strings"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
-// Sentinel errors. Pool methods wrap them, so test with errors.Is.
+// Sentinel errors, each of an rpcerr class. Pool methods wrap them, so test with errors.Is.
 var (
 	// ErrNotFound: the LV is not a thin LV of this pool (absent, or not in the pool).
-	ErrNotFound = errors.New("logical volume not found")
+	ErrNotFound = rpcerr.Sentinel(rpcerr.ErrNotFound, "logical volume not found")
 	// ErrExists: an LV of that name already exists in the volume group.
-	ErrExists = errors.New("logical volume already exists")
+	ErrExists = rpcerr.Sentinel(rpcerr.ErrExists, "logical volume already exists")
 	// ErrNoSpace: the volume group or the thin pool cannot fit the request.
-	ErrNoSpace = errors.New("not enough space in the pool")
+	ErrNoSpace = rpcerr.Sentinel(rpcerr.ErrExhausted, "not enough space in the pool")
 	// ErrShrink: the request would make the LV smaller.
-	ErrShrink = errors.New("logical volume would shrink")
+	ErrShrink = rpcerr.Sentinel(rpcerr.ErrPrecondition, "logical volume would shrink")
 	// ErrInUse: the LV's device is open (mounted, exported), so it cannot be removed or
 	// deactivated.
-	ErrInUse = errors.New("logical volume is in use")
+	ErrInUse = rpcerr.Sentinel(rpcerr.ErrPrecondition, "logical volume is in use")
 	// ErrInvalidName: the name breaks LVM's naming rules.
-	ErrInvalidName = errors.New("invalid LVM name")
+	ErrInvalidName = rpcerr.Sentinel(rpcerr.ErrInvalid, "invalid LVM name")
 	// ErrInvalidTag: the tag breaks LVM's tag rules, or is not one EncodeTag made.
-	ErrInvalidTag = errors.New("invalid LVM tag")
+	ErrInvalidTag = rpcerr.Sentinel(rpcerr.ErrInvalid, "invalid LVM tag")
 	// ErrInvalidSize: the size is not positive or too large.
-	ErrInvalidSize = errors.New("invalid size")
+	ErrInvalidSize = rpcerr.Sentinel(rpcerr.ErrInvalid, "invalid size")
 )
 
 // stderrClasses maps what lvm prints on failure to sentinels. It is the only place that reads

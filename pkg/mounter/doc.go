@@ -8,7 +8,8 @@
 // binds it to the caller's context and runs it with LC_ALL=C, including the ones mount-utils
 // starts itself: when the context ends first, the call returns at once with the context's
 // error, and the process is killed (a process stuck in the kernel, e.g. on I/O to a device
-// whose paths are all down, finishes in the background). At most Options.MaxConcurrentFormats
+// whose paths are all down, finishes in the background, and the caller's keylock locks stay
+// held until it does: see keylock.Outlive). At most Options.MaxConcurrentFormats
 // mkfs processes run at a time; the others wait, bounded by their context.
 //
 // A *Mounter holds no per-call state; its methods may be called concurrently. Callers

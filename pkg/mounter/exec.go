@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
 	utilexec "k8s.io/utils/exec"
 )
 
@@ -54,7 +55,8 @@ func cEnv() []string {
 
 // boundCmd runs a command so that Run, Output and CombinedOutput return when ctx ends, even if
 // the process cannot be reaped (a process in uninterruptible sleep ignores SIGKILL until its
-// I/O completes): the wait then goes on in the background.
+// I/O completes): the wait then goes on in the background, and every lock held for ctx
+// (keylock.Hold, TryHold, Do) stays held until the process has ended.
 type boundCmd struct {
 	utilexec.Cmd
 	ctx  context.Context
@@ -87,7 +89,11 @@ func (c *boundCmd) bounded(run func() ([]byte, error)) ([]byte, error) {
 		err error
 	}
 	done := make(chan result, 1) // buffered: an abandoned run must not block forever
+	// Registered before the process starts: if the call returns first, the caller's locks
+	// stay held until the process has really ended (keylock.Outlive).
+	ended := keylock.Outlive(c.ctx)
 	go func() {
+		defer ended()
 		if c.sem != nil {
 			defer func() { <-c.sem }()
 		}
@@ -102,6 +108,6 @@ func (c *boundCmd) bounded(run func() ([]byte, error)) ([]byte, error) {
 		}
 		return r.out, r.err
 	case <-c.ctx.Done():
-		return nil, fmt.Errorf("%s: %w (the process may still be running)", c.name, c.ctx.Err())
+		return nil, fmt.Errorf("%s: %w (the process may still be running; its volume stays locked until it ends)", c.name, c.ctx.Err())
 	}
 }

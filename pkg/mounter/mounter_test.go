@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
 	"golang.org/x/sys/unix"
 	"k8s.io/mount-utils"
 	testingexec "k8s.io/utils/exec/testing"
@@ -141,6 +142,31 @@ func TestACommandStuckPastItsContextReturnsAtOnce(t *testing.T) {
 	err := m.runUnmount(ctx, "/target")
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("umount stuck in the kernel: %v, want DeadlineExceeded", err)
+	}
+}
+
+func TestTheVolumeLockOutlivesACommandStuckPastItsContext(t *testing.T) {
+	stuck := make(chan struct{})
+	fx := &fakeExec{respond: func(*fakeCmd) ([]byte, error) { <-stuck; return nil, nil }}
+	m, _ := newTestMounter(fx)
+	var locks keylock.Locks
+	ctx, release, _ := locks.TryHold(context.Background(), "vol-1")
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := m.runUnmount(ctx, "/target"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("umount stuck in the kernel: %v, want DeadlineExceeded", err)
+	}
+	release() // the RPC returns
+	if locks.TryLock("vol-1") {
+		t.Fatal("the volume lock was free while its umount was still running")
+	}
+	close(stuck) // the process ends
+	deadline := time.Now().Add(10 * time.Second)
+	for !locks.TryLock("vol-1") {
+		if time.Now().After(deadline) {
+			t.Fatal("the volume lock stayed held after the process ended")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

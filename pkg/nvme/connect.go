@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
 )
 
 // Connect connects to one portal of a subsystem and returns the controller's name ("nvme3").
@@ -21,7 +23,8 @@ import (
 // The write to the fabrics device blocks until the kernel has connected or given up, and
 // cannot be interrupted. When ctx ends first, Connect returns ctx's error at once, but the
 // write goes on in the background and the controller may still appear afterwards; a caller
-// that gives up should call Disconnect (or simply retry Connect, which will find it).
+// that gives up should call Disconnect (or simply retry Connect, which will find it). Locks
+// held for ctx (keylock) stay held until the write has ended.
 //
 // Errors wrap ErrInvalidOption, ErrStillConnected, a context error or the kernel's errno
 // (e.g. syscall.ECONNREFUSED, syscall.EIO when the target refuses the host).
@@ -41,7 +44,11 @@ func (in *Initiator) Connect(ctx context.Context, opts ConnectOptions) (string, 
 		err  error
 	}
 	done := make(chan result, 1) // buffered: an abandoned writer must not block forever
+	// If ctx ends first, the caller's locks stay held until the kernel has answered
+	// (keylock.Outlive): a disconnect must not run beside a connect still in progress.
+	ended := keylock.Outlive(ctx)
 	go func() {
+		defer ended()
 		c, err := in.writeFabrics(o.optionString())
 		done <- result{c, err}
 	}()

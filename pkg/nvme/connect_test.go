@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
 )
 
 // fakeFabrics stands in for /dev/nvme-fabrics: it records what is written and answers like
@@ -271,7 +273,9 @@ func TestConnectRejectsInvalidOptionsBeforeTouchingTheKernel(t *testing.T) {
 
 func TestConnectReturnsWhenTheContextEndsDuringTheWrite(t *testing.T) {
 	f := &fakeFabrics{reply: "instance=1,cntlid=1\n", release: make(chan struct{})}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	var locks keylock.Locks
+	ctx, release, _ := locks.TryHold(context.Background(), "subsystem")
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, err := newTestInitiator(t.TempDir(), f).Connect(ctx, baseOptions())
@@ -281,11 +285,16 @@ func TestConnectReturnsWhenTheContextEndsDuringTheWrite(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("Connect took %s after its context ended", d)
 	}
-	// The abandoned write completes in the background and the device is closed.
+	release()
+	if locks.TryLock("subsystem") {
+		t.Fatal("the caller's lock was free while the kernel was still handling the connect")
+	}
+	// The abandoned write completes in the background, the device is closed, and only then
+	// is the caller's lock free.
 	close(f.release)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, written, closed := f.counts(); written == 1 && closed == 1 {
+		if _, written, closed := f.counts(); written == 1 && closed == 1 && locks.TryLock("subsystem") {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -1,19 +1,19 @@
 package nvme
 
-import "errors"
+import "github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 
 var (
 	// ErrNotFound means the controller, namespace or device asked for does not exist (yet).
-	ErrNotFound = errors.New("nvme: not found")
+	ErrNotFound = rpcerr.Sentinel(rpcerr.ErrNotFound, "nvme: not found")
 	// ErrInvalidOption means a caller-supplied value is malformed or could inject extra
 	// options into a /dev/nvme-fabrics option string.
-	ErrInvalidOption = errors.New("nvme: invalid option")
+	ErrInvalidOption = rpcerr.Sentinel(rpcerr.ErrInvalid, "nvme: invalid option")
 	// ErrStillConnected means a controller of the subsystem is still present in sysfs (after
 	// Disconnect gave up waiting, or while the kernel is deleting it during a Connect).
-	ErrStillConnected = errors.New("nvme: still connected")
+	ErrStillConnected = rpcerr.Sentinel(rpcerr.ErrUnavailable, "nvme: still connected")
 	// ErrWrongDevice means a device exists but is not the namespace it was expected to be
 	// (other subsystem NQN or namespace UUID, or a hidden multipath path device).
-	ErrWrongDevice = errors.New("nvme: device identity mismatch")
+	ErrWrongDevice = rpcerr.Sentinel(rpcerr.ErrPrecondition, "nvme: device identity mismatch")
 	// ErrInvalidIdentity means /etc/nvme/hostnqn or /etc/nvme/hostid holds a malformed value.
-	ErrInvalidIdentity = errors.New("nvme: invalid host identity")
+	ErrInvalidIdentity = rpcerr.Sentinel(rpcerr.ErrPrecondition, "nvme: invalid host identity")
 )

@@ -1,10 +1,12 @@
 package agentclient
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -12,10 +14,11 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // ErrUnknownNode reports a storage node name that is not in the configuration.
-var ErrUnknownNode = errors.New("unknown storage node")
+var ErrUnknownNode = rpcerr.Sentinel(rpcerr.ErrNotFound, "unknown storage node")
 
 // Source hands out agent API clients by storage node name. Getting a client does no I/O:
 // an unreachable agent shows up as codes.Unavailable on the first call. Implementations are
@@ -105,4 +108,18 @@ func target(address string) string {
 		return address
 	}
 	return "dns:///" + address
+}
+
+// CallTimeout bounds every call made through the connections of a Pool to d (the
+// controller's --agent-timeout): a call whose context has no earlier deadline gets one, so a
+// hung agent turns into codes.DeadlineExceeded for that call only. d ≤ 0 adds no bound.
+func CallTimeout(d time.Duration) grpc.DialOption {
+	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if d > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return invoke(ctx, method, req, reply, cc, opts...)
+	})
 }

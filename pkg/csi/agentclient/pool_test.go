@@ -135,3 +135,49 @@ func TestPoolErrors(t *testing.T) {
 		t.Errorf("Client(nope) = %v, want ErrUnknownNode", err)
 	}
 }
+
+// hangingAgent answers Info only when its caller gives up.
+type hangingAgent struct {
+	agentapi.UnimplementedAgentServer
+}
+
+func (hangingAgent) Info(ctx context.Context, _ *agentapi.InfoRequest) (*agentapi.InfoResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestCallTimeoutBoundsEveryCall(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	agentapi.RegisterAgentServer(srv, hangingAgent{})
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(srv.Stop)
+
+	p, err := NewPool(Config{StorageNodes: []StorageNode{{Name: "hung", Address: "unix://" + path}}}, CallTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Close() }()
+	c, err := p.Client("hung")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The caller's own context has no deadline: the pool's bound must end the call.
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Info(context.Background(), &agentapi.InfoRequest{})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("Info of a hung agent = %v, want DeadlineExceeded", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a call to a hung agent was not bounded by CallTimeout")
+	}
+}

@@ -11,6 +11,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // DriverName is the CSI driver name.
@@ -46,7 +49,7 @@ func ParseObjectID(id, kind string) (storageNode, agentID string, ok bool) {
 func NodeID(nodeName, hostNQN string) string { return nodeName + "/" + hostNQN }
 
 // ErrBadNodeID reports a node ID not made by NodeID.
-var ErrBadNodeID = errors.New("malformed node ID")
+var ErrBadNodeID = rpcerr.Sentinel(rpcerr.ErrNotFound, "malformed node ID")
 
 // ParseNodeID splits a node ID made by NodeID.
 func ParseNodeID(id string) (nodeName, hostNQN string, err error) {
@@ -128,7 +131,7 @@ const (
 
 // Defaults of the connection tuning.
 const (
-	DefaultTransport      = "tcp"
+	DefaultTransport      = agentapi.TransportNameTCP
 	DefaultCtrlLossTmo    = 300
 	DefaultReconnectDelay = 5
 	DefaultKeepAliveTmo   = 5
@@ -148,7 +151,7 @@ type Params struct {
 }
 
 // ErrBadParameter reports an unknown or invalid parameter.
-var ErrBadParameter = errors.New("invalid parameter")
+var ErrBadParameter = rpcerr.Sentinel(rpcerr.ErrInvalid, "invalid parameter")
 
 // ParseParams validates StorageClass parameters (or a volume_context) and fills in defaults.
 // Unknown keys are errors, except the reserved csi.storage.k8s.io/ and storage.kubernetes.io/
@@ -174,8 +177,8 @@ func ParseParams(in map[string]string) (Params, error) {
 	for k, v := range in {
 		switch {
 		case k == ParamTransport:
-			if v != "tcp" && v != "rdma" {
-				errs = append(errs, fmt.Errorf("%w %s=%q: want tcp or rdma", ErrBadParameter, k, v))
+			if _, err := agentapi.ParseTransport(v); err != nil {
+				errs = append(errs, fmt.Errorf("%w %s: %w", ErrBadParameter, k, err))
 			}
 			p.Transport = v
 		case k == ParamStorageNodes:

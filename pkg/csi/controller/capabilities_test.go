@@ -2,61 +2,12 @@ package controller
 
 import (
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 	"google.golang.org/grpc/codes"
 )
-
-func TestCheckCapability(t *testing.T) {
-	type M = csi.VolumeCapability_AccessMode_Mode
-	const (
-		SNW  = csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER
-		SNRO = csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY
-		SNSW = csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER
-		SNMW = csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER
-		MNRO = csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY
-		MNSW = csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER
-		MNMW = csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER
-	)
-	for _, tc := range []struct {
-		name    string
-		cap     *csi.VolumeCapability
-		wantErr string // empty: accepted
-	}{
-		{"SNW ext4", mountCap(SNW, "ext4"), ""},
-		{"SNW xfs", mountCap(SNW, "xfs"), ""},
-		{"SNW default fs", mountCap(SNW, ""), ""},
-		{"SNRO mount", mountCap(SNRO, "ext4"), ""},
-		{"SNSW mount", mountCap(SNSW, "ext4"), ""},
-		{"SNMW mount", mountCap(SNMW, "ext4"), ""},
-		{"MNRO mount", mountCap(MNRO, "ext4"), ""},
-		{"SNW block", blockCap(SNW), ""},
-		{"MNMW block", blockCap(MNMW), ""},
-		{"MNSW block", blockCap(MNSW), ""},
-		{"MNRO block", blockCap(MNRO), ""},
-		{"MNMW mount", mountCap(MNMW, "ext4"), "use volumeMode: Block"},
-		{"MNSW mount", mountCap(MNSW, "xfs"), "cluster file system"},
-		{"btrfs", mountCap(SNW, "btrfs"), "use ext4 or xfs"},
-		{"no access mode", &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}}}, "access mode"},
-		{"no access type", &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: SNW}}, "access type"},
-		{"unknown mode", blockCap(M(99)), "not supported"},
-		{"nil", nil, "required"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := checkCapability(tc.cap)
-			switch {
-			case tc.wantErr == "" && err != nil:
-				t.Fatalf("rejected: %v", err)
-			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-				t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)
-			case tc.wantErr != "":
-				wantCode(t, toStatus(err), codes.InvalidArgument)
-			}
-		})
-	}
-}
 
 func TestVolumeSize(t *testing.T) {
 	rng := func(req, lim int64) *csi.CapacityRange {
@@ -85,7 +36,7 @@ func TestVolumeSize(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := volumeSize(tc.r, tc.floor)
-			wantCode(t, toStatus(err), tc.code)
+			wantCode(t, rpcerr.Status(err), tc.code)
 			if got != tc.want {
 				t.Fatalf("volumeSize = %d, want %d", got, tc.want)
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // getCapacity reports what may still be provisioned for a StorageClass (its storageNodes
@@ -20,14 +21,14 @@ import (
 func (c *Controller) getCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
 	params, err := contract.ParseParams(req.GetParameters())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errInvalid, err)
+		return nil, fmt.Errorf("%w: %w", rpcerr.ErrInvalid, err)
 	}
 	allowed, err := c.allowedNodes(params.StorageNodes)
 	if err != nil {
 		return nil, err
 	}
 	if len(req.GetVolumeCapabilities()) > 0 {
-		if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
+		if _, err := contract.ParseCapabilities(req.GetVolumeCapabilities()); err != nil {
 			// Volumes with these capabilities cannot be created anywhere.
 			return &csi.GetCapacityResponse{}, nil
 		}
@@ -38,7 +39,7 @@ func (c *Controller) getCapacity(ctx context.Context, req *csi.GetCapacityReques
 			nodes = append(nodes, n)
 		}
 	}
-	answers := fanOut(ctx, c, nodes, c.queryTimeout, func(ctx context.Context, a agentapi.AgentClient) (*agentapi.GetCapacityResponse, error) {
+	answers := fanOut(ctx, c, nodes, func(ctx context.Context, a agentapi.AgentClient) (*agentapi.GetCapacityResponse, error) {
 		return a.GetCapacity(ctx, &agentapi.GetCapacityRequest{})
 	})
 	resp := &csi.GetCapacityResponse{MinimumVolumeSize: wrapperspb.Int64(ExtentBytes)}

@@ -14,7 +14,6 @@ import (
 	"context"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/klog/v2"
@@ -23,32 +22,27 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
-
-// DefaultQueryTimeout bounds each storage node's answer in a fan-out query.
-const DefaultQueryTimeout = 5 * time.Second
 
 // Options are the dependencies of a Controller.
 type Options struct {
 	// StorageNodes are the configured storage nodes (agentclient.Config.StorageNodes).
 	StorageNodes []agentclient.StorageNode
-	// Agents gives the agent client of each storage node.
+	// Agents gives the agent client of each storage node. Its clients bound each call (see
+	// agentclient.CallTimeout), so that one unreachable storage node cannot use up the whole
+	// deadline of a call that asks several at once (placement, lookups, capacity, health).
 	Agents agentclient.Source
-	// QueryTimeout bounds each node's answer when the controller asks several storage nodes at
-	// once (placement, lookups, capacity, health), so that one unreachable node cannot use up
-	// the whole call's deadline. Default DefaultQueryTimeout.
-	QueryTimeout time.Duration
 }
 
 // Controller implements csi.ControllerServer.
 type Controller struct {
 	csi.UnimplementedControllerServer
 
-	nodes        []agentclient.StorageNode // sorted by name
-	byName       map[string]agentclient.StorageNode
-	agents       agentclient.Source
-	queryTimeout time.Duration
-	locks        keylock.Locks
+	nodes  []agentclient.StorageNode // sorted by name
+	byName map[string]agentclient.StorageNode
+	agents agentclient.Source
+	locks  keylock.Locks
 }
 
 var _ csi.ControllerServer = (*Controller)(nil)
@@ -56,13 +50,9 @@ var _ csi.ControllerServer = (*Controller)(nil)
 // New returns a controller over the given storage nodes.
 func New(o Options) *Controller {
 	c := &Controller{
-		nodes:        slices.Clone(o.StorageNodes),
-		byName:       map[string]agentclient.StorageNode{},
-		agents:       o.Agents,
-		queryTimeout: o.QueryTimeout,
-	}
-	if c.queryTimeout <= 0 {
-		c.queryTimeout = DefaultQueryTimeout
+		nodes:  slices.Clone(o.StorageNodes),
+		byName: map[string]agentclient.StorageNode{},
+		agents: o.Agents,
 	}
 	slices.SortFunc(c.nodes, func(a, b agentclient.StorageNode) int { return cmp.Compare(a.Name, b.Name) })
 	for _, n := range c.nodes {
@@ -116,15 +106,15 @@ type target struct {
 }
 
 // resolve parses a volume (kind "vol") or snapshot ("snap") ID. A malformed ID or one naming
-// a storage node that is not configured is errNotFound, as CSI asks.
+// a storage node that is not configured is rpcerr.ErrNotFound, as CSI asks.
 func (c *Controller) resolve(id, kind string) (target, error) {
 	nodeName, agentID, ok := contract.ParseObjectID(id, kind)
 	if !ok {
-		return target{}, notFoundf("%s %q: no such %s (malformed ID)", kindName(kind), id, kindName(kind))
+		return target{}, rpcerr.NotFoundf("%s %q: no such %s (malformed ID)", kindName(kind), id, kindName(kind))
 	}
 	node, ok := c.byName[nodeName]
 	if !ok {
-		return target{}, notFoundf("%s %q: storage node %q is not configured", kindName(kind), id, nodeName)
+		return target{}, rpcerr.NotFoundf("%s %q: storage node %q is not configured", kindName(kind), id, nodeName)
 	}
 	agent, err := c.agents.Client(nodeName)
 	if err != nil {
@@ -147,9 +137,9 @@ type nodeResult[T any] struct {
 	err  error
 }
 
-// fanOut asks every node in parallel, each bounded by timeout (none if 0), and returns the
-// answers in the order of nodes.
-func fanOut[T any](ctx context.Context, c *Controller, nodes []agentclient.StorageNode, timeout time.Duration,
+// fanOut asks every node in parallel (each call bounded by the Source's clients, see
+// Options.Agents) and returns the answers in the order of nodes.
+func fanOut[T any](ctx context.Context, c *Controller, nodes []agentclient.StorageNode,
 	ask func(ctx context.Context, agent agentapi.AgentClient) (T, error)) []nodeResult[T] {
 	out := make([]nodeResult[T], len(nodes))
 	var wg sync.WaitGroup
@@ -163,13 +153,7 @@ func fanOut[T any](ctx context.Context, c *Controller, nodes []agentclient.Stora
 				out[i].err = err
 				return
 			}
-			qctx := ctx
-			if timeout > 0 {
-				var cancel context.CancelFunc
-				qctx, cancel = context.WithTimeout(ctx, timeout)
-				defer cancel()
-			}
-			out[i].val, out[i].err = ask(qctx, agent)
+			out[i].val, out[i].err = ask(ctx, agent)
 		}()
 	}
 	wg.Wait()

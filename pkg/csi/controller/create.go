@@ -12,6 +12,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // source is a resolved volume content source.
@@ -27,17 +28,17 @@ type source struct {
 // topology, capacity) that accepts it.
 func (c *Controller) createVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
 	if req.GetName() == "" {
-		return nil, invalidf("volume name is required")
+		return nil, rpcerr.Invalidf("volume name is required")
 	}
-	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
+	if _, err := contract.ParseCapabilities(req.GetVolumeCapabilities()); err != nil {
 		return nil, err
 	}
 	if len(req.GetMutableParameters()) > 0 {
-		return nil, invalidf("mutable parameters (VolumeAttributeClass) are not supported")
+		return nil, rpcerr.Invalidf("mutable parameters (VolumeAttributeClass) are not supported")
 	}
 	params, err := contract.ParseParams(req.GetParameters())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errInvalid, err)
+		return nil, fmt.Errorf("%w: %w", rpcerr.ErrInvalid, err)
 	}
 	allowed, err := c.allowedNodes(params.StorageNodes)
 	if err != nil {
@@ -100,7 +101,7 @@ func (c *Controller) contentSource(ctx context.Context, cs *csi.VolumeContentSou
 			size:  resp.GetVolume().GetSizeBytes(),
 		}, nil
 	}
-	return source{}, invalidf("unsupported volume content source %v", cs)
+	return source{}, rpcerr.Invalidf("unsupported volume content source %v", cs)
 }
 
 // provision chooses the storage node and asks its agent to create the volume.
@@ -123,11 +124,11 @@ func (c *Controller) provision(ctx context.Context, req *csi.CreateVolumeRequest
 	}); ok {
 		switch {
 		case src.node != "" && node.Name != src.node:
-			return node, nil, classf(errExists, "volume %q exists on storage node %s, not on its source's node %s", req.GetName(), node.Name, src.node)
+			return node, nil, rpcerr.Existsf("volume %q exists on storage node %s, not on its source's node %s", req.GetName(), node.Name, src.node)
 		case !isAllowed(node):
-			return node, nil, classf(errExists, "volume %q exists on storage node %s, which the storageNodes parameter excludes", req.GetName(), node.Name)
+			return node, nil, rpcerr.Existsf("volume %q exists on storage node %s, which the storageNodes parameter excludes", req.GetName(), node.Name)
 		case !meetsRequisite(node, topo):
-			return node, nil, classf(errExists, "volume %q exists on storage node %s, which is not accessible from the requisite topology", req.GetName(), node.Name)
+			return node, nil, rpcerr.Existsf("volume %q exists on storage node %s, which is not accessible from the requisite topology", req.GetName(), node.Name)
 		}
 		vol, err := c.createOn(ctx, node, areq)
 		return node, vol, err
@@ -137,9 +138,9 @@ func (c *Controller) provision(ctx context.Context, req *csi.CreateVolumeRequest
 		node := c.byName[src.node]
 		switch {
 		case !isAllowed(node):
-			return node, nil, invalidf("the content source is on storage node %s, which the storageNodes parameter excludes", node.Name)
+			return node, nil, rpcerr.Invalidf("the content source is on storage node %s, which the storageNodes parameter excludes", node.Name)
 		case !meetsRequisite(node, topo):
-			return node, nil, classf(errExhausted, "the content source is on storage node %s, which is not accessible from the requisite topology", node.Name)
+			return node, nil, rpcerr.Exhaustedf("the content source is on storage node %s, which is not accessible from the requisite topology", node.Name)
 		}
 		vol, err := c.createOn(ctx, node, areq)
 		return node, vol, err
@@ -151,14 +152,14 @@ func (c *Controller) provision(ctx context.Context, req *csi.CreateVolumeRequest
 	}
 	for _, node := range ranked {
 		vol, err := c.createOn(ctx, node, areq)
-		if isCode(err, codes.ResourceExhausted) {
+		if rpcerr.IsCode(err, codes.ResourceExhausted) {
 			// Definitely not created: the next candidate may have room.
 			klog.FromContext(ctx).V(2).Info("Storage node is full; trying the next", "storageNode", node.Name, "err", err)
 			continue
 		}
 		return node, vol, err
 	}
-	return agentclient.StorageNode{}, nil, classf(errExhausted, "no storage node among %s could hold %d bytes", names(ranked), areq.GetSizeBytes())
+	return agentclient.StorageNode{}, nil, rpcerr.Exhaustedf("no storage node among %s could hold %d bytes", names(ranked), areq.GetSizeBytes())
 }
 
 func (c *Controller) createOn(ctx context.Context, node agentclient.StorageNode, areq *agentapi.CreateVolumeRequest) (*agentapi.Volume, error) {

@@ -267,3 +267,11 @@ func TestCreateVolumeFromSourcesLandsOnTheSourceNode(t *testing.T) {
 		})
 	}
 }
+
+// The controller and the node accept the same file system names (contract.ParseCapability):
+// "XFS" is xfs on both sides (see the node's TestStageFormatsXFSSpelledInUpperCase).
+func TestCreateVolumeAcceptsAFileSystemInUpperCase(t *testing.T) {
+	req := createReq("pvc-xfs", gib)
+	req.VolumeCapabilities = []*csi.VolumeCapability{mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER, "XFS")}
+	oneNode(t).mustCreate(t, req)
+}

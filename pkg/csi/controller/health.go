@@ -10,6 +10,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // Volume health, as the controller sees it: a thin pool running out of data or metadata space
@@ -59,15 +60,13 @@ func (c *Controller) getVolumeHealth(ctx context.Context, req *csi.ControllerGet
 	t, _, err := c.getAgentVolume(ctx, req.GetVolumeId())
 	health := &csi.VolumeHealth{VolumeId: req.GetVolumeId()}
 	switch {
-	case isCode(err, codes.Unavailable) || isCode(err, codes.DeadlineExceeded):
+	case rpcerr.IsCode(err, codes.Unavailable) || rpcerr.IsCode(err, codes.DeadlineExceeded):
 		health.HealthStatuses = unreachable(t.node.Name, err)
 		return &csi.ControllerGetVolumeHealthResponse{VolumeHealth: health}, nil
 	case err != nil:
 		return nil, err
 	}
-	qctx, cancel := context.WithTimeout(ctx, c.queryTimeout)
-	defer cancel()
-	if capResp, err := t.agent.GetCapacity(qctx, &agentapi.GetCapacityRequest{}); err == nil {
+	if capResp, err := t.agent.GetCapacity(ctx, &agentapi.GetCapacityRequest{}); err == nil {
 		health.HealthStatuses = poolHealth(t.node.Name, capResp)
 	} else {
 		logSkipped(ctx, t.node.Name, err, "GetCapacity")
@@ -87,7 +86,7 @@ func (c *Controller) listVolumeHealth(ctx context.Context, req *csi.ControllerLi
 	if _, _, err := paginate[struct{}](nil, kindVolume, req.GetStartingToken(), req.GetMaxEntries()); err != nil {
 		return nil, err
 	}
-	answers := fanOut(ctx, c, c.nodes, c.queryTimeout, func(ctx context.Context, a agentapi.AgentClient) (poolState, error) {
+	answers := fanOut(ctx, c, c.nodes, func(ctx context.Context, a agentapi.AgentClient) (poolState, error) {
 		capResp, err := a.GetCapacity(ctx, &agentapi.GetCapacityRequest{})
 		if err != nil {
 			return poolState{}, err

@@ -38,7 +38,6 @@ func newFixture(t *testing.T, specs ...nodeSpec) *fixture {
 	var agents []*fakeagent.Agent
 	for _, s := range specs {
 		a := fakeagent.New(s.name, s.bytes)
-		a.SetTopology(s.topology)
 		f.agents[s.name] = a
 		agents = append(agents, a)
 		nodes = append(nodes, agentclient.StorageNode{Name: s.name, Address: "unix:///" + s.name, Topology: s.topology})

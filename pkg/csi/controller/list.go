@@ -11,6 +11,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // Pagination. Lists are sorted by storage node name, then agent ID; a next_token is the ID of
@@ -29,13 +30,13 @@ type keyed[T any] struct {
 // entries (0: all), and the next token.
 func paginate[T any](entries []keyed[T], kind, token string, maxEntries int32) ([]T, string, error) {
 	if maxEntries < 0 {
-		return nil, "", invalidf("max_entries must not be negative")
+		return nil, "", rpcerr.Invalidf("max_entries must not be negative")
 	}
 	start := ""
 	if token != "" {
 		node, agentID, ok := contract.ParseObjectID(token, kind)
 		if !ok {
-			return nil, "", classf(errBadToken, "%q is not a %s ID", token, kindName(kind))
+			return nil, "", rpcerr.Abortedf("invalid starting token %q: not a %s ID", token, kindName(kind))
 		}
 		start = sortKey(node, agentID)
 	}
@@ -59,10 +60,10 @@ func paginate[T any](entries []keyed[T], kind, token string, maxEntries int32) (
 // unpublished.
 func listAll[T any](ctx context.Context, c *Controller, nodes []agentclient.StorageNode, what string,
 	list func(ctx context.Context, a agentapi.AgentClient) ([]T, error)) ([]nodeResult[[]T], error) {
-	answers := fanOut(ctx, c, nodes, 0, list)
+	answers := fanOut(ctx, c, nodes, list)
 	for _, a := range answers {
 		if a.err != nil {
-			return nil, classf(errUnavailable, "storage node %s: list %s: %v", a.node.Name, what, a.err)
+			return nil, rpcerr.Unavailablef("storage node %s: list %s: %v", a.node.Name, what, a.err)
 		}
 	}
 	return answers, nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // Topology. A storage node's labels say where its volumes are reachable from; a volume there
@@ -62,7 +63,7 @@ func (c *Controller) allowedNodes(names []string) ([]agentclient.StorageNode, er
 	for _, name := range names {
 		n, ok := c.byName[name]
 		if !ok {
-			return nil, invalidf("storageNodes parameter names %q, which is not a configured storage node", name)
+			return nil, rpcerr.Invalidf("storageNodes parameter names %q, which is not a configured storage node", name)
 		}
 		if !slices.ContainsFunc(out, func(o agentclient.StorageNode) bool { return o.Name == name }) {
 			out = append(out, n)
@@ -82,9 +83,9 @@ func (c *Controller) rank(ctx context.Context, nodes []agentclient.StorageNode, 
 		}
 	}
 	if len(candidates) == 0 {
-		return nil, classf(errExhausted, "no storage node among %s is accessible from the requisite topology %v", names(nodes), req.GetRequisite())
+		return nil, rpcerr.Exhaustedf("no storage node among %s is accessible from the requisite topology %v", names(nodes), req.GetRequisite())
 	}
-	answers := fanOut(ctx, c, candidates, c.queryTimeout, func(ctx context.Context, a agentapi.AgentClient) (*agentapi.GetCapacityResponse, error) {
+	answers := fanOut(ctx, c, candidates, func(ctx context.Context, a agentapi.AgentClient) (*agentapi.GetCapacityResponse, error) {
 		return a.GetCapacity(ctx, &agentapi.GetCapacityRequest{})
 	})
 	type fit struct {
@@ -109,9 +110,9 @@ func (c *Controller) rank(ctx context.Context, nodes []agentclient.StorageNode, 
 	}
 	switch {
 	case len(unanswered) == len(candidates):
-		return nil, classf(errUnavailable, "no candidate storage node answered: %s", strings.Join(unanswered, "; "))
+		return nil, rpcerr.Unavailablef("no candidate storage node answered: %s", strings.Join(unanswered, "; "))
 	case len(fits) == 0:
-		return nil, classf(errExhausted, "no storage node among %s has %d bytes available (largest: %d)", names(candidates), size, largest)
+		return nil, rpcerr.Exhaustedf("no storage node among %s has %d bytes available (largest: %d)", names(candidates), size, largest)
 	}
 	slices.SortFunc(fits, func(a, b fit) int {
 		return cmp.Or(cmp.Compare(a.rank, b.rank), cmp.Compare(b.available, a.available), cmp.Compare(a.node.Name, b.node.Name))
@@ -129,7 +130,7 @@ func (c *Controller) rank(ctx context.Context, nodes []agentclient.StorageNode, 
 // might be there, and a new one elsewhere would leak it; refusing instead would let one
 // unreachable storage node stop all provisioning.
 func (c *Controller) locate(ctx context.Context, what string, exists func(ctx context.Context, a agentapi.AgentClient) error) (agentclient.StorageNode, bool) {
-	answers := fanOut(ctx, c, c.nodes, c.queryTimeout, func(ctx context.Context, a agentapi.AgentClient) (struct{}, error) {
+	answers := fanOut(ctx, c, c.nodes, func(ctx context.Context, a agentapi.AgentClient) (struct{}, error) {
 		return struct{}{}, exists(ctx, a)
 	})
 	var found []agentclient.StorageNode
@@ -137,7 +138,7 @@ func (c *Controller) locate(ctx context.Context, what string, exists func(ctx co
 		switch {
 		case a.err == nil:
 			found = append(found, a.node)
-		case !isCode(a.err, codes.NotFound):
+		case !rpcerr.IsCode(a.err, codes.NotFound):
 			klog.FromContext(ctx).Error(a.err, "Cannot tell whether the storage node already holds the object; a duplicate may be created", "storageNode", a.node.Name, "object", what)
 		}
 	}

@@ -10,44 +10,31 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
-
-// Transports by their StorageClass / volume_context spelling.
-var transports = map[string]agentapi.Transport{
-	"tcp":  agentapi.Transport_TRANSPORT_TCP,
-	"rdma": agentapi.Transport_TRANSPORT_RDMA,
-}
-
-func transportName(t agentapi.Transport) string {
-	for name, v := range transports {
-		if v == t {
-			return name
-		}
-	}
-	return ""
-}
 
 // publishVolume allows the node's host NQN on the volume's subsystem (fencing every other
 // host) and returns what NodeStageVolume needs to connect.
 func (c *Controller) publishVolume(ctx context.Context, req *csi.ControllerPublishVolumeRequest) (*csi.ControllerPublishVolumeResponse, error) {
 	switch {
 	case req.GetVolumeId() == "":
-		return nil, invalidf("volume ID is required")
+		return nil, rpcerr.Invalidf("volume ID is required")
 	case req.GetNodeId() == "":
-		return nil, invalidf("node ID is required")
+		return nil, rpcerr.Invalidf("node ID is required")
 	case req.GetVolumeCapability() == nil:
-		return nil, invalidf("volume capability is required")
+		return nil, rpcerr.Invalidf("volume capability is required")
 	}
-	if err := checkCapability(req.GetVolumeCapability()); err != nil {
+	vc, err := contract.ParseCapability(req.GetVolumeCapability())
+	if err != nil {
 		return nil, err
 	}
 	tname := req.GetVolumeContext()[contract.ParamTransport]
 	if tname == "" {
 		tname = contract.DefaultTransport
 	}
-	transport, ok := transports[tname]
-	if !ok {
-		return nil, invalidf("volume context %s=%q: want tcp or rdma", contract.ParamTransport, tname)
+	transport, err := agentapi.ParseTransport(tname)
+	if err != nil {
+		return nil, rpcerr.Invalidf("volume context %s: %v", contract.ParamTransport, err)
 	}
 	t, vol, err := c.getAgentVolume(ctx, req.GetVolumeId())
 	if err != nil {
@@ -55,12 +42,12 @@ func (c *Controller) publishVolume(ctx context.Context, req *csi.ControllerPubli
 	}
 	_, hostNQN, err := contract.ParseNodeID(req.GetNodeId())
 	if err != nil {
-		return nil, notFoundf("node %q does not exist: %v", req.GetNodeId(), err)
+		return nil, rpcerr.NotFoundf("node %q does not exist: %v", req.GetNodeId(), err)
 	}
-	if mode := req.GetVolumeCapability().GetAccessMode().GetMode(); !multiNode(mode) {
+	if !vc.MultiNode {
 		for _, h := range vol.GetHosts() {
 			if h.GetNqn() != hostNQN && h.GetNodeId() != req.GetNodeId() {
-				return nil, classf(errPrecondition, "volume %s is published to node %s; access mode %s allows one node", req.GetVolumeId(), hostName(h), mode)
+				return nil, rpcerr.Preconditionf("volume %s is published to node %s; access mode %s allows one node", req.GetVolumeId(), hostName(h), vc.Mode)
 			}
 		}
 	}
@@ -76,9 +63,9 @@ func (c *Controller) publishVolume(ctx context.Context, req *csi.ControllerPubli
 		portals = append(portals, contract.Portal{Address: p.GetAddress(), Port: p.GetServiceId()})
 	}
 	if len(portals) == 0 {
-		return nil, classf(errPrecondition, "storage node %s has no %s portal", t.node.Name, tname)
+		return nil, rpcerr.Preconditionf("storage node %s has no %s portal", t.node.Name, tname)
 	}
-	if got := transportName(resp.GetTransport()); got != "" {
+	if got := agentapi.TransportName(resp.GetTransport()); got != "" {
 		tname = got
 	}
 	klog.FromContext(ctx).V(2).Info("Volume published", "volumeID", req.GetVolumeId(), "nodeID", req.GetNodeId())
@@ -101,7 +88,7 @@ func hostName(h *agentapi.Host) string {
 // given, as CSI asks). A volume or node that does not exist is not published: OK.
 func (c *Controller) unpublishVolume(ctx context.Context, req *csi.ControllerUnpublishVolumeRequest) (*csi.ControllerUnpublishVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
-		return nil, invalidf("volume ID is required")
+		return nil, rpcerr.Invalidf("volume ID is required")
 	}
 	done := &csi.ControllerUnpublishVolumeResponse{}
 	t, err := c.resolve(req.GetVolumeId(), kindVolume)
@@ -111,7 +98,7 @@ func (c *Controller) unpublishVolume(ctx context.Context, req *csi.ControllerUnp
 	var nqns []string
 	if req.GetNodeId() == "" {
 		resp, err := t.agent.GetVolume(ctx, &agentapi.GetVolumeRequest{Id: t.agentID})
-		if isCode(err, codes.NotFound) {
+		if rpcerr.IsCode(err, codes.NotFound) {
 			return done, nil
 		}
 		if err != nil {
@@ -129,7 +116,7 @@ func (c *Controller) unpublishVolume(ctx context.Context, req *csi.ControllerUnp
 	}
 	for _, nqn := range nqns {
 		_, err := t.agent.UnpublishVolume(ctx, &agentapi.UnpublishVolumeRequest{VolumeId: t.agentID, HostNqn: nqn})
-		if isCode(err, codes.NotFound) {
+		if rpcerr.IsCode(err, codes.NotFound) {
 			return done, nil
 		}
 		if err != nil {

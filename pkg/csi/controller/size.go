@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // Volume sizes.
@@ -24,14 +25,14 @@ func roundDown(n int64) int64 { return n / ExtentBytes * ExtentBytes }
 func volumeSize(r *csi.CapacityRange, floor int64) (int64, error) {
 	required, limit := r.GetRequiredBytes(), r.GetLimitBytes()
 	if required < 0 || limit < 0 {
-		return 0, invalidf("capacity range must not be negative (required %d, limit %d)", required, limit)
+		return 0, rpcerr.Invalidf("capacity range must not be negative (required %d, limit %d)", required, limit)
 	}
 	if limit > 0 && required > limit {
-		return 0, invalidf("required_bytes %d exceeds limit_bytes %d", required, limit)
+		return 0, rpcerr.Invalidf("required_bytes %d exceeds limit_bytes %d", required, limit)
 	}
 	floor = max(floor, required)
 	if floor > math.MaxInt64-ExtentBytes {
-		return 0, classf(errOutOfRange, "%d bytes is too large", floor)
+		return 0, rpcerr.OutOfRangef("%d bytes is too large", floor)
 	}
 	size := roundUp(floor)
 	if floor == 0 {
@@ -41,7 +42,7 @@ func volumeSize(r *csi.CapacityRange, floor int64) (int64, error) {
 		}
 	}
 	if size == 0 || (limit > 0 && size > limit) {
-		return 0, classf(errOutOfRange, "no size in whole %d-byte extents fits between %d and limit %d bytes", ExtentBytes, floor, limit)
+		return 0, rpcerr.OutOfRangef("no size in whole %d-byte extents fits between %d and limit %d bytes", ExtentBytes, floor, limit)
 	}
 	return size, nil
 }

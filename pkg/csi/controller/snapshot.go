@@ -14,6 +14,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // csiSnapshot describes an agent snapshot on node in CSI terms. Thin snapshots are complete
@@ -33,13 +34,13 @@ func csiSnapshot(node string, s *agentapi.Snapshot) *csi.Snapshot {
 func (c *Controller) createSnapshot(ctx context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
 	switch {
 	case req.GetName() == "":
-		return nil, invalidf("snapshot name is required")
+		return nil, rpcerr.Invalidf("snapshot name is required")
 	case req.GetSourceVolumeId() == "":
-		return nil, invalidf("source volume ID is required")
+		return nil, rpcerr.Invalidf("source volume ID is required")
 	}
 	for k := range req.GetParameters() {
 		if !strings.HasPrefix(k, contract.ReservedPrefix) {
-			return nil, invalidf("unknown snapshot parameter %q (VolumeSnapshotClass parameters are not supported)", k)
+			return nil, rpcerr.Invalidf("unknown snapshot parameter %q (VolumeSnapshotClass parameters are not supported)", k)
 		}
 	}
 	src, err := c.resolve(req.GetSourceVolumeId(), kindVolume)
@@ -51,7 +52,7 @@ func (c *Controller) createSnapshot(ctx context.Context, req *csi.CreateSnapshot
 		_, err := a.GetSnapshot(ctx, &agentapi.GetSnapshotRequest{Id: agentID})
 		return err
 	}); ok && node.Name != src.node.Name {
-		return nil, classf(errExists, "snapshot %q exists on storage node %s with another source volume", req.GetName(), node.Name)
+		return nil, rpcerr.Existsf("snapshot %q exists on storage node %s with another source volume", req.GetName(), node.Name)
 	}
 	resp, err := src.agent.CreateSnapshot(ctx, &agentapi.CreateSnapshotRequest{Name: req.GetName(), SourceVolumeId: src.agentID})
 	if err != nil {
@@ -64,7 +65,7 @@ func (c *Controller) createSnapshot(ctx context.Context, req *csi.CreateSnapshot
 // deleteSnapshot deletes a snapshot; one that does not exist is already deleted: OK.
 func (c *Controller) deleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
 	if req.GetSnapshotId() == "" {
-		return nil, invalidf("snapshot ID is required")
+		return nil, rpcerr.Invalidf("snapshot ID is required")
 	}
 	t, err := c.resolve(req.GetSnapshotId(), kindSnapshot)
 	if err != nil {
@@ -72,7 +73,7 @@ func (c *Controller) deleteSnapshot(ctx context.Context, req *csi.DeleteSnapshot
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
 	_, err = t.agent.DeleteSnapshot(ctx, &agentapi.DeleteSnapshotRequest{Id: t.agentID})
-	if err != nil && !isCode(err, codes.NotFound) {
+	if err != nil && !rpcerr.IsCode(err, codes.NotFound) {
 		return nil, wrapAgent(t.node.Name, "delete snapshot "+t.agentID, err)
 	}
 	return &csi.DeleteSnapshotResponse{}, nil
@@ -81,7 +82,7 @@ func (c *Controller) deleteSnapshot(ctx context.Context, req *csi.DeleteSnapshot
 // getSnapshot describes one snapshot; an unknown one is NotFound.
 func (c *Controller) getSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (*csi.GetSnapshotResponse, error) {
 	if req.GetSnapshotId() == "" {
-		return nil, invalidf("snapshot ID is required")
+		return nil, rpcerr.Invalidf("snapshot ID is required")
 	}
 	t, err := c.resolve(req.GetSnapshotId(), kindSnapshot)
 	if err != nil {
@@ -149,7 +150,7 @@ func (c *Controller) findSnapshots(ctx context.Context, snapshotID, sourceVolume
 		}
 		resp, err := agent.GetSnapshot(ctx, &agentapi.GetSnapshotRequest{Id: aid})
 		switch {
-		case isCode(err, codes.NotFound):
+		case rpcerr.IsCode(err, codes.NotFound):
 			return nil, nil
 		case err != nil:
 			return nil, wrapAgent(n.Name, "snapshot "+aid, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // deleteVolume deletes a volume. A volume that does not exist (malformed ID, storage node not
@@ -17,7 +18,7 @@ import (
 // FailedPrecondition (from the agent).
 func (c *Controller) deleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
-		return nil, invalidf("volume ID is required")
+		return nil, rpcerr.Invalidf("volume ID is required")
 	}
 	t, err := c.resolve(req.GetVolumeId(), kindVolume)
 	if err != nil {
@@ -25,7 +26,7 @@ func (c *Controller) deleteVolume(ctx context.Context, req *csi.DeleteVolumeRequ
 		return &csi.DeleteVolumeResponse{}, nil
 	}
 	_, err = t.agent.DeleteVolume(ctx, &agentapi.DeleteVolumeRequest{Id: t.agentID})
-	if err != nil && !isCode(err, codes.NotFound) {
+	if err != nil && !rpcerr.IsCode(err, codes.NotFound) {
 		return nil, fmt.Errorf("storage node %s: delete volume %s: %w", t.node.Name, t.agentID, err)
 	}
 	return &csi.DeleteVolumeResponse{}, nil
@@ -34,7 +35,7 @@ func (c *Controller) deleteVolume(ctx context.Context, req *csi.DeleteVolumeRequ
 // getAgentVolume fetches a volume by CSI ID; a missing one is NotFound.
 func (c *Controller) getAgentVolume(ctx context.Context, id string) (target, *agentapi.Volume, error) {
 	if id == "" {
-		return target{}, nil, invalidf("volume ID is required")
+		return target{}, nil, rpcerr.Invalidf("volume ID is required")
 	}
 	t, err := c.resolve(id, kindVolume)
 	if err != nil {
@@ -52,17 +53,17 @@ func (c *Controller) getAgentVolume(ctx context.Context, id string) (target, *ag
 // Filesystem volumes need NodeExpandVolume afterwards, block volumes do not.
 func (c *Controller) expandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
-		return nil, invalidf("volume ID is required")
+		return nil, rpcerr.Invalidf("volume ID is required")
 	}
 	r := req.GetCapacityRange()
 	if r == nil {
-		return nil, invalidf("capacity range is required")
+		return nil, rpcerr.Invalidf("capacity range is required")
 	}
 	if r.GetRequiredBytes() <= 0 && r.GetLimitBytes() <= 0 {
-		return nil, invalidf("capacity range needs required_bytes or limit_bytes")
+		return nil, rpcerr.Invalidf("capacity range needs required_bytes or limit_bytes")
 	}
 	if c := req.GetVolumeCapability(); c != nil {
-		if err := checkCapability(c); err != nil {
+		if _, err := contract.ParseCapability(c); err != nil {
 			return nil, err
 		}
 	}
@@ -77,7 +78,7 @@ func (c *Controller) expandVolume(ctx context.Context, req *csi.ControllerExpand
 	nodeExpansion := req.GetVolumeCapability().GetBlock() == nil
 	if vol.GetSizeBytes() >= size {
 		if lim := r.GetLimitBytes(); lim > 0 && vol.GetSizeBytes() > lim {
-			return nil, classf(errOutOfRange, "volume is %d bytes already, more than limit_bytes %d; volumes do not shrink", vol.GetSizeBytes(), lim)
+			return nil, rpcerr.OutOfRangef("volume is %d bytes already, more than limit_bytes %d; volumes do not shrink", vol.GetSizeBytes(), lim)
 		}
 		return &csi.ControllerExpandVolumeResponse{CapacityBytes: vol.GetSizeBytes(), NodeExpansionRequired: nodeExpansion}, nil
 	}
@@ -92,10 +93,10 @@ func (c *Controller) expandVolume(ctx context.Context, req *csi.ControllerExpand
 // driver supports for an existing volume; otherwise it answers unconfirmed with the reason.
 func (c *Controller) validateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
 	if req.GetVolumeId() == "" {
-		return nil, invalidf("volume ID is required")
+		return nil, rpcerr.Invalidf("volume ID is required")
 	}
 	if len(req.GetVolumeCapabilities()) == 0 {
-		return nil, invalidf("volume capabilities are required")
+		return nil, rpcerr.Invalidf("volume capabilities are required")
 	}
 	if _, _, err := c.getAgentVolume(ctx, req.GetVolumeId()); err != nil {
 		return nil, err
@@ -103,7 +104,7 @@ func (c *Controller) validateVolumeCapabilities(ctx context.Context, req *csi.Va
 	unconfirmed := func(err error) (*csi.ValidateVolumeCapabilitiesResponse, error) {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
 	}
-	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
+	if _, err := contract.ParseCapabilities(req.GetVolumeCapabilities()); err != nil {
 		return unconfirmed(err)
 	}
 	if _, err := contract.ParseParams(req.GetParameters()); err != nil {

@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 	"k8s.io/klog/v2"
-
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/identity"
 )
 
 // Path is the liveness endpoint.
@@ -37,11 +36,11 @@ type Prober interface {
 }
 
 // Handler answers GET (and HEAD) /healthz: 200 "ok" when probe reports ready within timeout
-// (0: identity.DefaultProbeTimeout), 503 with the reason otherwise (an error from Probe, its
+// (0: agentclient.DefaultProbeTimeout), 503 with the reason otherwise (an error from Probe, its
 // timeout, or "not ready"; the identity service logs why it is not ready).
 func Handler(probe Prober, timeout time.Duration) http.Handler {
 	if timeout <= 0 {
-		timeout = identity.DefaultProbeTimeout
+		timeout = agentclient.DefaultProbeTimeout
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Path, func(w http.ResponseWriter, r *http.Request) {
@@ -88,7 +87,7 @@ func Serve(ctx context.Context, address string, probe Prober, timeout time.Durat
 // ServeListener is Serve on an open listener (closed when serving ends).
 func ServeListener(ctx context.Context, l net.Listener, probe Prober, timeout time.Duration) error {
 	if timeout <= 0 {
-		timeout = identity.DefaultProbeTimeout
+		timeout = agentclient.DefaultProbeTimeout
 	}
 	logger := klog.FromContext(ctx)
 	srv := &http.Server{

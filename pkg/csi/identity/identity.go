@@ -19,7 +19,7 @@ type Options struct {
 	// Controller says this process serves the controller service.
 	Controller bool
 	// Ready is the readiness check behind Probe; nil means always ready (node-only mode).
-	// For the controller use AgentsReady.
+	// For the controller use agentclient.Ready.
 	Ready func(ctx context.Context) error
 }
 

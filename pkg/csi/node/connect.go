@@ -20,7 +20,7 @@ import (
 func (n *Node) connect(ctx context.Context, r stageRequest) (string, error) {
 	log := klog.FromContext(ctx)
 	nqn := r.target.subsysNQN
-	unlock, err := n.lockSubsystem(ctx, nqn)
+	ctx, unlock, err := n.lockSubsystem(ctx, nqn)
 	if err != nil {
 		return "", err
 	}
@@ -97,7 +97,7 @@ func (n *Node) connectPortal(ctx context.Context, r stageRequest, p contract.Por
 // disconnect removes every controller of the subsystem and returns nil only once they are
 // gone from sysfs.
 func (n *Node) disconnect(ctx context.Context, nqn string) error {
-	unlock, err := n.lockSubsystem(ctx, nqn)
+	ctx, unlock, err := n.lockSubsystem(ctx, nqn)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"time"
@@ -11,36 +10,33 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/klog/v2"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
-// NodeExpandVolume implements csi.NodeServer: make the kernel re-read the namespace size,
-// wait until the device reaches the requested size, then grow the file system online (a block
-// volume only needs the rescan). It returns the device's size.
-func (n *Node) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
+// expandVolume is NodeExpandVolume: make the kernel re-read the namespace size, wait until
+// the device reaches the requested size, then grow the file system online (a block volume only
+// needs the rescan). It returns the device's size.
+func (n *Node) expandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	volumeID, volumePath := req.GetVolumeId(), req.GetVolumePath()
 	switch {
 	case volumeID == "":
-		return nil, toStatus(invalidf("volume_id is required"))
+		return nil, rpcerr.Invalidf("volume_id is required")
 	case volumePath == "":
-		return nil, toStatus(invalidf("volume_path is required"))
+		return nil, rpcerr.Invalidf("volume_path is required")
 	}
 	var block *bool
 	if c := req.GetVolumeCapability(); c != nil {
-		vc, err := parseCapability(c)
+		vc, err := contract.ParseCapability(c)
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
-		block = &vc.block
+		block = &vc.Block
 	}
-	unlock, err := n.lockVolume(volumeID)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	size, err := n.expand(ctx, volumeID, volumePath, req.GetStagingTargetPath(), req.GetCapacityRange().GetRequiredBytes(), block)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
 }
@@ -52,19 +48,19 @@ func (n *Node) expand(ctx context.Context, volumeID, volumePath, stagingPath str
 		return 0, err
 	}
 	if st == nil {
-		return 0, notFoundf("volume %s is not staged on this node", volumeID)
+		return 0, rpcerr.NotFoundf("volume %s is not staged on this node", volumeID)
 	}
 	if _, err := os.Stat(volumePath); errors.Is(err, fs.ErrNotExist) {
-		return 0, notFoundf("volume path %s does not exist", volumePath)
+		return 0, rpcerr.NotFoundf("volume path %s does not exist", volumePath)
 	} else if err != nil {
 		return 0, err
 	}
 	if block != nil && *block != st.Block {
-		return 0, invalidf("volume %s is staged with block=%t, the request says block=%t", volumeID, st.Block, *block)
+		return 0, rpcerr.Invalidf("volume %s is staged with block=%t, the request says block=%t", volumeID, st.Block, *block)
 	}
 	dev, err := n.opts.Connector.FindNamespace(st.SubsysNQN, st.NSUUID)
 	if errors.Is(err, nvme.ErrNotFound) {
-		return 0, fmt.Errorf("%w: the namespace of volume %s is not connected: %v", errUnavailable, volumeID, err)
+		return 0, rpcerr.Unavailablef("the namespace of volume %s is not connected: %v", volumeID, err)
 	}
 	if err != nil {
 		return 0, err
@@ -110,8 +106,7 @@ func (n *Node) waitForSize(ctx context.Context, dev string, required int64) (int
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%w: %s is %d bytes, not the requested %d (has the volume been expanded on the storage node?): %v",
-				errUnavailable, dev, size, required, ctx.Err())
+			return 0, rpcerr.Unavailablef("%s is %d bytes, not the requested %d (has the volume been expanded on the storage node?): %v", dev, size, required, ctx.Err())
 		case <-t.C:
 		}
 	}

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
@@ -178,18 +176,12 @@ func (n *Node) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequ
 	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
 }
 
-// lockVolume takes the volume's try-lock or answers Aborted.
-func (n *Node) lockVolume(volumeID string) (func(), error) {
-	if !n.volumes.TryLock(volumeID) {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress", volumeID)
-	}
-	return func() { n.volumes.Unlock(volumeID) }, nil
-}
-
 // lockSubsystem serializes connect and disconnect of one subsystem, waiting bounded by ctx.
-func (n *Node) lockSubsystem(ctx context.Context, nqn string) (func(), error) {
-	if err := n.subsystems.Lock(ctx, nqn); err != nil {
-		return nil, fmt.Errorf("waiting for another operation on subsystem %s: %w", nqn, err)
+// Work under the returned context keeps the lock held until it ends (keylock.Outlive).
+func (n *Node) lockSubsystem(ctx context.Context, nqn string) (context.Context, func(), error) {
+	ctx, release, err := n.subsystems.Hold(ctx, nqn)
+	if err != nil {
+		return ctx, nil, fmt.Errorf("waiting for another operation on subsystem %s: %w", nqn, err)
 	}
-	return func() { n.subsystems.Unlock(nqn) }, nil
+	return ctx, release, nil
 }

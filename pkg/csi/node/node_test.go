@@ -17,6 +17,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mounter/mountertest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 func TestNewRefusesAHostWithoutTheFabricsDevice(t *testing.T) {
@@ -93,12 +94,12 @@ func TestErrorsMapToCodes(t *testing.T) {
 		err  error
 		code codes.Code
 	}{
-		{invalidf("x"), codes.InvalidArgument},
+		{rpcerr.Invalidf("x"), codes.InvalidArgument},
 		{fmt.Errorf("connect: %w", nvme.ErrInvalidOption), codes.InvalidArgument},
 		{fmt.Errorf("params: %w", contract.ErrBadParameter), codes.InvalidArgument},
-		{notFoundf("x"), codes.NotFound},
-		{existsf("x"), codes.AlreadyExists},
-		{preconditionf("x"), codes.FailedPrecondition},
+		{rpcerr.NotFoundf("x"), codes.NotFound},
+		{rpcerr.Existsf("x"), codes.AlreadyExists},
+		{rpcerr.Preconditionf("x"), codes.FailedPrecondition},
 		{fmt.Errorf("verify: %w", nvme.ErrWrongDevice), codes.FailedPrecondition},
 		{fmt.Errorf("disconnect: %w", nvme.ErrStillConnected), codes.Unavailable},
 		{fmt.Errorf("stage: %w (%w)", context.DeadlineExceeded, errLeftBehind), codes.Unavailable},
@@ -108,12 +109,12 @@ func TestErrorsMapToCodes(t *testing.T) {
 		{errors.New("mkfs failed"), codes.Internal},
 		{status.Error(codes.Aborted, "busy"), codes.Aborted},
 	} {
-		if got := status.Code(toStatus(tc.err)); got != tc.code {
-			t.Errorf("toStatus(%v) = %s, want %s", tc.err, got, tc.code)
+		if got := status.Code(rpcerr.Status(tc.err)); got != tc.code {
+			t.Errorf("rpcerr.Status(%v) = %s, want %s", tc.err, got, tc.code)
 		}
 	}
-	if toStatus(nil) != nil {
-		t.Error("toStatus(nil) is not nil")
+	if rpcerr.Status(nil) != nil {
+		t.Error("rpcerr.Status(nil) is not nil")
 	}
 }
 

@@ -12,24 +12,17 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
-// NodePublishVolume implements csi.NodeServer: bind-mount the staged file system onto the
-// target directory, or the namespace's block device onto a target file.
-func (n *Node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+// publishVolume is NodePublishVolume: bind-mount the staged file system onto the target
+// directory, or the namespace's block device onto a target file.
+func (n *Node) publishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	r, err := parsePublish(req)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	unlock, err := n.lockVolume(r.volumeID)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	if err := n.publish(ctx, r); err != nil {
-		return nil, toStatus(err)
-	}
-	return &csi.NodePublishVolumeResponse{}, nil
+	return &csi.NodePublishVolumeResponse{}, n.publish(ctx, r)
 }
 
 func (n *Node) publish(ctx context.Context, r publishRequest) error {
@@ -48,18 +41,18 @@ func (n *Node) publish(ctx context.Context, r publishRequest) error {
 			return err
 		}
 		if !same {
-			return existsf("target path %s is already mounted from something else than volume %s", r.targetPath, r.volumeID)
+			return rpcerr.Existsf("target path %s is already mounted from something else than volume %s", r.targetPath, r.volumeID)
 		}
 		log.V(2).Info("Volume already published")
 		return nil
 	}
 
-	if r.cap.singleWriter {
+	if r.cap.SingleWriter {
 		if err := n.onlyPublication(r); err != nil {
 			return err
 		}
 	}
-	created, err := makeTarget(r.targetPath, r.cap.block)
+	created, err := makeTarget(r.targetPath, r.cap.Block)
 	if err != nil {
 		return err
 	}
@@ -67,8 +60,8 @@ func (n *Node) publish(ctx context.Context, r publishRequest) error {
 	if r.readOnly {
 		opts = append(opts, "ro")
 	}
-	if !r.cap.block {
-		opts = append(opts, r.cap.flags...)
+	if !r.cap.Block {
+		opts = append(opts, r.cap.MountFlags...)
 	}
 	if err := n.opts.Mounter.Mount(ctx, source, r.targetPath, "", opts); err != nil {
 		// Leave nothing half-done: a bind remount ("ro") may have failed after the bind.
@@ -80,20 +73,20 @@ func (n *Node) publish(ctx context.Context, r publishRequest) error {
 		}
 		return err
 	}
-	log.Info("Published", "source", source, "readOnly", r.readOnly, "block", r.cap.block)
+	log.Info("Published", "source", source, "readOnly", r.readOnly, "block", r.cap.Block)
 	return nil
 }
 
 // publishSource is what gets bind-mounted: the staging mount for a filesystem volume, the
 // namespace device for a block volume.
 func (n *Node) publishSource(r publishRequest) (string, error) {
-	if !r.cap.block {
+	if !r.cap.Block {
 		mounted, err := n.opts.Mounter.IsMountPoint(r.stagingPath)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}
 		if !mounted {
-			return "", preconditionf("volume %s is not staged at %s", r.volumeID, r.stagingPath)
+			return "", rpcerr.Preconditionf("volume %s is not staged at %s", r.volumeID, r.stagingPath)
 		}
 		return r.stagingPath, nil
 	}
@@ -102,14 +95,14 @@ func (n *Node) publishSource(r publishRequest) (string, error) {
 		return "", err
 	}
 	if st == nil {
-		return "", preconditionf("volume %s is not staged on this node", r.volumeID)
+		return "", rpcerr.Preconditionf("volume %s is not staged on this node", r.volumeID)
 	}
 	if !st.Block {
-		return "", preconditionf("volume %s is staged as a filesystem volume, not a block volume", r.volumeID)
+		return "", rpcerr.Preconditionf("volume %s is staged as a filesystem volume, not a block volume", r.volumeID)
 	}
 	dev, err := n.opts.Connector.FindNamespace(st.SubsysNQN, st.NSUUID)
 	if errors.Is(err, nvme.ErrNotFound) {
-		return "", fmt.Errorf("%w: volume %s is staged but its namespace is not connected: %v", errUnavailable, r.volumeID, err)
+		return "", rpcerr.Unavailablef("volume %s is staged but its namespace is not connected: %v", r.volumeID, err)
 	}
 	if err != nil {
 		return "", err
@@ -139,23 +132,18 @@ func makeTarget(path string, file bool) (bool, error) {
 	return true, f.Close()
 }
 
-// NodeUnpublishVolume implements csi.NodeServer: unmount the target and remove it. A target
-// that does not exist or is not mounted is fine.
-func (n *Node) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+// unpublishVolume is NodeUnpublishVolume: unmount the target and remove it. A target that
+// does not exist or is not mounted is fine.
+func (n *Node) unpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	volumeID, targetPath := req.GetVolumeId(), req.GetTargetPath()
 	switch {
 	case volumeID == "":
-		return nil, toStatus(invalidf("volume_id is required"))
+		return nil, rpcerr.Invalidf("volume_id is required")
 	case targetPath == "":
-		return nil, toStatus(invalidf("target_path is required"))
+		return nil, rpcerr.Invalidf("target_path is required")
 	}
-	unlock, err := n.lockVolume(volumeID)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
 	if err := n.opts.Mounter.CleanupMountPoint(ctx, targetPath); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	klog.FromContext(ctx).Info("Unpublished", "volumeID", volumeID, "targetPath", targetPath)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
@@ -178,7 +166,7 @@ func (n *Node) onlyPublication(r publishRequest) error {
 	}
 	for _, m := range mounts {
 		if m != r.stagingPath && m != r.targetPath {
-			return preconditionf("volume %s has access mode SINGLE_NODE_SINGLE_WRITER and is already published at %s", r.volumeID, m)
+			return rpcerr.Preconditionf("volume %s has access mode SINGLE_NODE_SINGLE_WRITER and is already published at %s", r.volumeID, m)
 		}
 	}
 	return nil

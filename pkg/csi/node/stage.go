@@ -10,25 +10,19 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/klog/v2"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
-// NodeStageVolume implements csi.NodeServer: connect every portal, wait for the namespace,
-// and for filesystem volumes format (if blank) and mount it at the staging path.
-func (n *Node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+// stageVolume is NodeStageVolume: connect every portal, wait for the namespace, and for
+// filesystem volumes format (if blank) and mount it at the staging path.
+func (n *Node) stageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
 	r, err := parseStage(req)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	unlock, err := n.lockVolume(r.volumeID)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	if err := n.stage(ctx, r); err != nil {
-		return nil, toStatus(err)
-	}
-	return &csi.NodeStageVolumeResponse{}, nil
+	return &csi.NodeStageVolumeResponse{}, n.stage(ctx, r)
 }
 
 func (n *Node) stage(ctx context.Context, r stageRequest) error {
@@ -41,7 +35,7 @@ func (n *Node) stage(ctx context.Context, r stageRequest) error {
 	if err := n.checkPrevious(prev, r); err != nil {
 		return err
 	}
-	if !r.cap.block {
+	if !r.cap.Block {
 		mounted, err := n.opts.Mounter.IsMountPoint(r.stagingPath)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -60,7 +54,7 @@ func (n *Node) checkPrevious(prev *volumeStash, r stageRequest) error {
 	if prev == nil {
 		return nil
 	}
-	same := prev.StagingPath == r.stagingPath && prev.Block == r.cap.block && prev.FSType == r.cap.fsType &&
+	same := prev.StagingPath == r.stagingPath && prev.Block == r.cap.Block && prev.FSType == r.cap.FSType &&
 		prev.SubsysNQN == r.target.subsysNQN && prev.NSUUID == r.target.nsUUID
 	if same {
 		return nil
@@ -73,7 +67,7 @@ func (n *Node) checkPrevious(prev *volumeStash, r stageRequest) error {
 	if len(ctrls) == 0 && !mounted {
 		return nil
 	}
-	return existsf("volume %s is already staged at %s (block=%t, fsType=%q, subsystem %s); unstage it first",
+	return rpcerr.Existsf("volume %s is already staged at %s (block=%t, fsType=%q, subsystem %s); unstage it first",
 		r.volumeID, prev.StagingPath, prev.Block, prev.FSType, prev.SubsysNQN)
 }
 
@@ -119,7 +113,7 @@ func newStash(r stageRequest, dev string) *volumeStash {
 		VolumeID: r.volumeID, StagingPath: r.stagingPath,
 		SubsysNQN: r.target.subsysNQN, NSUUID: r.target.nsUUID,
 		Transport: r.target.transport, Portals: r.target.raw,
-		Block: r.cap.block, FSType: r.cap.fsType, Device: dev,
+		Block: r.cap.Block, FSType: r.cap.FSType, Device: dev,
 	}
 }
 
@@ -159,7 +153,7 @@ func (n *Node) stageNew(ctx context.Context, r stageRequest) (err error) {
 	if err != nil {
 		return err
 	}
-	if r.cap.block {
+	if r.cap.Block {
 		log.Info("Staged block volume", "device", dev)
 		return n.stash.save(newStash(r, dev))
 	}
@@ -173,15 +167,15 @@ func (n *Node) stageNew(ctx context.Context, r stageRequest) (err error) {
 	if err != nil {
 		return err
 	}
-	if format != "" && format != r.cap.fsType {
-		return preconditionf("%s holds %q, not the requested %s: refusing to mount or format it", dev, format, r.cap.fsType)
+	if format != "" && format != r.cap.FSType {
+		return rpcerr.Preconditionf("%s holds %q, not the requested %s: refusing to mount or format it", dev, format, r.cap.FSType)
 	}
 	// Registered before mounting: a mount that outlives a cancelled call still gets undone.
 	undo.push("unmount "+r.stagingPath, func(ctx context.Context) error { return n.opts.Mounter.Unmount(ctx, r.stagingPath) })
-	if err := n.opts.Mounter.FormatAndMount(ctx, dev, r.stagingPath, r.cap.fsType, stageMountOptions(r.cap)); err != nil {
+	if err := n.opts.Mounter.FormatAndMount(ctx, dev, r.stagingPath, r.cap.FSType, stageMountOptions(r.cap)); err != nil {
 		return err
 	}
-	if format != "" && !r.cap.readOnly {
+	if format != "" && !r.cap.ReadOnly {
 		// An existing, writable file system: grow it in case the volume was expanded while it
 		// was not staged. (No NeedResize: the format and the mode are known already.)
 		if _, err := n.opts.Mounter.Resize(ctx, dev, r.stagingPath); err != nil {
@@ -191,19 +185,19 @@ func (n *Node) stageNew(ctx context.Context, r stageRequest) (err error) {
 	if err := n.stash.save(newStash(r, dev)); err != nil {
 		return err
 	}
-	log.Info("Staged filesystem volume", "device", dev, "fsType", r.cap.fsType, "formatted", format == "", "stagingPath", r.stagingPath)
+	log.Info("Staged filesystem volume", "device", dev, "fsType", r.cap.FSType, "formatted", format == "", "stagingPath", r.stagingPath)
 	return nil
 }
 
 // stageMountOptions are the options of the staging mount: the capability's flags, "ro" for
 // read-only access modes, and for xfs "nouuid", so that a clone (same file system UUID) can be
 // mounted on the node where its source is.
-func stageMountOptions(c volumeCap) []string {
-	opts := append([]string(nil), c.flags...)
-	if c.readOnly {
+func stageMountOptions(c contract.Capability) []string {
+	opts := append([]string(nil), c.MountFlags...)
+	if c.ReadOnly {
 		opts = append(opts, "ro")
 	}
-	if c.fsType == "xfs" {
+	if c.FSType == "xfs" {
 		opts = append(opts, "nouuid")
 	}
 	return opts

@@ -325,3 +325,12 @@ func TestStagingPathIsCreatedWhenMissing(t *testing.T) {
 		t.Error("not mounted at the new staging path")
 	}
 }
+
+// See the controller's TestCreateVolumeAcceptsAFileSystemInUpperCase: both sides accept "XFS".
+func TestStageFormatsXFSSpelledInUpperCase(t *testing.T) {
+	h := newHarness(t)
+	h.stage(mountCap("XFS", snw))
+	if got := h.mnt.Format(testDev); got != "xfs" {
+		t.Fatalf("formatted as %q, want xfs", got)
+	}
+}

@@ -11,21 +11,22 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
-// NodeGetVolumeStats implements csi.NodeServer: bytes and inodes of a filesystem volume
-// (statfs, no device I/O), the size of a block volume. It takes no lock: it only reads.
-func (n *Node) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+// volumeStats is NodeGetVolumeStats: bytes and inodes of a filesystem volume (statfs, no
+// device I/O), the size of a block volume.
+func (n *Node) volumeStats(_ context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	volumeID, volumePath := req.GetVolumeId(), req.GetVolumePath()
 	switch {
 	case volumeID == "":
-		return nil, toStatus(invalidf("volume_id is required"))
+		return nil, rpcerr.Invalidf("volume_id is required")
 	case volumePath == "":
-		return nil, toStatus(invalidf("volume_path is required"))
+		return nil, rpcerr.Invalidf("volume_path is required")
 	}
 	usage, err := n.usage(volumeID, volumePath)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &csi.NodeGetVolumeStatsResponse{Usage: usage}, nil
 }
@@ -33,7 +34,7 @@ func (n *Node) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeSta
 func (n *Node) usage(volumeID, volumePath string) ([]*csi.VolumeUsage, error) {
 	fi, err := os.Stat(volumePath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, notFoundf("volume path %s does not exist", volumePath)
+		return nil, rpcerr.NotFoundf("volume path %s does not exist", volumePath)
 	}
 	if err != nil {
 		return nil, err
@@ -43,12 +44,12 @@ func (n *Node) usage(volumeID, volumePath string) ([]*csi.VolumeUsage, error) {
 		return nil, err
 	}
 	if !mounted {
-		return nil, notFoundf("volume %s is not published at %s", volumeID, volumePath)
+		return nil, rpcerr.NotFoundf("volume %s is not published at %s", volumeID, volumePath)
 	}
 	if !fi.IsDir() {
 		size, err := n.opts.Mounter.BlockDeviceSize(volumePath)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", errUnavailable, err)
+			return nil, rpcerr.Unavailablef("%v", err)
 		}
 		return []*csi.VolumeUsage{{Unit: csi.VolumeUsage_BYTES, Total: size}}, nil
 	}
@@ -71,26 +72,25 @@ const (
 	ReasonStaleMount    = "StaleMount"
 )
 
-// NodeGetVolumeHealth implements csi.NodeServer from this node's view of the volume:
-// INACCESSIBLE when its subsystem has no controller or none is live, when the namespace
-// device is gone, or when a given path is backed by another device than the namespace (a
-// stale mount); DEGRADED when some of its paths are down. Volumes this node has no record of
-// are NotFound.
-func (n *Node) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
+// volumeHealth is NodeGetVolumeHealth, from this node's view of the volume: INACCESSIBLE
+// when its subsystem has no controller or none is live, when the namespace device is gone, or
+// when a given path is backed by another device than the namespace (a stale mount); DEGRADED
+// when some of its paths are down. Volumes this node has no record of are NotFound.
+func (n *Node) volumeHealth(_ context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
 	volumeID := req.GetVolumeId()
 	if volumeID == "" {
-		return nil, toStatus(invalidf("volume_id is required"))
+		return nil, rpcerr.Invalidf("volume_id is required")
 	}
 	st, err := n.stash.load(volumeID)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if st == nil {
-		return nil, toStatus(notFoundf("volume %s is not staged on this node", volumeID))
+		return nil, rpcerr.NotFoundf("volume %s is not staged on this node", volumeID)
 	}
 	entries, err := n.health(st, req.GetVolumePublishPath(), req.GetStagingTargetPath())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: &csi.VolumeHealth{VolumeId: volumeID, HealthStatuses: entries}}, nil
 }

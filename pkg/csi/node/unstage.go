@@ -10,28 +10,21 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
-// NodeUnstageVolume implements csi.NodeServer: unmount the staging path, then disconnect the
-// volume's subsystem and confirm in sysfs that its controllers are gone. It fails (so that
-// kubelet retries) as long as any step is not done; a volume already unstaged is fine.
-func (n *Node) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+// unstageVolume is NodeUnstageVolume: unmount the staging path, then disconnect the volume's
+// subsystem and confirm in sysfs that its controllers are gone. It fails (so that kubelet
+// retries) as long as any step is not done; a volume already unstaged is fine.
+func (n *Node) unstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	volumeID, stagingPath := req.GetVolumeId(), req.GetStagingTargetPath()
 	switch {
 	case volumeID == "":
-		return nil, toStatus(invalidf("volume_id is required"))
+		return nil, rpcerr.Invalidf("volume_id is required")
 	case stagingPath == "":
-		return nil, toStatus(invalidf("staging_target_path is required"))
+		return nil, rpcerr.Invalidf("staging_target_path is required")
 	}
-	unlock, err := n.lockVolume(volumeID)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	if err := n.unstage(ctx, volumeID, stagingPath); err != nil {
-		return nil, toStatus(err)
-	}
-	return &csi.NodeUnstageVolumeResponse{}, nil
+	return &csi.NodeUnstageVolumeResponse{}, n.unstage(ctx, volumeID, stagingPath)
 }
 
 func (n *Node) unstage(ctx context.Context, volumeID, stagingPath string) error {
@@ -84,7 +77,7 @@ func (n *Node) checkUnused(st *volumeStash) error {
 		return err
 	}
 	if len(refs) > 0 {
-		return preconditionf("%s (volume %s) is still mounted at %s: unpublish it first; not disconnecting",
+		return rpcerr.Preconditionf("%s (volume %s) is still mounted at %s: unpublish it first; not disconnecting",
 			dev, st.VolumeID, strings.Join(refs, ", "))
 	}
 	return nil

@@ -24,7 +24,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/identity"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/node"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/registration"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/server"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/grpcserver"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mounter"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
@@ -92,7 +92,7 @@ func (o Options) Validate() error {
 		if err := o.registration().Validate(); err != nil {
 			return err
 		}
-		if ep, err := server.ParseEndpoint(o.Endpoint); err != nil {
+		if ep, err := grpcserver.ParseEndpoint(o.Endpoint); err != nil {
 			return err
 		} else if ep.Network != "unix" {
 			return fmt.Errorf("--registration-dir: the kubelet reaches CSI drivers on unix sockets only; endpoint %q is not one", o.Endpoint)
@@ -127,13 +127,13 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return err
 		}
-		agents, err := agentclient.NewPool(cfg)
+		agents, err := agentclient.NewPool(cfg, agentclient.CallTimeout(o.AgentTimeout))
 		if err != nil {
 			return err
 		}
 		defer func() { _ = agents.Close() }()
-		ctl := controller.New(controller.Options{StorageNodes: cfg.StorageNodes, Agents: agents, QueryTimeout: o.AgentTimeout})
-		idOpts.Ready = identity.AgentsReady(cfg.StorageNodes, agents, o.ProbeTimeout)
+		ctl := controller.New(controller.Options{StorageNodes: cfg.StorageNodes, Agents: agents})
+		idOpts.Ready = agentclient.Ready(cfg.StorageNodes, agents, o.ProbeTimeout)
 		services = append(services, func(s *grpc.Server) { csi.RegisterControllerServer(s, ctl) })
 	}
 	if withNode {
@@ -146,12 +146,12 @@ func Run(ctx context.Context, o Options) error {
 	ids := identity.New(idOpts)
 	// Listen before registering with the kubelet: it calls NodeGetInfo as soon as it has the
 	// registration, and connections wait in the backlog until the server accepts them.
-	l, err := server.Listen(o.Endpoint)
+	l, err := grpcserver.Listen(o.Endpoint)
 	if err != nil {
 		return err
 	}
 	tasks := []task{{"CSI server", func(ctx context.Context) error {
-		return server.ServeListener(ctx, l, func(s *grpc.Server) {
+		return grpcserver.ServeListener(ctx, l, func(s *grpc.Server) {
 			csi.RegisterIdentityServer(s, ids)
 			for _, register := range services {
 				register(s)

@@ -15,7 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/registration/registrationapi"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/server"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/grpcserver"
 )
 
 // What GetInfo reports: a CSI plugin speaking version 1.0.0 of the kubelet's CSI plugin
@@ -75,8 +75,8 @@ func Serve(ctx context.Context, o Options) error {
 		return fmt.Errorf("registration directory %s is not a directory", o.Dir)
 	}
 	path := SocketPath(o.Dir, o.DriverName)
-	// server.Listen replaces a stale socket and refuses to delete anything else.
-	l, err := server.Listen("unix://" + path)
+	// grpcserver.Listen replaces a stale socket and refuses to delete anything else.
+	l, err := grpcserver.Listen("unix://" + path)
 	if err != nil {
 		return fmt.Errorf("registration socket: %w", err)
 	}
@@ -90,7 +90,7 @@ func Serve(ctx context.Context, o Options) error {
 	defer cancel(nil)
 	svc := &service{opts: o, failed: cancel}
 	klog.FromContext(ctx).Info("Serving kubelet plugin registration", "socket", path, "driver", o.DriverName, "endpoint", o.Endpoint)
-	err = server.ServeListener(ctx, l, func(s *grpc.Server) { registrationapi.RegisterRegistrationServer(s, svc) })
+	err = grpcserver.ServeListener(ctx, l, func(s *grpc.Server) { registrationapi.RegisterRegistrationServer(s, svc) })
 	if cause := context.Cause(ctx); errors.Is(cause, ErrRegistrationFailed) {
 		return cause
 	}

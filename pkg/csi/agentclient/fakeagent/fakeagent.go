@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -29,7 +28,6 @@ const AllMethods = "*"
 type Agent struct {
 	mu        sync.Mutex
 	name      string
-	topology  map[string]string
 	portals   []*agentapi.Portal
 	dataBytes int64
 	dataUsed  int64
@@ -51,9 +49,9 @@ func New(name string, dataBytes int64) *Agent {
 		name:      name,
 		dataBytes: dataBytes,
 		portals: []*agentapi.Portal{
-			{Transport: agentapi.Transport_TRANSPORT_TCP, Address: "192.0.2.1", ServiceId: "4420", AnaGroup: 1},
-			{Transport: agentapi.Transport_TRANSPORT_TCP, Address: "192.0.2.2", ServiceId: "4420", AnaGroup: 2},
-			{Transport: agentapi.Transport_TRANSPORT_RDMA, Address: "198.51.100.1", ServiceId: "4420", AnaGroup: 1},
+			{Transport: agentapi.Transport_TRANSPORT_TCP, Address: "192.0.2.1", ServiceId: "4420"},
+			{Transport: agentapi.Transport_TRANSPORT_TCP, Address: "192.0.2.2", ServiceId: "4420"},
+			{Transport: agentapi.Transport_TRANSPORT_RDMA, Address: "198.51.100.1", ServiceId: "4420"},
 		},
 		volumes:   map[string]*agentapi.Volume{},
 		snapshots: map[string]*agentapi.Snapshot{},
@@ -64,13 +62,6 @@ func New(name string, dataBytes int64) *Agent {
 
 // Name is the storage node's name.
 func (a *Agent) Name() string { return a.name }
-
-// SetTopology sets the topology labels Info reports.
-func (a *Agent) SetTopology(t map[string]string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.topology = maps.Clone(t)
-}
 
 // SetUsage sets the thin pool's used data and metadata, in percent.
 func (a *Agent) SetUsage(dataPercent, metadataPercent int64) {
@@ -180,7 +171,7 @@ func (a *Agent) Info(ctx context.Context, _ *agentapi.InfoRequest, _ ...grpc.Cal
 		return nil, err
 	}
 	defer a.mu.Unlock()
-	return &agentapi.InfoResponse{NodeName: a.name, Topology: maps.Clone(a.topology), Portals: a.portals, Version: "fake"}, nil
+	return &agentapi.InfoResponse{NodeName: a.name, Portals: a.portals, Version: "fake"}, nil
 }
 
 // GetCapacity implements agentapi.AgentClient.

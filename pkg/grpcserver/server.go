@@ -1,7 +1,8 @@
-// Package server serves CSI services over gRPC on a unix socket or a TCP address, with the
-// driver's interceptor chain: a request-scoped contextual logger, requests and responses
-// logged with secrets stripped, every error logged, panics turned into codes.Internal.
-package server
+// Package grpcserver serves the project's gRPC services (the CSI endpoints and the agent API)
+// over a unix socket or a TCP address, with one interceptor chain: a request-scoped contextual
+// logger, requests and responses logged with secrets stripped, every error logged, panics turned
+// into codes.Internal.
+package grpcserver
 
 import (
 	"context"

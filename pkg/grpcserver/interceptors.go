@@ -1,14 +1,15 @@
-package server
+package grpcserver
 
 import (
 	"context"
+	"fmt"
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 )
@@ -40,12 +41,13 @@ func logCalls(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler 
 	return resp, nil
 }
 
-// recoverPanics turns a panic in a handler into codes.Internal, logging the stack.
+// recoverPanics turns a panic in a handler into codes.Internal (an error of no class),
+// logging the stack.
 func recoverPanics(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			klog.FromContext(ctx).Error(nil, "Handler panicked", "panic", r, "stack", string(debug.Stack()))
-			resp, err = nil, status.Errorf(codes.Internal, "internal error: handler panicked: %v", r)
+			resp, err = nil, rpcerr.Status(fmt.Errorf("internal error: handler panicked: %v", r))
 		}
 	}()
 	return handler(ctx, req)

@@ -1,4 +1,4 @@
-package identity
+package agentclient
 
 import (
 	"context"
@@ -10,13 +10,12 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 )
 
 // DefaultProbeTimeout bounds each agent's answer to a readiness probe.
 const DefaultProbeTimeout = 3 * time.Second
 
-// AgentsReady returns the controller's readiness check: every storage node's agent is asked
+// Ready returns the controller's readiness check: every storage node's agent is asked
 // for Info (in parallel, each bounded by timeout; 0 means DefaultProbeTimeout) and must answer
 // with its configured name — an address that reaches the wrong agent would put volumes under
 // the wrong IDs.
@@ -26,7 +25,7 @@ const DefaultProbeTimeout = 3 * time.Second
 // nodes would block the CSI sidecars, and the liveness probe would restart the controller,
 // whenever any one storage node is down. Not ready when no storage node is configured or none
 // answers.
-func AgentsReady(nodes []agentclient.StorageNode, agents agentclient.Source, timeout time.Duration) func(context.Context) error {
+func Ready(nodes []StorageNode, agents Source, timeout time.Duration) func(context.Context) error {
 	if timeout <= 0 {
 		timeout = DefaultProbeTimeout
 	}
@@ -58,7 +57,7 @@ func AgentsReady(nodes []agentclient.StorageNode, agents agentclient.Source, tim
 	}
 }
 
-func checkAgent(ctx context.Context, name string, agents agentclient.Source, timeout time.Duration) error {
+func checkAgent(ctx context.Context, name string, agents Source, timeout time.Duration) error {
 	agent, err := agents.Client(name)
 	if err != nil {
 		return err

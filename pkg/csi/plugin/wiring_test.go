@@ -1,4 +1,4 @@
-package server
+package plugin
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient/fakeagent"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/controller"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/identity"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/grpcserver"
 )
 
 // TestServeIdentityAndController wires the services the way cmd/nvmeof-csi does in controller
@@ -26,14 +27,14 @@ func TestServeIdentityAndController(t *testing.T) {
 		t.Fatal(err)
 	}
 	agents := fakeagent.NewCluster(fakeagent.New("s1", 100<<30))
-	ids := identity.New(identity.Options{Controller: true, Ready: identity.AgentsReady(cfg.StorageNodes, agents, 0)})
+	ids := identity.New(identity.Options{Controller: true, Ready: agentclient.Ready(cfg.StorageNodes, agents, 0)})
 	ctl := controller.New(controller.Options{StorageNodes: cfg.StorageNodes, Agents: agents})
 
 	endpoint := "unix://" + filepath.Join(t.TempDir(), "csi.sock")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	done := make(chan error, 1)
 	go func() {
-		done <- Serve(ctx, endpoint, func(s *grpc.Server) {
+		done <- grpcserver.Serve(ctx, endpoint, func(s *grpc.Server) {
 			csi.RegisterIdentityServer(s, ids)
 			csi.RegisterControllerServer(s, ctl)
 		})
