@@ -117,6 +117,28 @@ func (c *Config) Validate() error {
 	if c.Pool.OvercommitRatio < 1 {
 		errs = append(errs, fmt.Errorf("pool.overcommitRatio %g: must be ≥ 1", c.Pool.OvercommitRatio))
 	}
+	errs = append(errs, c.validatePortals()...)
+	switch {
+	case strings.HasPrefix(c.Listen, "unix://"):
+	case strings.HasPrefix(c.Listen, "tcp://"):
+		if c.TLS.Empty() {
+			errs = append(errs, errors.New("listen on tcp:// requires tls (cert, key, ca): plaintext is allowed only on a unix socket"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("listen %q: want unix:///path or tcp://host:port", c.Listen))
+	}
+	if c.ReconcileInterval.Duration == 0 {
+		c.ReconcileInterval.Duration = time.Minute
+	}
+	if c.ConfigfsRoot == "" {
+		c.ConfigfsRoot = "/sys/kernel/config/nvmet"
+	}
+	return errors.Join(errs...)
+}
+
+// validatePortals checks the portals and fills in their default port.
+func (c *Config) validatePortals() []error {
+	var errs []error
 	if len(c.Portals) == 0 {
 		errs = append(errs, errors.New("at least one portal is required"))
 	}
@@ -140,22 +162,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("portals[%d]: port %d out of range", i, p.Port))
 		}
 	}
-	switch {
-	case strings.HasPrefix(c.Listen, "unix://"):
-	case strings.HasPrefix(c.Listen, "tcp://"):
-		if c.TLS.Empty() {
-			errs = append(errs, errors.New("listen on tcp:// requires tls (cert, key, ca): plaintext is allowed only on a unix socket"))
-		}
-	default:
-		errs = append(errs, fmt.Errorf("listen %q: want unix:///path or tcp://host:port", c.Listen))
-	}
-	if c.ReconcileInterval.Duration == 0 {
-		c.ReconcileInterval.Duration = time.Minute
-	}
-	if c.ConfigfsRoot == "" {
-		c.ConfigfsRoot = "/sys/kernel/config/nvmet"
-	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // LVMConfigString is what the agent passes to every lvm command as --config: the device filter

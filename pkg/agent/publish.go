@@ -22,24 +22,33 @@ func (s *Server) PublishVolume(ctx context.Context, req *agentapi.PublishVolumeR
 	return resp, nil
 }
 
-func (s *Server) publish(ctx context.Context, req *agentapi.PublishVolumeRequest) (*agentapi.PublishVolumeResponse, error) {
-	id := req.GetVolumeId()
-	if err := validateID(id, volumePrefix); err != nil {
-		return nil, err
+// checkPublish validates a publish request and returns its transport's name.
+func (s *Server) checkPublish(req *agentapi.PublishVolumeRequest) (string, error) {
+	if err := validateID(req.GetVolumeId(), volumePrefix); err != nil {
+		return "", err
 	}
 	if err := nvmet.ValidateNQN(req.GetHostNqn()); err != nil {
-		return nil, rpcerr.Invalidf("host_nqn: %v", err)
+		return "", rpcerr.Invalidf("host_nqn: %v", err)
 	}
 	if req.GetNodeId() == "" {
-		return nil, rpcerr.Invalidf("node_id is required")
+		return "", rpcerr.Invalidf("node_id is required")
 	}
 	transport := agentapi.TransportName(req.GetTransport())
 	if transport == "" {
-		return nil, rpcerr.Invalidf("transport must be tcp or rdma")
+		return "", rpcerr.Invalidf("transport must be tcp or rdma")
 	}
 	if len(s.portIDs([]string{transport})) == 0 {
-		return nil, rpcerr.Preconditionf("storage node %s has no %s portal", s.cfg.NodeName, transport)
+		return "", rpcerr.Preconditionf("storage node %s has no %s portal", s.cfg.NodeName, transport)
 	}
+	return transport, nil
+}
+
+func (s *Server) publish(ctx context.Context, req *agentapi.PublishVolumeRequest) (*agentapi.PublishVolumeResponse, error) {
+	transport, err := s.checkPublish(req)
+	if err != nil {
+		return nil, err
+	}
+	id := req.GetVolumeId()
 	unlock, err := s.lock(ctx, id)
 	if err != nil {
 		return nil, err

@@ -8,10 +8,11 @@ import (
 	"sync/atomic"
 
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // requestCounter numbers the calls of this process, so the lines of one call can be found.

@@ -6,8 +6,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
 	utilexec "k8s.io/utils/exec"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
 )
 
 // boundExec is a utilexec.Interface whose commands are all bound to ctx and run with

@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
 	"golang.org/x/sys/unix"
 	"k8s.io/mount-utils"
 	testingexec "k8s.io/utils/exec/testing"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
 )
 
 // newTestMounter returns a Mounter over a fake exec and mount-utils' fake mount table.

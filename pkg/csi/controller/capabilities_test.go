@@ -5,8 +5,9 @@ import (
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 	"google.golang.org/grpc/codes"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 func TestVolumeSize(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 

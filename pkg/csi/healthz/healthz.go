@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 	"k8s.io/klog/v2"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 )
 
 // Path is the liveness endpoint.

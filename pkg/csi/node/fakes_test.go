@@ -171,10 +171,11 @@ func (f *fakeConnector) MultipathEnabled() bool {
 	return f.multipath
 }
 
-func (f *fakeConnector) controllerCount(nqn string) int {
+// controllerCount is the number of controllers of the test volume's subsystem.
+func (f *fakeConnector) controllerCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return len(f.ctrls[nqn])
+	return len(f.ctrls[testNQN])
 }
 
 // Test volume: one subsystem with namespace 1 on two portals.

@@ -98,8 +98,8 @@ func TestStageIsIdempotent(t *testing.T) {
 	if got := h.mnt.Calls()[calls:]; len(got) != 0 {
 		t.Errorf("a repeated stage did %v", got)
 	}
-	if h.conn.controllerCount(testNQN) != 2 {
-		t.Errorf("%d controllers, want 2", h.conn.controllerCount(testNQN))
+	if h.conn.controllerCount() != 2 {
+		t.Errorf("%d controllers, want 2", h.conn.controllerCount())
 	}
 }
 
@@ -107,7 +107,7 @@ func TestStageToleratesAFailingPortal(t *testing.T) {
 	h := newHarness(t)
 	h.conn.failPortals["192.0.2.2:4420"] = syscall.ECONNREFUSED
 	h.stage(mountCap("ext4", snw))
-	if n := h.conn.controllerCount(testNQN); n != 1 {
+	if n := h.conn.controllerCount(); n != 1 {
 		t.Errorf("%d controllers, want the one portal that works", n)
 	}
 }
@@ -145,8 +145,8 @@ func TestStageUndoesEverythingWhenTheMountFails(t *testing.T) {
 	})
 	_, err := h.node.NodeStageVolume(context.Background(), h.stageRequest(mountCap("ext4", snw)))
 	wantCode(t, err, codes.Internal) // final: kubelet may forget the volume, nothing is left
-	if h.conn.controllerCount(testNQN) != 0 || h.stashExists() {
-		t.Errorf("left %d controllers, stash %t", h.conn.controllerCount(testNQN), h.stashExists())
+	if h.conn.controllerCount() != 0 || h.stashExists() {
+		t.Errorf("left %d controllers, stash %t", h.conn.controllerCount(), h.stashExists())
 	}
 }
 
@@ -161,8 +161,8 @@ func TestStageUndoesTheMountWhenAResizeFails(t *testing.T) {
 	})
 	_, err := h.node.NodeStageVolume(context.Background(), h.stageRequest(mountCap("ext4", snw)))
 	wantCode(t, err, codes.Internal)
-	if len(h.mnt.Mounts()) != 0 || h.conn.controllerCount(testNQN) != 0 || h.stashExists() {
-		t.Errorf("left mounts %v, %d controllers, stash %t", h.mnt.Mounts(), h.conn.controllerCount(testNQN), h.stashExists())
+	if len(h.mnt.Mounts()) != 0 || h.conn.controllerCount() != 0 || h.stashExists() {
+		t.Errorf("left mounts %v, %d controllers, stash %t", h.mnt.Mounts(), h.conn.controllerCount(), h.stashExists())
 	}
 }
 
@@ -179,7 +179,7 @@ func TestStageKeepsAConnectionThatExistedBeforeAndSaysUnavailable(t *testing.T) 
 	})
 	_, err := h.node.NodeStageVolume(context.Background(), h.stageRequest(mountCap("ext4", snw)))
 	wantCode(t, err, codes.Unavailable) // kubelet must keep the volume uncertain and unstage it
-	if h.conn.controllerCount(testNQN) == 0 || !h.stashExists() {
+	if h.conn.controllerCount() == 0 || !h.stashExists() {
 		t.Error("a connection older than the call was torn down, or its stash forgotten")
 	}
 }
@@ -205,7 +205,7 @@ func TestStageRefusesADeviceHoldingAnotherFileSystem(t *testing.T) {
 	h.mnt.SetFormat(testDev, "xfs")
 	_, err := h.node.NodeStageVolume(context.Background(), h.stageRequest(mountCap("ext4", snw)))
 	wantCode(t, err, codes.FailedPrecondition)
-	if h.mnt.Format(testDev) != "xfs" || h.conn.controllerCount(testNQN) != 0 {
+	if h.mnt.Format(testDev) != "xfs" || h.conn.controllerCount() != 0 {
 		t.Error("the device was reformatted, or the connection kept")
 	}
 }

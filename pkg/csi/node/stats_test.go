@@ -64,13 +64,9 @@ func TestStatsErrors(t *testing.T) {
 	}
 }
 
-func health(t *testing.T, h *harness, paths ...string) []*csi.VolumeHealth_VolumeHealthEntry {
+func health(t *testing.T, h *harness) []*csi.VolumeHealth_VolumeHealthEntry {
 	t.Helper()
-	req := &csi.NodeGetVolumeHealthRequest{VolumeId: testVolume}
-	if len(paths) > 0 {
-		req.VolumePublishPath = paths[0]
-	}
-	req.StagingTargetPath = h.stagingPath()
+	req := &csi.NodeGetVolumeHealthRequest{VolumeId: testVolume, StagingTargetPath: h.stagingPath()}
 	resp, err := h.node.NodeGetVolumeHealth(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)

@@ -15,8 +15,8 @@ func TestUnstageUnmountsDisconnectsAndForgetsTheStash(t *testing.T) {
 	if err := h.unstage(); err != nil {
 		t.Fatal(err)
 	}
-	if len(h.mnt.Mounts()) != 0 || h.conn.controllerCount(testNQN) != 0 || h.stashExists() {
-		t.Errorf("after unstage: mounts %v, %d controllers, stash %t", h.mnt.Mounts(), h.conn.controllerCount(testNQN), h.stashExists())
+	if len(h.mnt.Mounts()) != 0 || h.conn.controllerCount() != 0 || h.stashExists() {
+		t.Errorf("after unstage: mounts %v, %d controllers, stash %t", h.mnt.Mounts(), h.conn.controllerCount(), h.stashExists())
 	}
 	if _, err := os.Stat(h.stagingPath()); err != nil {
 		t.Errorf("the kubelet-owned staging directory was removed: %v", err)
@@ -46,7 +46,7 @@ func TestUnstageFailsWhileControllersRemain(t *testing.T) {
 	if err := h.unstage(); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	if h.conn.controllerCount(testNQN) != 0 || h.stashExists() {
+	if h.conn.controllerCount() != 0 || h.stashExists() {
 		t.Error("retry did not finish the job")
 	}
 }
@@ -59,7 +59,7 @@ func TestUnstageRefusesToDisconnectAVolumeStillPublished(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCode(t, h.unstage(), codes.FailedPrecondition)
-	if h.conn.controllerCount(testNQN) == 0 {
+	if h.conn.controllerCount() == 0 {
 		t.Fatal("disconnected a namespace that a pod still has mounted")
 	}
 	if _, err := h.node.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: testVolume, TargetPath: target}); err != nil {
@@ -81,7 +81,7 @@ func TestUnstageAfterAPluginRestartUsesTheStash(t *testing.T) {
 	if err := h.unstage(); err != nil {
 		t.Fatal(err)
 	}
-	if h.conn.controllerCount(testNQN) != 0 {
+	if h.conn.controllerCount() != 0 {
 		t.Error("controllers left after an unstage by the restarted plugin")
 	}
 }
