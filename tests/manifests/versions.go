@@ -2,7 +2,6 @@ package manifests
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 )
@@ -21,15 +20,6 @@ type Pin struct {
 // A line both `source` (bash) and `include` (make) read as the same assignment: no quotes,
 // spaces, $ or comment after the value, and a value that is one word in both.
 var pinLine = regexp.MustCompile(`^([A-Z][A-Z0-9_]*)=([A-Za-z0-9][A-Za-z0-9.+_,-]*)$`)
-
-// ReadVersions reads the versions file at path.
-func ReadVersions(path string) ([]Pin, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return ParseVersions(path, raw)
-}
 
 // ParseVersions parses a versions file (name is for errors): comment lines, blank lines and
 // KEY=value lines, each with a comment line right above it, no key twice.

@@ -80,22 +80,32 @@ var notToolVersions = map[string]string{
 var (
 	semver = regexp.MustCompile(`\bv(\d+)\.\d+\.\d+\b`)
 	// A version literal in a script: digits, a dot (escaped in a regular expression or
-	// not), digits; and @latest, the opposite of a pin.
-	versionLiteral = regexp.MustCompile(`\d+\\?\.\d+|@latest\b`)
+	// not, at any quoting depth), digits; and @latest, the opposite of a pin.
+	versionLiteral = regexp.MustCompile(`\d+\\*\.\d+|@latest\b`)
 )
 
 // pins reads versions.env as key -> value; a malformed file fails the test.
 func pins(t *testing.T) map[string]string {
 	t.Helper()
-	ps, err := manifests.ReadVersions(path(manifests.VersionsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ps := readPins(t)
 	m := map[string]string{}
 	for _, p := range ps {
 		m[p.Key] = p.Value
 	}
 	return m
+}
+
+func readPins(t *testing.T) []manifests.Pin {
+	t.Helper()
+	raw, err := os.ReadFile(path(manifests.VersionsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := manifests.ParseVersions(manifests.VersionsFile, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
 }
 
 // lookup is versions.env's value of key; a key it lacks is an error of the test's tables.
@@ -325,9 +335,13 @@ func TestE2EToolModulesMatchVersions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		named := map[string]bool{want: true}
+		if tm.staging {
+			named[staging] = true
+		}
 		for line, vs := range headerVersions(raw, "//") {
 			for _, v := range vs {
-				if v != want && !(tm.staging && v == staging) {
+				if !named[v] {
 					t.Errorf("%s:%d: the header comment names %s, but the module builds %s=%s: update the comment", file, line, v, tm.key, want)
 				}
 			}
@@ -455,7 +469,7 @@ func TestBuildScriptsPinNoVersionOfTheirOwn(t *testing.T) {
 				line = strings.ReplaceAll(line, lit, "")
 			}
 			if lit := versionLiteral.FindString(line); lit != "" {
-				t.Errorf("%s:%d: %q pins a version outside %s: add it there (a comment line, then KEY=value) and use $KEY here; if it is no tool's version, allow it in notToolVersions (tests/manifests/versions_test.go) with the reason\n\t%s",
+				t.Errorf("%s:%d: %s pins a version outside %s: add it there (a comment line, then KEY=value) and use $KEY here; if it is no tool's version, allow it in notToolVersions (tests/manifests/versions_test.go) with the reason\n\t%s",
 					file, i+1, lit, manifests.VersionsFile, strings.TrimSpace(line))
 			}
 		}
@@ -465,10 +479,7 @@ func TestBuildScriptsPinNoVersionOfTheirOwn(t *testing.T) {
 // Every entry is read by a build script or repeated by a file that is checked against it
 // here; a script that reads one sources (make: includes) versions.env.
 func TestEveryVersionIsUsed(t *testing.T) {
-	ps, err := manifests.ReadVersions(path(manifests.VersionsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ps := readPins(t)
 	checked := map[string]bool{snapshotControllerKey: true, pauseKey: true}
 	for _, key := range helmSidecars {
 		checked[key] = true
