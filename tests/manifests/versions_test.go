@@ -81,7 +81,7 @@ var (
 	semver = regexp.MustCompile(`\bv(\d+)\.\d+\.\d+\b`)
 	// A version literal in a script: digits, a dot (escaped in a regular expression or
 	// not, at any quoting depth), digits; and @latest, the opposite of a pin.
-	versionLiteral = regexp.MustCompile(`\d+\\*\.\d+|@latest\b`)
+	versionLiteral = regexp.MustCompile(`v?\d+(\\*\.\d+)+(-[0-9A-Za-z.]+)?|@latest\b`)
 )
 
 // pins reads versions.env as key -> value; a malformed file fails the test.
