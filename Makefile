@@ -1,6 +1,8 @@
 # nvmeof-csi — build, test and verify. `make test` is what CI runs (.ci/run).
 SHELL := /bin/bash
 GO ?= go
+# Every pinned tool version (GOLANGCI_LINT_VERSION here; the scripts under hack/ source it).
+include versions.env
 MODULE := github.com/nvmeof-csi/nvmeof-csi
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
@@ -10,8 +12,8 @@ LDFLAGS := -s -w \
 	-X $(MODULE)/pkg/version.Commit=$(COMMIT) \
 	-X $(MODULE)/pkg/version.BuildDate=$(BUILD_DATE)
 BINARIES := nvmeof-csi nvmeof-agent
-GOLANGCI_LINT_VERSION := v2.14.0
-GOLANGCI_LINT := bin/tools/golangci-lint
+# One directory per version, so a changed GOLANGCI_LINT_VERSION installs that version.
+GOLANGCI_LINT := bin/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 # The VM tier boots one VM per test package; run them one at a time on small machines.
 VM_TEST_FLAGS ?= -count=1 -p 1 -v -timeout 45m
 
@@ -74,9 +76,10 @@ verify: verify-generate $(GOLANGCI_LINT)
 	cd tests/manifests && $(GO) vet ./... && ../../$(GOLANGCI_LINT) run --config ../../.golangci.yml ./...
 	cd tests/e2e && $(GO) vet -tags vm ./... && ../../$(GOLANGCI_LINT) run --config ../../.golangci.yml --build-tags vm ./...
 
-# golangci-lint, pinned, built from the Go module proxy into bin/tools on first use.
+# golangci-lint at GOLANGCI_LINT_VERSION (versions.env), built from the Go module proxy into
+# bin/tools on first use.
 $(GOLANGCI_LINT):
-	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	GOBIN=$(CURDIR)/$(dir $(GOLANGCI_LINT)) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 generate:
 	$(GO) generate ./...

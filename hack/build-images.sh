@@ -12,9 +12,9 @@
 #   The others are docker archives of one layer written by tests/e2e/tools/mkimage:
 #   <sidecar>.tar   registry.k8s.io/sig-storage/<sidecar>:<version>, the binary that
 #                   hack/build-k8s.sh builds into $NVMEOF_K8S_CACHE/bin.
-#   pause.tar       registry.k8s.io/pause:{3.6,3.10,3.10.1}: tests/e2e/tools/mkimage/cmd/pause.
+#   pause.tar       registry.k8s.io/pause:<each of PAUSE_TAGS>: tests/e2e/tools/mkimage/cmd/pause.
 #   busybox.tar     the host's static busybox with its applet links: the e2e suite's busybox,
-#                   nvmeof-csi.test/busybox:1 and the e2e images busybox stands in for (E2E_*).
+#                   nvmeof-csi.test/busybox:1 and the e2e images busybox stands in for.
 #   agnhost.tar     the e2e agnhost (from hack/build-k8s.sh) plus busybox.
 #
 # Output: $NVMEOF_K8S_CACHE/images/*.tar and images/list.txt, one line per tarball:
@@ -31,9 +31,12 @@
 # buildah (default overlay if this kernel mounts it, else vfs); DEBIAN_MIRROR and
 # DEBIAN_SECURITY_MIRROR (default: this machine's apt sources); BUSYBOX (default /bin/busybox).
 # Needs go, git and the Debian packages buildah, debootstrap and busybox-static; root.
+# Every image version comes from versions.env.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=../versions.env
+source "$ROOT/versions.env"
 CACHE=${NVMEOF_K8S_CACHE:-/var/cache/nvmeof-csi/k8s}
 OUT=$CACHE/images
 BIN=$CACHE/bin
@@ -42,18 +45,20 @@ STAMPS=$WORK/stamps
 
 # The CSI sidecars: binary name and the tag of its image (registry.k8s.io/sig-storage/NAME).
 SIDECARS=(
-	csi-provisioner:v6.3.0
-	csi-attacher:v4.13.0
-	csi-resizer:v2.3.0
-	csi-snapshotter:v8.7.0
-	snapshot-controller:v8.7.0
+	"csi-provisioner:$PROVISIONER_VERSION"
+	"csi-attacher:$ATTACHER_VERSION"
+	"csi-resizer:$RESIZER_VERSION"
+	"csi-snapshotter:$SNAPSHOTTER_VERSION"
+	"snapshot-controller:$SNAPSHOTTER_VERSION"
 )
-PAUSE_REFS=(registry.k8s.io/pause:3.6 registry.k8s.io/pause:3.10 registry.k8s.io/pause:3.10.1)
-# Kubernetes v1.34.3's e2e images (k8s.io/kubernetes test/utils/image/manifest.go), and the
-# older busybox that its testing manifests (csi-mock, DRA examples) name.
-E2E_BUSYBOX=registry.k8s.io/e2e-test-images/busybox:1.37.0-1
-E2E_BUSYBOX_MANIFESTS=registry.k8s.io/e2e-test-images/busybox:1.36.1-1
-E2E_AGNHOST=registry.k8s.io/e2e-test-images/agnhost:2.56
+PAUSE_REFS=()
+IFS=, read -ra pause_tags <<<"$PAUSE_TAGS"
+for pause_tag in "${pause_tags[@]}"; do PAUSE_REFS+=("registry.k8s.io/pause:$pause_tag"); done
+# Kubernetes' e2e images at $K8S_VERSION (k8s.io/kubernetes test/utils/image/manifest.go), and
+# the older busybox that its testing manifests (csi-mock, DRA examples) name.
+E2E_BUSYBOX=registry.k8s.io/e2e-test-images/busybox:$E2E_BUSYBOX_VERSION
+E2E_BUSYBOX_MANIFESTS=registry.k8s.io/e2e-test-images/busybox:$E2E_BUSYBOX_MANIFESTS_VERSION
+E2E_AGNHOST=registry.k8s.io/e2e-test-images/agnhost:$E2E_AGNHOST_VERSION
 # E2E images that the storage suites use only as a shell, so busybox stands in for them:
 # - nginx: testsuites/volumes.go "should allow exec of files on the volume" runs
 #   /bin/sh -c "echo ... > script; chmod; ./script" in it;
@@ -61,8 +66,8 @@ E2E_AGNHOST=registry.k8s.io/e2e-test-images/agnhost:2.56
 #   (e2epod.MakeSecPod: sh -c "trap exit TERM; while true; do sleep 1; done"), into which
 #   the test execs dd, head, sha256sum.
 E2E_BUSYBOX_STANDINS=(
-	registry.k8s.io/e2e-test-images/nginx:1.14-4
-	registry.k8s.io/e2e-test-images/jessie-dnsutils:1.7
+	"registry.k8s.io/e2e-test-images/nginx:$E2E_NGINX_VERSION"
+	"registry.k8s.io/e2e-test-images/jessie-dnsutils:$E2E_JESSIE_DNSUTILS_VERSION"
 )
 OUR_REF_NAME=ghcr.io/nvmeof-csi/nvmeof-csi
 BUSYBOX=${BUSYBOX:-/bin/busybox}
@@ -414,7 +419,7 @@ build_ours
 # --- the e2e suite's own list, when hack/build-k8s.sh has written it --------------------------
 if [[ -f $CACHE/images.txt ]]; then
 	for r in "$E2E_BUSYBOX" "$E2E_BUSYBOX_MANIFESTS" "$E2E_AGNHOST" "${E2E_BUSYBOX_STANDINS[@]}"; do
-		grep -qxF "$r" "$CACHE/images.txt" || log "WARNING: $r is not in $CACHE/images.txt (e2e.test --list-images): is E2E_* in this script stale?"
+		grep -qxF "$r" "$CACHE/images.txt" || log "WARNING: $r is not in $CACHE/images.txt (e2e.test --list-images): are the E2E_* entries of versions.env stale?"
 	done
 fi
 

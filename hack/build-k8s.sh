@@ -15,19 +15,13 @@
 #
 # Usage: hack/build-k8s.sh [group...]   groups: kubernetes etcd csi-provisioner
 #        csi-attacher csi-resizer csi-snapshotter (default: all)
+#        hack/build-k8s.sh --help           the groups and their versions
 set -euo pipefail
 
-# Pinned versions. Never @latest: the proxy here is a filtered mirror, and
-# e.g. csi-provisioner v6.4.0 needs a dependency it refuses.
-K8S_VERSION=v1.34.3
-ETCD_VERSION=v3.6.8
-PROVISIONER_VERSION=v6.3.0
-ATTACHER_VERSION=v4.13.0
-RESIZER_VERSION=v2.3.0
-SNAPSHOTTER_VERSION=v8.7.0
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SCRIPT=$ROOT/hack/build-k8s.sh
+# The versions: K8S_VERSION, ETCD_VERSION and the sidecars' *_VERSION.
+# shellcheck source=../versions.env
+source "$ROOT/versions.env"
 TOOLS=$ROOT/tests/e2e/tools
 OUT=${NVMEOF_K8S_CACHE:-/var/cache/nvmeof-csi/k8s}
 BIN=$OUT/bin
@@ -44,21 +38,14 @@ LDFLAGS_BASE="-s -w"
 log() { echo "build-k8s: $*"; }
 die() { echo "build-k8s: ERROR: $*" >&2; exit 1; }
 
-mkdir -p "$BIN" "$STAMPS"
-
-# One build at a time per cache dir; under the lock, leftovers of a killed
-# build are safe to remove.
-exec 9>"$OUT/.lock"
-flock 9
-rm -rf "$OUT"/.build-*
-
 # stamp_of <group> <version-var> <recipe>: hash of everything that decides the
-# group's output.
+# group's output. The version enters as the line VAR=version (as versions.env
+# writes it), so a changed version rebuilds the group.
 stamp_of() {
 	local group=$1 var=$2 recipe=$3
 	{
 		cat "$TOOLS/$group/go.mod" "$TOOLS/$group/go.sum"
-		grep -E "^${var}=" "$SCRIPT"
+		printf '%s=%s\n' "$var" "${!var}"
 		echo "$recipe"
 		echo "$GO_VERSION"
 	} | sha256sum | cut -d' ' -f1
@@ -202,10 +189,31 @@ declare -A OUTPUTS=(
 )
 ALL=(kubernetes etcd csi-provisioner csi-attacher csi-resizer csi-snapshotter)
 
+usage() {
+	echo "Usage: hack/build-k8s.sh [group...] (default: all), into $OUT"
+	echo "Groups and their versions (versions.env):"
+	for g in "${ALL[@]}"; do printf '  %-16s %s=%s\n' "$g" "${VAR[$g]}" "${!VAR[$g]}"; done
+}
+
 groups=("$@")
+case ${1:-} in -h | --help)
+	usage
+	exit 0
+	;;
+esac
 [[ ${#groups[@]} -gt 0 ]] || groups=("${ALL[@]}")
 for g in "${groups[@]}"; do
 	[[ -n ${VAR[$g]:-} ]] || die "unknown group $g (known: ${ALL[*]})"
+done
+
+mkdir -p "$BIN" "$STAMPS"
+# One build at a time per cache dir; under the lock, leftovers of a killed
+# build are safe to remove.
+exec 9>"$OUT/.lock"
+flock 9
+rm -rf "$OUT"/.build-*
+
+for g in "${groups[@]}"; do
 	# shellcheck disable=SC2086 # OUTPUTS values are space-separated lists
 	run_group "$g" ${OUTPUTS[$g]}
 done

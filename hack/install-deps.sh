@@ -4,10 +4,15 @@
 # place only checks and returns.
 #
 #   NVMEOF_VM_CACHE   where the guest kernel is unpacked (default /var/cache/nvmeof-csi)
-#   NVMEOF_KERNEL     a specific linux-image package (default: newest linux-image-6.12.*+deb12-amd64)
+#   NVMEOF_KERNEL     a specific linux-image package (default: the newest
+#                     linux-image-<GUEST_KERNEL_SERIES>.*+deb12-amd64, series from versions.env)
 set -euo pipefail
 
+# shellcheck source=../versions.env
+source "$(dirname "${BASH_SOURCE[0]}")/../versions.env"
 CACHE=${NVMEOF_VM_CACHE:-/var/cache/nvmeof-csi}
+# apt-cache search's pattern of the series' kernel packages.
+KERNEL_PATTERN="^linux-image-${GUEST_KERNEL_SERIES//./\\.}\\.[0-9]+\\+deb12-amd64\$"
 
 # Debian packages: tool -> package. Checked by command so the quick path runs no apt at all.
 declare -A PKGS=(
@@ -58,14 +63,14 @@ if [[ -z $pkg ]]; then
   if [[ -f $CACHE/kernel/package ]] && [[ -z ${NVMEOF_KERNEL_REFRESH:-} ]]; then
     pkg=$(<"$CACHE/kernel/package")
   else
-    pkg=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' | awk '{print $1}' | sort -V | tail -n 1)
+    pkg=$(apt-cache search --names-only "$KERNEL_PATTERN" | awk '{print $1}' | sort -V | tail -n 1)
     if [[ -z $pkg ]]; then
       apt-get update -qq
-      pkg=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64$' | awk '{print $1}' | sort -V | tail -n 1)
+      pkg=$(apt-cache search --names-only "$KERNEL_PATTERN" | awk '{print $1}' | sort -V | tail -n 1)
     fi
   fi
 fi
-[[ -n $pkg ]] || { echo "install-deps: no linux-image-6.12.*+deb12-amd64 package found (is bookworm-security in apt sources?)" >&2; exit 1; }
+[[ -n $pkg ]] || { echo "install-deps: no linux-image-$GUEST_KERNEL_SERIES.*+deb12-amd64 package found (is bookworm-security in apt sources?)" >&2; exit 1; }
 kver=${pkg#linux-image-}
 
 kdir=$CACHE/kernel

@@ -18,8 +18,9 @@ type Image struct {
 }
 
 // ChartImages reads the images the Helm chart pins: the nvmeof-csi image at the chart's
-// appVersion and every sidecar of values.yaml, sorted by repository. The chart is the one
-// place image versions are written; the kustomize base's images block is derived from it.
+// appVersion and every sidecar of values.yaml, sorted by repository. The kustomize base's
+// images block is derived from the chart, whose sidecar tags repeat versions.env (checked by
+// TestHelmSidecarsMatchVersions).
 func ChartImages(chartDir string) ([]Image, error) {
 	var chart struct {
 		AppVersion string `json:"appVersion"`

@@ -1,6 +1,6 @@
 // Command gen-images writes the images block of deploy/kubernetes/base/kustomization.yaml
-// from the Helm chart (values.yaml sidecars, Chart.yaml appVersion), the one place image
-// versions are pinned. Run it from anywhere in the repository:
+// from the Helm chart (values.yaml sidecars, whose tags repeat versions.env, and Chart.yaml
+// appVersion). Run it from anywhere in the repository:
 //
 //	cd tests/manifests && go run ./cmd/gen-images
 package main
