@@ -462,16 +462,16 @@ func checkNode(t *testing.T, w workload, builtin bool) {
 	if v, _ := flagValue(plugin.Args, "node-name"); v != "$(NODE_NAME)" || envFieldRef(plugin, "NODE_NAME") != "spec.nodeName" {
 		t.Error("node plugin: want --node-name=$(NODE_NAME) with NODE_NAME from spec.nodeName")
 	}
-	hostPathOf := func(c *corev1.Container, p string) (string, corev1.VolumeMount) {
+	hostPathOf := func(c *corev1.Container, p string) string {
 		m, rel, ok := mountOf(c, p)
 		if !ok {
-			return "", m
+			return ""
 		}
 		v, _ := volume(w.pod, m.Name)
 		if v.HostPath == nil {
-			return "", m
+			return ""
 		}
-		return filepath.Join(v.HostPath.Path, rel), m
+		return filepath.Join(v.HostPath.Path, rel)
 	}
 	// The kubelet directory: a Bidirectional mount at its own host path, holding the state.
 	var kubelet string
@@ -491,7 +491,7 @@ func checkNode(t *testing.T, w workload, builtin bool) {
 		t.Errorf("node plugin: --state-dir=%s: want it under %s/plugins/", v, kubelet)
 	}
 	// The kubelet finds the socket at --kubelet-registration-path: its host path.
-	hostSock, _ := hostPathOf(plugin, sock)
+	hostSock := hostPathOf(plugin, sock)
 	if want := kubelet + "/plugins/" + driverName + "/csi.sock"; hostSock != want {
 		t.Errorf("node plugin: socket %s on the host is %q, want %s", sock, hostSock, want)
 	}
@@ -507,11 +507,11 @@ func checkNode(t *testing.T, w workload, builtin bool) {
 	if regDir == "" && !builtin {
 		regDir = "/registration" // node-driver-registrar's default
 	}
-	if hp, _ := hostPathOf(reg, regDir+"/x"); hp != kubelet+"/plugins_registry/x" {
+	if hp := hostPathOf(reg, regDir+"/x"); hp != kubelet+"/plugins_registry/x" {
 		t.Errorf("%s: %s is %q on the host, want %s/plugins_registry", reg.Name, regDir, filepath.Dir(hp), kubelet)
 	}
 	for p, what := range map[string]string{"/dev/nvme-fabrics": "/dev", "/sys/class/nvme": "/sys", "/etc/nvme/hostnqn": "/etc/nvme"} {
-		if hp, _ := hostPathOf(plugin, p); hp != p {
+		if hp := hostPathOf(plugin, p); hp != p {
 			t.Errorf("node plugin: %s is %q on the host, want the host's %s", p, hp, what)
 		}
 	}
