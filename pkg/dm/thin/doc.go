@@ -11,8 +11,9 @@
 // is all zeroes, and otherwise opens what is there (a pool reloaded over the same two devices
 // finds its thin devices and transaction id again). Thin devices are numbered by the caller
 // (24-bit ids, 0 to MaxDevID) and exist only in the pool's metadata until activated: a dm
-// device with one thin target naming the pool and the id (Pool.Activate). One id can be active
-// under one dm device at a time.
+// device with one thin target naming the pool and the id (Pool.Activate). The kernel does not
+// stop one id from being active under two dm devices at once (both map the same data, and
+// Delete then fails with dm.ErrBusy until both are gone): keeping to one is the caller's job.
 //
 // # Snapshots of active devices
 //

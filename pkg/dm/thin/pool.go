@@ -70,7 +70,7 @@ func (p Pool) SetTransactionID(current, next uint64) error {
 }
 
 // ReserveMetadataSnap takes the pool's metadata snapshot for userspace tools; its block is
-// PoolStatus.HeldMetadataRoot. One already held: dm.ErrInvalid.
+// PoolStatus.HeldMetadataRoot. One already held: dm.ErrBusy.
 func (p Pool) ReserveMetadataSnap() error { return p.send(ReserveMetadataSnapMessage) }
 
 // ReleaseMetadataSnap drops the metadata snapshot. None held: dm.ErrInvalid.
@@ -116,8 +116,8 @@ func (p Pool) Status(noFlush bool) (PoolStatus, error) {
 
 // Activate makes thin device id of the pool a live dm device called name, of sectors, and
 // returns its info (Dev for dm.EnsureNode). A name in use: dm.ErrExists; no such id:
-// ErrIDNotFound; the id active under another name: dm.ErrBusy. The kernel refuses (EINVAL)
-// while the pool is suspended.
+// ErrIDNotFound; the pool suspended: dm.ErrInvalid (the kernel refuses). An id already active
+// under another name is activated again (see the package documentation).
 func (p Pool) Activate(name, uuid string, id uint32, sectors uint64, readOnly bool) (dm.DeviceInfo, error) {
 	pool, err := p.Control.Info(p.Name)
 	if err != nil {
