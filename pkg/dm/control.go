@@ -259,8 +259,9 @@ func (c *Control) Create(name, uuid string) (DeviceInfo, error) {
 
 // Load puts table in the device's inactive slot (replacing what was there); Resume makes it
 // live. The kernel builds the targets now, so a table it cannot build (a bad parameter, a
-// missing underlying device, a thin id the pool does not have) fails here. With readOnly the
-// device refuses writes once the table is live.
+// missing underlying device, a thin id the pool does not have) fails here; but it checks that
+// the targets fit their underlying devices only when Resume swaps the table in. With readOnly
+// the device refuses writes once the table is live.
 func (c *Control) Load(name string, table []Target, readOnly bool) error {
 	if err := ValidateName(name); err != nil {
 		return err
@@ -334,8 +335,8 @@ func (c *Control) Suspend(name string, noFlush bool) error {
 
 // Resume makes the inactive table live if there is one (suspending the device for the swap
 // if it runs) and lets I/O flow. Resuming a running device with no inactive table does
-// nothing. If the swap fails, the loaded table is gone and the device stays suspended with
-// its old table.
+// nothing. If the swap fails (a target larger than its device: ErrInvalid), the loaded table
+// is gone and the device stays suspended with its old table: Resume again, or Remove it.
 func (c *Control) Resume(name string) (DeviceInfo, error) {
 	if err := ValidateName(name); err != nil {
 		return DeviceInfo{}, err

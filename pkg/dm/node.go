@@ -56,7 +56,7 @@ func ensureNode(path string, kind uint32, dev uint64) error {
 		return fmt.Errorf("dm: mknod %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+		_ = os.Remove(tmp) // best effort: the rename error is the one to report
 		return fmt.Errorf("dm: %w", err)
 	}
 	return nil

@@ -74,7 +74,7 @@ func (t PoolTable) Target(sectors uint64) (dm.Target, error) {
 	if sectors < t.BlockSectors {
 		return dm.Target{}, invalid("pool of %d sectors holds no data block of %d", sectors, t.BlockSectors)
 	}
-	f := t.PoolFeatures.args()
+	f := t.args()
 	params := fmt.Sprintf("%s %s %d %d %d", t.MetadataDev, t.DataDev, t.BlockSectors, t.LowWaterMark, len(f))
 	if len(f) > 0 {
 		params += " " + strings.Join(f, " ")
