@@ -217,6 +217,25 @@ func (c *Control) do(req request) (reply, error) {
 	}
 }
 
+// onDevice runs req addressed to the device called name.
+func (c *Control) onDevice(name string, req request) (reply, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	req.header.name = name
+	return c.do(req)
+}
+
+// deviceInfo runs req addressed to the device called name and returns the device's state
+// from the reply.
+func (c *Control) deviceInfo(name string, req request) (DeviceInfo, error) {
+	r, err := c.onDevice(name, req)
+	if err != nil {
+		return DeviceInfo{}, err
+	}
+	return r.info(), nil
+}
+
 // Version returns the kernel's ioctl interface version.
 func (c *Control) Version() (Version, error) {
 	r, err := c.do(request{cmd: unix.DM_VERSION, op: opVersion})
@@ -244,17 +263,10 @@ func (c *Control) TargetVersions() (map[string]Version, error) {
 // Create makes a device with no table (I/O to it fails until a table is loaded and resumed).
 // An empty uuid means none. A name or UUID in use: ErrExists.
 func (c *Control) Create(name, uuid string) (DeviceInfo, error) {
-	if err := ValidateName(name); err != nil {
-		return DeviceInfo{}, err
-	}
 	if err := ValidateUUID(uuid); err != nil {
 		return DeviceInfo{}, err
 	}
-	r, err := c.do(request{cmd: unix.DM_DEV_CREATE, op: opCreate, header: header{name: name, uuid: uuid}})
-	if err != nil {
-		return DeviceInfo{}, err
-	}
-	return r.info(), nil
+	return c.deviceInfo(name, request{cmd: unix.DM_DEV_CREATE, op: opCreate, header: header{uuid: uuid}})
 }
 
 // Load puts table in the device's inactive slot (replacing what was there); Resume makes it
@@ -263,27 +275,21 @@ func (c *Control) Create(name, uuid string) (DeviceInfo, error) {
 // the targets fit their underlying devices only when Resume swaps the table in. With readOnly
 // the device refuses writes once the table is live.
 func (c *Control) Load(name string, table []Target, readOnly bool) error {
-	if err := ValidateName(name); err != nil {
-		return err
-	}
 	if err := validateTable(table); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	h := header{name: name, targetCount: uint32(len(table))}
+	h := header{targetCount: uint32(len(table))}
 	if readOnly {
 		h.flags |= unix.DM_READONLY_FLAG
 	}
-	_, err := c.do(request{cmd: unix.DM_TABLE_LOAD, op: opTableLoad, header: h, payload: encodeTargets(table)})
+	_, err := c.onDevice(name, request{cmd: unix.DM_TABLE_LOAD, op: opTableLoad, header: h, payload: encodeTargets(table)})
 	return err
 }
 
 // ClearInactive drops the table in the inactive slot, if any (a Load that will not be
 // resumed).
 func (c *Control) ClearInactive(name string) error {
-	if err := ValidateName(name); err != nil {
-		return err
-	}
-	_, err := c.do(request{cmd: unix.DM_TABLE_CLEAR, op: opTableClear, header: header{name: name}})
+	_, err := c.onDevice(name, request{cmd: unix.DM_TABLE_CLEAR, op: opTableClear})
 	return err
 }
 
@@ -322,14 +328,11 @@ func validateTable(table []Target) error {
 // the targets hold back (a thin pool out of space) is requeued for after the resume instead
 // of waited for. Suspending a suspended device does nothing.
 func (c *Control) Suspend(name string, noFlush bool) error {
-	if err := ValidateName(name); err != nil {
-		return err
-	}
-	h := header{name: name, flags: unix.DM_SUSPEND_FLAG}
+	h := header{flags: unix.DM_SUSPEND_FLAG}
 	if noFlush {
 		h.flags |= unix.DM_NOFLUSH_FLAG
 	}
-	_, err := c.do(request{cmd: unix.DM_DEV_SUSPEND, op: opSuspend, header: h})
+	_, err := c.onDevice(name, request{cmd: unix.DM_DEV_SUSPEND, op: opSuspend, header: h})
 	return err
 }
 
@@ -338,36 +341,19 @@ func (c *Control) Suspend(name string, noFlush bool) error {
 // nothing. If the swap fails (a target larger than its device: ErrInvalid), the loaded table
 // is gone and the device stays suspended with its old table: Resume again, or Remove it.
 func (c *Control) Resume(name string) (DeviceInfo, error) {
-	if err := ValidateName(name); err != nil {
-		return DeviceInfo{}, err
-	}
-	r, err := c.do(request{cmd: unix.DM_DEV_SUSPEND, op: opSuspend, header: header{name: name}})
-	if err != nil {
-		return DeviceInfo{}, err
-	}
-	return r.info(), nil
+	return c.deviceInfo(name, request{cmd: unix.DM_DEV_SUSPEND, op: opSuspend})
 }
 
 // Remove destroys the device and its tables. An open device: ErrBusy (the device is left
 // as it was). Its node, if EnsureNode made one, stays; see RemoveNode.
 func (c *Control) Remove(name string) error {
-	if err := ValidateName(name); err != nil {
-		return err
-	}
-	_, err := c.do(request{cmd: unix.DM_DEV_REMOVE, op: opRemove, header: header{name: name}})
+	_, err := c.onDevice(name, request{cmd: unix.DM_DEV_REMOVE, op: opRemove})
 	return err
 }
 
 // Info returns the device's state. No such device: ErrNotFound.
 func (c *Control) Info(name string) (DeviceInfo, error) {
-	if err := ValidateName(name); err != nil {
-		return DeviceInfo{}, err
-	}
-	r, err := c.do(request{cmd: unix.DM_DEV_STATUS, op: opStatus, header: header{name: name}})
-	if err != nil {
-		return DeviceInfo{}, err
-	}
-	return r.info(), nil
+	return c.deviceInfo(name, request{cmd: unix.DM_DEV_STATUS, op: opStatus})
 }
 
 // List returns the devices whose names start with prefix ("" for all), in name order. The
@@ -419,11 +405,8 @@ func (c *Control) Status(name string, noFlush bool) ([]Target, error) {
 }
 
 func (c *Control) tableStatus(name string, flags uint32) ([]Target, error) {
-	if err := ValidateName(name); err != nil {
-		return nil, err
-	}
-	r, err := c.do(request{cmd: unix.DM_TABLE_STATUS, op: opTableStatus,
-		header: header{name: name, flags: flags}, reply: minReply})
+	r, err := c.onDevice(name, request{cmd: unix.DM_TABLE_STATUS, op: opTableStatus,
+		header: header{flags: flags}, reply: minReply})
 	if err != nil {
 		return nil, err
 	}
@@ -438,15 +421,12 @@ func (c *Control) tableStatus(name string, flags uint32) ([]Target, error) {
 // devices such as a thin pool) and returns the target's reply, if it gave one. A message is
 // sent once only: it is not idempotent in general.
 func (c *Control) Message(name string, sector uint64, msg string) (string, error) {
-	if err := ValidateName(name); err != nil {
-		return "", err
-	}
 	if strings.TrimSpace(msg) == "" || strings.ContainsRune(msg, 0) {
 		return "", invalid("%s: message %q is empty or contains a NUL byte", name, msg)
 	}
 	payload := encodeMessage(sector, msg)
-	r, err := c.do(request{cmd: unix.DM_TARGET_MSG, op: opTargetMsg, detail: msg,
-		header: header{name: name}, payload: payload, reply: max(len(payload), minReply), once: true})
+	r, err := c.onDevice(name, request{cmd: unix.DM_TARGET_MSG, op: opTargetMsg, detail: msg,
+		payload: payload, reply: max(len(payload), minReply), once: true})
 	if err != nil {
 		return "", err
 	}
