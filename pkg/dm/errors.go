@@ -1,25 +1,26 @@
 package dm
 
 import (
-	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
-// Sentinel errors. Calls wrap them (and the kernel's errno), so test with errors.Is.
+// Sentinel errors, each of an rpcerr class. Calls wrap them (and the kernel's errno), so test with errors.Is.
 var (
 	// ErrNotFound: no device of that name (ENXIO).
-	ErrNotFound = errors.New("no such device")
+	ErrNotFound = rpcerr.Sentinel(rpcerr.ErrNotFound, "no such device")
 	// ErrExists: the name or UUID is already taken by another device (EBUSY from
 	// DM_DEV_CREATE), or a target refused to create something that exists (EEXIST, such as
 	// create_thin of a thin device id in use).
-	ErrExists = errors.New("already exists")
+	ErrExists = rpcerr.Sentinel(rpcerr.ErrExists, "already exists")
 	// ErrBusy: the device is in use (EBUSY), such as Remove of a device that is open.
-	ErrBusy = errors.New("device or resource busy")
+	ErrBusy = rpcerr.Sentinel(rpcerr.ErrPrecondition, "device or resource busy")
 	// ErrInvalid: an argument was refused (EINVAL from the kernel, or a check before the
 	// ioctl): a bad name, UUID, table or message.
-	ErrInvalid = errors.New("invalid argument")
+	ErrInvalid = rpcerr.Sentinel(rpcerr.ErrInvalid, "invalid argument")
 )
 
 // Error is a failed device-mapper ioctl. It unwraps to Errno and, when the errno has a clear

@@ -19,9 +19,12 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm/thin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
@@ -130,6 +133,20 @@ var sentinels = map[string]struct {
 		contract.ErrBadParameter, codes.InvalidArgument,
 	},
 	"agentclient.ErrUnknownNode": {agentclient.ErrUnknownNode, codes.NotFound},
+	"dm.ErrNotFound":             {dm.ErrNotFound, codes.NotFound},
+	"dm.ErrExists":               {dm.ErrExists, codes.AlreadyExists},
+	"dm.ErrBusy":                 {dm.ErrBusy, codes.FailedPrecondition},
+	"dm.ErrInvalid":              {dm.ErrInvalid, codes.InvalidArgument},
+	"thin.ErrIDExists":           {thin.ErrIDExists, codes.AlreadyExists},
+	"thin.ErrIDNotFound":         {thin.ErrIDNotFound, codes.NotFound},
+	"thin.ErrTransactionID":      {thin.ErrTransactionID, codes.FailedPrecondition},
+	"thin.ErrPoolReadOnly":       {thin.ErrPoolReadOnly, codes.FailedPrecondition},
+	"pool.ErrNotFound":           {pool.ErrNotFound, codes.NotFound},
+	"pool.ErrExists":             {pool.ErrExists, codes.AlreadyExists},
+	"pool.ErrNoSpace":            {pool.ErrNoSpace, codes.ResourceExhausted},
+	"pool.ErrInUse":              {pool.ErrInUse, codes.FailedPrecondition},
+	"pool.ErrInvalid":            {pool.ErrInvalid, codes.InvalidArgument},
+	"pool.ErrUnsupported":        {pool.ErrUnsupported, codes.FailedPrecondition},
 }
 
 // notRPCErrors are exported sentinels that never reach a caller as an RPC error.

@@ -7,22 +7,23 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // Sentinel errors of Pool's methods. They wrap the *dm.Error (and so the errno) they come
 // from; test with errors.Is.
 var (
 	// ErrIDExists: create_thin or create_snap of an id the pool already has (EEXIST).
-	ErrIDExists = errors.New("thin device id already exists")
+	ErrIDExists = rpcerr.Sentinel(rpcerr.ErrExists, "thin device id already exists")
 	// ErrIDNotFound: the pool has no thin device of that id (ENODATA): delete, the origin
 	// of create_snap, activation.
-	ErrIDNotFound = errors.New("no thin device of that id")
+	ErrIDNotFound = rpcerr.Sentinel(rpcerr.ErrNotFound, "no thin device of that id")
 	// ErrTransactionID: set_transaction_id named a current id that is not the pool's
 	// (EINVAL).
-	ErrTransactionID = errors.New("transaction id does not match the pool's")
+	ErrTransactionID = rpcerr.Sentinel(rpcerr.ErrPrecondition, "transaction id does not match the pool's")
 	// ErrPoolReadOnly: the pool takes no messages because its metadata cannot change: it is
 	// read-only, out of metadata space or failed (EOPNOTSUPP).
-	ErrPoolReadOnly = errors.New("pool metadata is read-only")
+	ErrPoolReadOnly = rpcerr.Sentinel(rpcerr.ErrPrecondition, "pool metadata is read-only")
 )
 
 // Pool sends messages to the thin pool whose dm device is Name. Like dm.Control, it may be
