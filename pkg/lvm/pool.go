@@ -187,16 +187,31 @@ func (p *Pool) DelTags(ctx context.Context, name string, tags ...string) error {
 }
 
 func (p *Pool) changeTags(ctx context.Context, name, flag string, tags []string) error {
+	if flag == "--addtag" {
+		return p.ChangeTags(ctx, name, tags, nil)
+	}
+	return p.ChangeTags(ctx, name, nil, tags)
+}
+
+// ChangeTags adds and removes tags of a thin LV in one lvchange: LVM writes the VG metadata
+// once, so the change is all or nothing. Tags in both lists are added. A missing LV is
+// ErrNotFound.
+func (p *Pool) ChangeTags(ctx context.Context, name string, add, del []string) error {
 	if err := p.checkExisting(name); err != nil {
 		return err
 	}
-	if err := validateTags(tags); err != nil {
+	if err := validateTags(add); err != nil {
 		return err
 	}
-	if len(tags) == 0 {
+	if err := validateTags(del); err != nil {
+		return err
+	}
+	del = slices.DeleteFunc(slices.Clone(del), func(t string) bool { return slices.Contains(add, t) })
+	if len(add)+len(del) == 0 {
 		return nil
 	}
-	args := append(tagArgs(flag, tags), p.VG+"/"+name)
+	args := append(tagArgs("--addtag", add), tagArgs("--deltag", del)...)
+	args = append(args, p.VG+"/"+name)
 	if _, err := p.lvm(ctx, "lvchange", args...); err != nil {
 		return p.failed(ctx, name, err)
 	}

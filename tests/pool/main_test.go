@@ -1,0 +1,26 @@
+//go:build vm
+
+// Package pool runs the one contract suite of pkg/pool/pooltest against every pool backend,
+// on the real kernel in the VM.
+package pool
+
+import (
+	"testing"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/pooltest"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+)
+
+// backends are every backend the suite runs; crash tests' child processes find theirs here.
+var backends = []pooltest.Backend{lvmBackend()}
+
+func TestMain(m *testing.M) {
+	pooltest.MaybeRunChild(backends...)
+	vmtest.Main(m)
+}
+
+func TestContract(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.Name, func(t *testing.T) { pooltest.Run(t, b) })
+	}
+}
