@@ -13,11 +13,11 @@ import (
 	"google.golang.org/grpc/grpclog"
 	"k8s.io/klog/v2"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agent"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/plugin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // Names of what the demo creates. The storage node's name makes the agent's NQN prefix, so

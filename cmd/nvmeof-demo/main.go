@@ -4,7 +4,7 @@
 // surface, and compares it with copying the same volume the slow way.
 //
 // On a host with /dev/nvme-fabrics and nvmet's configfs it runs there (as root). Anywhere else
-// it boots the project's test VM (tests/vmtest: the real kernel in qemu, the host root visible
+// it boots the project's test VM (internal/vmtest: the real kernel in qemu, the host root visible
 // read-only under a writable overlay) and runs itself inside with --inside.
 //
 // Inside, it creates a thin pool on a loop device, runs a storage-node agent and
@@ -24,8 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // options are the demo's flags.

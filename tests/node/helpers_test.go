@@ -18,13 +18,13 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/mount-utils"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	csinode "github.com/nvmeof-csi/nvmeof-csi/pkg/csi/node"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mounter"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 const prefix = "nqn.2026-11.io.nvmeof-csi.nodetest:"

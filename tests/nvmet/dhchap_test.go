@@ -13,8 +13,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // dhchapSecret makes a DH-HMAC-CHAP secret in the NVMe representation: "DHHC-1:00:" and the

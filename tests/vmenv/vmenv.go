@@ -1,7 +1,7 @@
 // Package vmenv builds the storage side of VM tests: thin pools on loop devices of the scratch
 // disk, and real agent processes. Agents run as the test binary itself re-executed in agent
 // mode (the same code path as cmd/nvmeof-agent after flag parsing), so a test can SIGKILL and
-// restart one. Only for tests that run inside the VM (see tests/vmtest).
+// restart one. Only for tests that run inside the VM (see internal/vmtest).
 package vmenv
 
 import (
@@ -23,12 +23,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/klog/v2"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agent"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 const agentConfigEnv = "NVMEOF_TEST_AGENT_CONFIG"
