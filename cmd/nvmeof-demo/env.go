@@ -239,7 +239,7 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 // lvmFilter is an lvm --config that only lets lvm see dev, and keeps it out of a host's LVM
 // devices file (a host running the demo directly keeps its LVM configuration as it was).
 func lvmFilter(dev string) string {
-	return fmt.Sprintf(`devices { global_filter = [ "a|^%s$|", "r|.*|" ] %s }`, dev, noDevicesFile)
+	return lvm.DeviceFilter(dev) + " devices { " + noDevicesFile + " }"
 }
 
 const noDevicesFile = "use_devicesfile = 0"

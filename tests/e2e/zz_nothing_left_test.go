@@ -52,7 +52,7 @@ func guestLeftovers() []string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// The thin LVs of the pool, from the project's own lvm package (a JSON report).
-	pool := &lvm.Pool{VG: vgName, ThinPool: "pool", Runner: command.Exec{}, ExtraConfig: `devices { global_filter = [ "a|^` + poolDevice + `$|", "r|.*|" ] }`}
+	pool := &lvm.Pool{VG: vgName, ThinPool: "pool", Runner: command.Exec{}, ExtraConfig: lvm.DeviceFilter(poolDevice)}
 	lvs, err := pool.List(ctx)
 	if err != nil {
 		left = append(left, err.Error())

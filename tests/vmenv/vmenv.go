@@ -74,11 +74,6 @@ func Run(t testing.TB, name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// LVMFilter is an lvm --config that only lets lvm see dev.
-func LVMFilter(dev string) string {
-	return fmt.Sprintf(`devices { global_filter = [ "a|^%s$|", "r|.*|" ] }`, dev)
-}
-
 // ThinPool creates a volume group vg on a sparse loop file of the scratch disk, with a thin
 // pool named "pool"; both go when the test ends. It returns the loop device.
 func ThinPool(t testing.TB, vg string, size string) string {
@@ -87,7 +82,7 @@ func ThinPool(t testing.TB, vg string, size string) string {
 	Run(t, "truncate", "-s", size, img)
 	loop := Run(t, "losetup", "-f", "--show", img)
 	t.Cleanup(func() {
-		_, _ = RunE("vgremove", "--config", LVMFilter(loop), "-f", vg)
+		_, _ = RunE("vgremove", "--config", lvm.DeviceFilter(loop), "-f", vg)
 		_, _ = RunE("losetup", "-d", loop)
 		os.Remove(img)
 	})
