@@ -2,42 +2,27 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 )
 
-// The proof that the CSI teardown left nothing behind reads the kernel and LVM directly, not
-// through the project's packages: configfs, sysfs, mountinfo and an lvs JSON report.
+// The proof that the CSI teardown left nothing behind reads the kernel directly (configfs,
+// sysfs, mountinfo) and LVM through pkg/lvm's JSON reports.
 
 // proveLVs checks that the volume group holds nothing but the thin pool.
 func (e *env) proveLVs(ctx context.Context) (string, error) {
-	out, err := run(ctx, "lvs", "--config", lvmFilter(e.loop), "--reportformat", "json", "-o", "lv_name,segtype", vgName)
+	lvs, err := e.pool(e.loop).ListVG(ctx)
 	if err != nil {
 		return "", err
 	}
-	var r struct {
-		Report []struct {
-			LV []struct {
-				Name    string `json:"lv_name"`
-				Segtype string `json:"segtype"`
-			} `json:"lv"`
-		} `json:"report"`
-	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		return "", fmt.Errorf("lvs: %w", err)
-	}
 	var all, extra []string
-	for _, part := range r.Report {
-		for _, lv := range part.LV {
-			all = append(all, lv.Name+" ("+lv.Segtype+")")
-			if lv.Name != thinPool {
-				extra = append(extra, lv.Name)
-			}
+	for _, lv := range lvs {
+		all = append(all, lv.Name+" ("+lv.Segtype+")")
+		if lv.Name != thinPool {
+			extra = append(extra, lv.Name)
 		}
 	}
 	if len(extra) > 0 {
@@ -126,29 +111,8 @@ func readDirNames(dir string) ([]string, error) {
 	return names, nil
 }
 
-// poolUsed returns the bytes of the thin pool's data space in use (an lvs JSON report).
+// poolUsed returns the bytes of the thin pool's data space in use.
 func (e *env) poolUsed(ctx context.Context) (int64, error) {
-	out, err := run(ctx, "lvs", "--config", lvmFilter(e.loop), "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", "lv_size,data_percent", vgName+"/"+thinPool)
-	if err != nil {
-		return 0, err
-	}
-	var r struct {
-		Report []struct {
-			LV []struct {
-				Size    string `json:"lv_size"`
-				Percent string `json:"data_percent"`
-			} `json:"lv"`
-		} `json:"report"`
-	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.Report) == 0 || len(r.Report[0].LV) != 1 {
-		return 0, fmt.Errorf("lvs: unexpected report %q (%v)", out, err)
-	}
-	lv := r.Report[0].LV[0]
-	size, err1 := strconv.ParseInt(lv.Size, 10, 64)
-	pct, err2 := strconv.ParseFloat(lv.Percent, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("lvs: %w", err)
-	}
-	return int64(float64(size) * pct / 100), nil
+	u, err := e.pool(e.loop).Usage(ctx)
+	return u.DataUsedBytes, err
 }

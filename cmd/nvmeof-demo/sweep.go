@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -83,7 +82,7 @@ func (e *env) sweep(ctx context.Context) ([]string, error) {
 	loops, err := loopsBackedBy(e.img)
 	errs = append(errs, err)
 	for _, loop := range loops {
-		if vgOn(ctx, loop) {
+		if ok, _ := e.pool(loop).VGExists(ctx); ok {
 			_, err := run(ctx, "vgremove", "--config", lvmFilter(loop), "--force", vgName)
 			note("removed volume group "+vgName, err)
 		}
@@ -136,30 +135,4 @@ func loopsBackedBy(img string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// vgOn reports whether the demo's volume group is on loop (lvm sees nothing else).
-func vgOn(ctx context.Context, loop string) bool {
-	out, err := run(ctx, "vgs", "--config", lvmFilter(loop), "--reportformat", "json", "-o", "vg_name")
-	if err != nil {
-		return false
-	}
-	var r struct {
-		Report []struct {
-			VG []struct {
-				Name string `json:"vg_name"`
-			} `json:"vg"`
-		} `json:"report"`
-	}
-	if json.Unmarshal([]byte(out), &r) != nil {
-		return false
-	}
-	for _, part := range r.Report {
-		for _, vg := range part.VG {
-			if vg.Name == vgName {
-				return true
-			}
-		}
-	}
-	return false
 }
