@@ -5,7 +5,6 @@ package nvme
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +43,10 @@ func TestTwoPortalsMergeIntoOneMultipathHead(t *testing.T) {
 	var heads, paths []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		heads, paths = devicesWithUUID(t, tg.UUID)
+		heads, paths, err = in.NamespaceDevices(tg.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(paths) == 2 || time.Now().After(deadline) {
 			break
 		}
@@ -75,32 +77,7 @@ func TestTwoPortalsMergeIntoOneMultipathHead(t *testing.T) {
 	if err := in.Disconnect(timeout(t, 30*time.Second), tg.NQN); err != nil {
 		t.Fatal(err)
 	}
-	if heads, paths := devicesWithUUID(t, tg.UUID); len(heads)+len(paths) != 0 {
-		t.Errorf("after Disconnect: devices %v, paths %v remain", heads, paths)
+	if heads, paths, err := in.NamespaceDevices(tg.UUID); err != nil || len(heads)+len(paths) != 0 {
+		t.Errorf("after Disconnect: devices %v, paths %v remain (%v)", heads, paths, err)
 	}
-}
-
-var pathDevRE = regexp.MustCompile(`^nvme[0-9]+c[0-9]+n[0-9]+$`)
-
-// devicesWithUUID lists the NVMe block devices in /sys/class/block whose namespace UUID is
-// uuid, split into visible ones and hidden multipath path devices.
-func devicesWithUUID(t *testing.T, uuid string) (visible, hidden []string) {
-	t.Helper()
-	entries, err := os.ReadDir("/sys/class/block")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		raw, err := os.ReadFile(filepath.Join("/sys/class/block", e.Name(), "uuid"))
-		if err != nil || strings.TrimSpace(string(raw)) != uuid {
-			continue
-		}
-		h, _ := os.ReadFile(filepath.Join("/sys/class/block", e.Name(), "hidden"))
-		if strings.TrimSpace(string(h)) == "1" || pathDevRE.MatchString(e.Name()) {
-			hidden = append(hidden, e.Name())
-		} else {
-			visible = append(visible, e.Name())
-		}
-	}
-	return visible, hidden
 }

@@ -40,7 +40,11 @@ func TestWithoutNativeMultipath(t *testing.T) {
 	var visible, hidden []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		visible, hidden = devicesWithUUID(t, tg.UUID)
+		var err error
+		visible, hidden, err = in.NamespaceDevices(tg.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(visible) == 2 || time.Now().After(deadline) {
 			break
 		}
@@ -65,8 +69,8 @@ func TestWithoutNativeMultipath(t *testing.T) {
 	if err := in.Disconnect(timeout(t, 30*time.Second), tg.NQN); err != nil {
 		t.Fatal(err)
 	}
-	if v, h := devicesWithUUID(t, tg.UUID); len(v)+len(h) != 0 {
-		t.Errorf("after Disconnect: %v %v remain", v, h)
+	if v, h, err := in.NamespaceDevices(tg.UUID); err != nil || len(v)+len(h) != 0 {
+		t.Errorf("after Disconnect: %v %v remain (%v)", v, h, err)
 	}
 }
 
