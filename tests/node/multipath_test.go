@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 // TestTwoPortalsStageOneMultipathHead stages a volume exported on two NVMe/TCP portals: both
@@ -20,7 +22,7 @@ func TestTwoPortalsStageOneMultipathHead(t *testing.T) {
 		t.Fatal("native NVMe multipath is off in the guest; this test needs the kernel default")
 	}
 	v := e.newVolume(64, tcpA, tcpB)
-	ctx := timeout(t, 2*time.Minute)
+	ctx := vmenv.Context(t, 2*time.Minute)
 	must(t, "stage", e.stage(ctx, v, fsCap("ext4")))
 
 	ctrls, err := e.in.Controllers(v.NQN)

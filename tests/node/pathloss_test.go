@@ -26,7 +26,7 @@ func TestCuttingOnePathKeepsIOGoing(t *testing.T) {
 	e := newEnv(t)
 	v := e.newVolume(128, tcpA, tcpB)
 	c := blockCap()
-	ctx := timeout(t, 4*time.Minute)
+	ctx := vmenv.Context(t, 4*time.Minute)
 	must(t, "stage", e.stage(ctx, v, c))
 	target := filepath.Join(e.dir, "publish", "fio")
 	must(t, "publish", e.publish(ctx, v, c, target))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 func TestTwoPortalsMergeIntoOneMultipathHead(t *testing.T) {
@@ -20,18 +21,18 @@ func TestTwoPortalsMergeIntoOneMultipathHead(t *testing.T) {
 	}
 	id := newIdentity(t)
 	tg := newTarget(t, id.HostNQN, 64, portal{"tcp", vmtest.PortalA}, portal{"tcp", vmtest.PortalB})
-	a, err := in.Connect(timeout(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, vmtest.PortalA))
+	a, err := in.Connect(vmenv.Context(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, vmtest.PortalA))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := in.Connect(timeout(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, vmtest.PortalB))
+	b, err := in.Connect(vmenv.Context(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, vmtest.PortalB))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a == b {
 		t.Fatalf("both portals gave controller %s", a)
 	}
-	dev, err := in.WaitNamespace(timeout(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond)
+	dev, err := in.WaitNamespace(vmenv.Context(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestTwoPortalsMergeIntoOneMultipathHead(t *testing.T) {
 		t.Errorf("controller addresses %v, want %s and %s", addrs, vmtest.PortalA, vmtest.PortalB)
 	}
 
-	if err := in.Disconnect(timeout(t, 30*time.Second), tg.NQN); err != nil {
+	if err := in.Disconnect(vmenv.Context(t, 30*time.Second), tg.NQN); err != nil {
 		t.Fatal(err)
 	}
 	if heads, paths, err := in.NamespaceDevices(tg.UUID); err != nil || len(heads)+len(paths) != 0 {

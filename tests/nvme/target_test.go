@@ -141,18 +141,3 @@ func connectOptions(id nvme.Identity, tg *target, transport, addr string) nvme.C
 		CtrlLossTmo: 30, ReconnectDelay: 2, KeepAliveTmo: 5,
 	}
 }
-
-func timeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func attr(t *testing.T, path string) string {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(raw))
-}

@@ -97,16 +97,6 @@ func disconnect(t *testing.T, ctrl string) {
 	})
 }
 
-// sysfsRead reads a sysfs attribute without its newline.
-func sysfsRead(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
-}
-
 // namespaceDir waits for controller ctrl to show a namespace and returns its sysfs directory
 // (the path device nvmeXcYnZ, or nvmeXnY without native multipath).
 func namespaceDir(t *testing.T, ctrl string) string {
