@@ -56,10 +56,12 @@ func newHost(t *testing.T) host {
 	h := host{pool: &lvm.Pool{VG: "nvmeof", ThinPool: "pool", Runner: f}, fs: nvmettest.New(), sysfs: t.TempDir()}
 
 	h.fs.AddDevice("/dev/nvmeof/pvc-1")
-	for i, nqn := range []string{ours + "pvc-1", foreign + "disk"} {
+	for nqn, uuid := range map[string]string{
+		ours + "pvc-1":   "6f1d2a8e-3b4c-4d5e-8f90-a1b2c3d4e5f6",
+		foreign + "disk": "7f1d2a8e-3b4c-4d5e-8f90-a1b2c3d4e5f6",
+	} {
 		tg := &nvmet.Target{Prefix: nqn, FS: h.fs}
-		s := nvmet.Subsystem{NQN: nqn, Namespace: nvmet.Namespace{
-			DevicePath: "/dev/nvmeof/pvc-1", UUID: []string{"6f1d2a8e-3b4c-4d5e-8f90-a1b2c3d4e5f6", "7f1d2a8e-3b4c-4d5e-8f90-a1b2c3d4e5f6"}[i]}}
+		s := nvmet.Subsystem{NQN: nqn, Namespace: nvmet.Namespace{DevicePath: "/dev/nvmeof/pvc-1", UUID: uuid}}
 		if err := tg.EnsureSubsystem(ctx, s); err != nil {
 			t.Fatal(err)
 		}
