@@ -13,11 +13,11 @@ import (
 	"google.golang.org/grpc/grpclog"
 	"k8s.io/klog/v2"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agent"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/plugin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // Names of what the demo creates. The storage node's name makes the agent's NQN prefix, so
@@ -122,8 +122,12 @@ func (e *env) createPool(ctx context.Context) error {
 		return err
 	}
 	e.loop = strings.TrimSpace(out)
-	p := &lvm.Pool{VG: vgName, ThinPool: thinPool, Runner: command.Exec{}, ExtraConfig: lvmFilter(e.loop)}
-	return p.Setup(ctx, []string{e.loop}, 90)
+	return e.pool(e.loop).Setup(ctx, []string{e.loop}, 90)
+}
+
+// pool is the demo's thin pool as an lvm that only sees loop sees it.
+func (e *env) pool(loop string) *lvm.Pool {
+	return &lvm.Pool{VG: vgName, ThinPool: thinPool, Runner: bounded{}, ExtraConfig: lvmFilter(loop)}
 }
 
 // startAgent runs the storage-node agent in this process, with a portal of the chosen
@@ -230,16 +234,23 @@ func (e *env) stop() error {
 
 // run runs a command (LC_ALL=C, at most 2 minutes) and returns its standard output.
 func run(ctx context.Context, name string, args ...string) (string, error) {
+	out, err := bounded{}.Run(ctx, name, args...)
+	return string(out), err
+}
+
+// bounded is the demo's command.Runner: command.Exec, each command for at most 2 minutes.
+type bounded struct{}
+
+func (bounded) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	out, err := command.Exec{}.Run(ctx, name, args...)
-	return string(out), err
+	return command.Exec{}.Run(ctx, name, args...)
 }
 
 // lvmFilter is an lvm --config that only lets lvm see dev, and keeps it out of a host's LVM
 // devices file (a host running the demo directly keeps its LVM configuration as it was).
 func lvmFilter(dev string) string {
-	return fmt.Sprintf(`devices { global_filter = [ "a|^%s$|", "r|.*|" ] %s }`, dev, noDevicesFile)
+	return lvm.DeviceFilter(dev) + " devices { " + noDevicesFile + " }"
 }
 
 const noDevicesFile = "use_devicesfile = 0"

@@ -4,7 +4,7 @@
 // surface, and compares it with copying the same volume the slow way.
 //
 // On a host with /dev/nvme-fabrics and nvmet's configfs it runs there (as root). Anywhere else
-// it boots the project's test VM (tests/vmtest: the real kernel in qemu, the host root visible
+// it boots the project's test VM (internal/vmtest: the real kernel in qemu, the host root visible
 // read-only under a writable overlay) and runs itself inside with --inside.
 //
 // Inside, it creates a thin pool on a loop device, runs a storage-node agent and
@@ -24,8 +24,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // options are the demo's flags.
@@ -127,29 +127,16 @@ func nvmeofKernel() bool {
 // runInVM boots the test VM and runs this very binary in it with --inside, streaming its
 // output; the exit code is the demo's.
 func runInVM(ctx context.Context, o options) int {
-	self, err := os.Executable()
+	cfg, err := vmtest.Self(append(os.Args[1:], "--inside"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nvmeof-demo:", err)
 		return 1
 	}
-	dir, err := os.Getwd()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "nvmeof-demo:", err)
-		return 1
-	}
+	cfg.Timeout = o.timeout + 3*time.Minute
+	cfg.MemoryMiB, cfg.CPUs, cfg.ScratchGiB = o.vmMemory, o.vmCPUs, o.vmScratch
 	fmt.Printf("No NVMe-oF in this kernel (/dev/nvme-fabrics, nvmet configfs): booting the real kernel in qemu\n"+
 		"(%d MiB, %d CPUs, %d GiB sparse scratch disk) and running the demo inside.\n", o.vmMemory, o.vmCPUs, o.vmScratch)
 	start := time.Now()
-	cfg := vmtest.Config{
-		Binary:     self,
-		Args:       append(os.Args[1:], "--inside"),
-		Dir:        dir,
-		Stdout:     os.Stdout,
-		Timeout:    o.timeout + 3*time.Minute,
-		MemoryMiB:  o.vmMemory,
-		CPUs:       o.vmCPUs,
-		ScratchGiB: o.vmScratch,
-	}
 	code, err := vmtest.Run(ctx, cfg)
 	if err != nil && code == 0 && time.Since(start) < time.Minute && ctx.Err() == nil {
 		// A VM that ends within seconds without a result did not get to run the demo (seen

@@ -2,153 +2,63 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/inventory"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 )
 
-// The proof that the CSI teardown left nothing behind reads the kernel and LVM directly, not
-// through the project's packages: configfs, sysfs, mountinfo and an lvs JSON report.
-
-// proveLVs checks that the volume group holds nothing but the thin pool.
-func (e *env) proveLVs(ctx context.Context) (string, error) {
-	out, err := run(ctx, "lvs", "--config", lvmFilter(e.loop), "--reportformat", "json", "-o", "lv_name,segtype", vgName)
-	if err != nil {
-		return "", err
-	}
-	var r struct {
-		Report []struct {
-			LV []struct {
-				Name    string `json:"lv_name"`
-				Segtype string `json:"segtype"`
-			} `json:"lv"`
-		} `json:"report"`
-	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		return "", fmt.Errorf("lvs: %w", err)
-	}
-	var all, extra []string
-	for _, part := range r.Report {
-		for _, lv := range part.LV {
-			all = append(all, lv.Name+" ("+lv.Segtype+")")
-			if lv.Name != thinPool {
-				extra = append(extra, lv.Name)
-			}
-		}
-	}
-	if len(extra) > 0 {
-		return "", fmt.Errorf("volume group %s still holds %d LV(s) besides the pool: %s", vgName, len(extra), strings.Join(extra, ", "))
-	}
-	return fmt.Sprintf("LVs in volume group %s: %s", vgName, strings.Join(all, ", ")), nil
+// scope is where the demo's things live, for pkg/inventory: the pool (nil to leave LVs out),
+// nvmet subsystems and NVMe controllers under the agent's NQN prefix, and mounts under the
+// work directory (every staging and publish path of the demo is there).
+func (e *env) scope(pool *lvm.Pool) inventory.Scope {
+	return inventory.Scope{Pool: pool, NQNPrefix: e.prefix, MountDirs: []string{e.dir}}
 }
 
-// proveConfigfs checks that no nvmet subsystem under the agent's NQN prefix, and no host
-// object of the worker, is left in configfs.
-func (e *env) proveConfigfs() (string, error) {
-	names, err := readDirNames(filepath.Join(configfsNvmet, "subsystems"))
-	if err != nil {
-		return "", err
-	}
-	var ours []string
-	for _, n := range names {
-		if strings.HasPrefix(n, e.prefix) {
-			ours = append(ours, n)
-		}
-	}
-	if len(ours) > 0 {
-		return "", fmt.Errorf("%d nvmet subsystem(s) left: %s", len(ours), strings.Join(ours, ", "))
-	}
-	if raw, err := os.ReadFile(e.path("etc-nvme", "hostnqn")); err == nil {
-		host := strings.TrimSpace(string(raw))
-		if _, err := os.Stat(filepath.Join(configfsNvmet, "hosts", host)); err == nil {
-			return "", fmt.Errorf("nvmet host object %s left", host)
-		}
-	}
-	return fmt.Sprintf("nvmet subsystems named %s*: none (%d in configfs in all)", e.prefix, len(names)), nil
-}
-
-// proveControllers checks that no NVMe controller of the agent's subsystems is left; others
-// (a host's own PCIe drives) are counted, not touched.
-func (e *env) proveControllers() (string, error) {
-	names, err := readDirNames(sysClassNVMe)
-	if err != nil {
-		return "", err
-	}
-	var ours []string
-	for _, n := range names {
-		raw, err := os.ReadFile(filepath.Join(sysClassNVMe, n, "subsysnqn"))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return "", err
-		}
-		if strings.HasPrefix(strings.TrimSpace(string(raw)), e.prefix) {
-			ours = append(ours, n)
-		}
-	}
-	if len(ours) > 0 {
-		return "", fmt.Errorf("NVMe controller(s) of the demo's subsystems left: %s", strings.Join(ours, ", "))
-	}
-	if len(names) == 0 {
-		return "NVMe controllers in " + sysClassNVMe + ": none", nil
-	}
-	return fmt.Sprintf("NVMe controllers in %s: none of ours (%d others, left alone)", sysClassNVMe, len(names)), nil
-}
-
-// proveMounts checks /proc/self/mountinfo for mounts under the work directory (every staging
-// and publish path of the demo is there).
-func (e *env) proveMounts() (string, error) {
-	left, err := mountsUnder(e.dir)
-	if err != nil {
-		return "", err
-	}
-	if len(left) > 0 {
-		return "", fmt.Errorf("%d mount(s) left: %s", len(left), strings.Join(left, ", "))
-	}
-	return "mounts under " + e.dir + " in /proc/self/mountinfo: none", nil
-}
-
-// readDirNames lists a directory; a missing one is empty.
-func readDirNames(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+// prove checks that the CSI teardown left nothing behind: no LV in the volume group but the
+// thin pool, no nvmet subsystem under the agent's prefix and no nvmet host object of the
+// worker, no NVMe controller of those subsystems, no mount under the work directory. Others'
+// subsystems and controllers (a host's own PCIe drives) are not counted. It returns what it
+// checked, one line each.
+func (e *env) prove(ctx context.Context) ([]string, error) {
+	h, err := inventory.Take(ctx, e.scope(e.pool(e.loop)))
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, len(entries))
-	for i, e := range entries {
-		names[i] = e.Name()
+	left := h.Items()
+	if host := e.nvmetHost(); host != "" {
+		left = append(left, "nvmet host object "+host)
 	}
-	return names, nil
+	if len(left) > 0 {
+		return nil, fmt.Errorf("%d thing(s) left: %s", len(left), strings.Join(left, "; "))
+	}
+	return []string{
+		fmt.Sprintf("LVs in volume group %s besides the thin pool: none", vgName),
+		fmt.Sprintf("nvmet subsystems named %s*: none; the worker's nvmet host object: gone", e.prefix),
+		"NVMe controllers of those subsystems: none",
+		"mounts under " + e.dir + ": none",
+	}, nil
 }
 
-// poolUsed returns the bytes of the thin pool's data space in use (an lvs JSON report).
-func (e *env) poolUsed(ctx context.Context) (int64, error) {
-	out, err := run(ctx, "lvs", "--config", lvmFilter(e.loop), "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", "lv_size,data_percent", vgName+"/"+thinPool)
+// nvmetHost returns the worker's host NQN if nvmet still has a host object for it, else "".
+func (e *env) nvmetHost() string {
+	raw, err := os.ReadFile(e.path("etc-nvme", "hostnqn"))
 	if err != nil {
-		return 0, err
+		return ""
 	}
-	var r struct {
-		Report []struct {
-			LV []struct {
-				Size    string `json:"lv_size"`
-				Percent string `json:"data_percent"`
-			} `json:"lv"`
-		} `json:"report"`
+	host := strings.TrimSpace(string(raw))
+	if _, err := os.Stat(filepath.Join(nvmet.DefaultRoot, "hosts", host)); err != nil {
+		return ""
 	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil || len(r.Report) == 0 || len(r.Report[0].LV) != 1 {
-		return 0, fmt.Errorf("lvs: unexpected report %q (%v)", out, err)
-	}
-	lv := r.Report[0].LV[0]
-	size, err1 := strconv.ParseInt(lv.Size, 10, 64)
-	pct, err2 := strconv.ParseFloat(lv.Percent, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("lvs: %w", err)
-	}
-	return int64(float64(size) * pct / 100), nil
+	return host
+}
+
+// poolUsed returns the bytes of the thin pool's data space in use.
+func (e *env) poolUsed(ctx context.Context) (int64, error) {
+	u, err := e.pool(e.loop).Usage(ctx)
+	return u.DataUsedBytes, err
 }

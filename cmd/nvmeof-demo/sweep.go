@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,15 +10,10 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-	"k8s.io/mount-utils"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/inventory"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
-)
-
-const (
-	configfsNvmet = "/sys/kernel/config/nvmet"
-	sysClassNVMe  = "/sys/class/nvme"
 )
 
 // sweep removes whatever the demo may have left in the kernel and on disk, below the CSI
@@ -40,19 +34,17 @@ func (e *env) sweep(ctx context.Context) ([]string, error) {
 		}
 	}
 
-	mounts, err := mountsUnder(e.dir)
+	h, err := inventory.Take(ctx, e.scope(nil))
 	errs = append(errs, err)
-	for _, m := range mounts {
+	for _, m := range h.Mounts {
 		_, _ = run(ctx, "fsfreeze", "--unfreeze", m) // a frozen file system would not unmount
 		note("unmounted "+m, unix.Unmount(m, 0))
 	}
 
 	in := &nvme.Initiator{}
-	ctrls, err := in.Controllers("")
-	errs = append(errs, err)
 	var nqns []string
-	for _, c := range ctrls {
-		if strings.HasPrefix(c.SubsysNQN, e.prefix) && !slices.Contains(nqns, c.SubsysNQN) {
+	for _, c := range h.Controllers {
+		if !slices.Contains(nqns, c.SubsysNQN) {
 			nqns = append(nqns, c.SubsysNQN)
 		}
 	}
@@ -60,21 +52,16 @@ func (e *env) sweep(ctx context.Context) ([]string, error) {
 		note("disconnected "+nqn, in.Disconnect(ctx, nqn))
 	}
 
-	if _, err := os.Stat(configfsNvmet); err == nil {
+	if _, err := os.Stat(nvmet.DefaultRoot); err == nil {
 		t := &nvmet.Target{Prefix: e.prefix}
-		subs, err := t.List(ctx)
-		errs = append(errs, err)
-		for _, s := range subs {
+		for _, s := range h.Subsystems {
 			note("removed nvmet subsystem "+s.NQN, t.RemoveSubsystem(ctx, s.NQN))
 		}
-		if raw, err := os.ReadFile(e.path("etc-nvme", "hostnqn")); err == nil {
-			host := strings.TrimSpace(string(raw))
-			if _, err := os.Stat(filepath.Join(configfsNvmet, "hosts", host)); err == nil {
-				note("removed nvmet host "+host, t.RemoveHost(ctx, host))
-			}
+		if host := e.nvmetHost(); host != "" {
+			note("removed nvmet host "+host, t.RemoveHost(ctx, host))
 		}
 		for _, id := range portIDs {
-			if _, err := os.Stat(filepath.Join(configfsNvmet, "ports", fmt.Sprint(id))); err == nil {
+			if _, err := os.Stat(filepath.Join(nvmet.DefaultRoot, "ports", fmt.Sprint(id))); err == nil {
 				note(fmt.Sprintf("removed nvmet port %d", id), t.RemovePort(ctx, id))
 			}
 		}
@@ -83,7 +70,7 @@ func (e *env) sweep(ctx context.Context) ([]string, error) {
 	loops, err := loopsBackedBy(e.img)
 	errs = append(errs, err)
 	for _, loop := range loops {
-		if vgOn(ctx, loop) {
+		if ok, _ := e.pool(loop).VGExists(ctx); ok {
 			_, err := run(ctx, "vgremove", "--config", lvmFilter(loop), "--force", vgName)
 			note("removed volume group "+vgName, err)
 		}
@@ -91,7 +78,7 @@ func (e *env) sweep(ctx context.Context) ([]string, error) {
 		note("detached "+loop, err)
 	}
 
-	if left, err := mountsUnder(e.dir); err != nil || len(left) > 0 {
+	if left, err := inventory.MountsUnder("", e.dir); err != nil || len(left) > 0 {
 		errs = append(errs, fmt.Errorf("not removing the files of %s: still mounted there: %v %v", e.dir, left, err))
 		return did, errors.Join(errs...)
 	}
@@ -101,22 +88,6 @@ func (e *env) sweep(ctx context.Context) ([]string, error) {
 		}
 	}
 	return did, errors.Join(errs...)
-}
-
-// mountsUnder lists the mount points at or below dir, deepest first.
-func mountsUnder(dir string) ([]string, error) {
-	infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, m := range infos {
-		if m.MountPoint == dir || strings.HasPrefix(m.MountPoint, dir+"/") {
-			out = append(out, m.MountPoint)
-		}
-	}
-	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
-	return slices.Compact(out), nil
 }
 
 // loopsBackedBy lists the loop devices whose backing file is img (also once it was deleted).
@@ -136,30 +107,4 @@ func loopsBackedBy(img string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// vgOn reports whether the demo's volume group is on loop (lvm sees nothing else).
-func vgOn(ctx context.Context, loop string) bool {
-	out, err := run(ctx, "vgs", "--config", lvmFilter(loop), "--reportformat", "json", "-o", "vg_name")
-	if err != nil {
-		return false
-	}
-	var r struct {
-		Report []struct {
-			VG []struct {
-				Name string `json:"vg_name"`
-			} `json:"vg"`
-		} `json:"report"`
-	}
-	if json.Unmarshal([]byte(out), &r) != nil {
-		return false
-	}
-	for _, part := range r.Report {
-		for _, vg := range part.VG {
-			if vg.Name == vgName {
-				return true
-			}
-		}
-	}
-	return false
 }

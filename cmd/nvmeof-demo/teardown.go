@@ -89,17 +89,14 @@ func (d *demo) teardown(ctx context.Context) error {
 	if _, err := r.step("stop nvmeof-csi and the agent", e.stop); err != nil {
 		return err
 	}
-	checks := []func() (string, error){
-		func() (string, error) { return e.proveLVs(ctx) }, e.proveConfigfs, e.proveControllers, e.proveMounts,
+	checked, err := e.prove(ctx)
+	if err != nil {
+		return fmt.Errorf("left behind: %w", err)
 	}
-	for _, check := range checks {
-		msg, err := check()
-		if err != nil {
-			return fmt.Errorf("left behind: %w", err)
-		}
+	for _, msg := range checked {
 		r.note("ok: %s", msg)
 	}
-	_, err := r.step("remove the pool, its loop device and file, the agent's nvmet ports", func() error {
+	_, err = r.step("remove the pool, its loop device and file, the agent's nvmet ports", func() error {
 		_, err := e.sweep(ctx)
 		return err
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/yamlstrict"
 )
@@ -169,12 +170,8 @@ func (c *Config) validatePortals() []error {
 // of Pool.Devices followed by LVMConfig.
 func (c *Config) LVMConfigString() string {
 	var parts []string
-	if len(c.Pool.Devices) > 0 {
-		var accept []string
-		for _, d := range c.Pool.Devices {
-			accept = append(accept, strconv.Quote("a|^"+regexp.QuoteMeta(d)+"$|"))
-		}
-		parts = append(parts, "devices { global_filter = [ "+strings.Join(accept, ", ")+`, "r|.*|" ] }`)
+	if filter := lvm.DeviceFilter(c.Pool.Devices...); filter != "" {
+		parts = append(parts, filter)
 	}
 	if c.LVMConfig != "" {
 		parts = append(parts, c.LVMConfig)

@@ -10,9 +10,10 @@
 // Names: LV names must pass ValidateName and, together with the VG's name, fit the longer
 // names LVM derives from them; Pool methods check this before running lvm (ErrInvalidName).
 // Get, List, Usage, Remove and Extend only see thin LVs of the pool: the pool itself and
-// other LVs of the VG are ErrNotFound to them. AddTags, DelTags, Activate and Deactivate act
-// on <vg>/<name> directly (one lvm call, no lookup first) and refuse only the pool itself, so
-// callers pass them names they got from this Pool.
+// other LVs of the VG are ErrNotFound to them (ListVG, for checks, lists every LV of the VG).
+// AddTags, DelTags, Activate and Deactivate act on <vg>/<name> directly (one lvm call, no
+// lookup first) and refuse only the pool itself, so callers pass them names they got from
+// this Pool.
 //
 // Idempotency: Create and Snapshot of an existing name return ErrExists with the existing LV
 // (for the caller to compare); Remove of a missing LV returns ErrNotFound (success for a

@@ -32,7 +32,7 @@ func (p *Pool) Setup(ctx context.Context, devices []string, dataPercent int) err
 	if dataPercent < 1 || dataPercent > 100 {
 		return fmt.Errorf("thin pool size: %d%% of the free space is not in 1..100", dataPercent)
 	}
-	exists, err := p.vgExists(ctx)
+	exists, err := p.VGExists(ctx)
 	if err != nil {
 		return err
 	}
@@ -63,23 +63,4 @@ func (p *Pool) Setup(ctx context.Context, devices []string, dataPercent int) err
 		}
 	}
 	return nil
-}
-
-// vgExists asks vgs whether the VG exists; a selection that matches nothing is not an error.
-func (p *Pool) vgExists(ctx context.Context) (bool, error) {
-	args := append(slices.Clone(reportArgs), "-o", "vg_name", "--select", selectName("vg_name", p.VG))
-	out, err := p.lvm(ctx, "vgs", args...)
-	if err != nil {
-		return false, err
-	}
-	r, err := parseReport(out)
-	if err != nil {
-		return false, err
-	}
-	for _, part := range r.Report {
-		if slices.ContainsFunc(part.VG, func(v vgRow) bool { return v.Name == p.VG }) {
-			return true, nil
-		}
-	}
-	return false, nil
 }

@@ -114,7 +114,7 @@ func (in *Initiator) subsystemNamespaces(dir, nsUUID string) ([]candidate, error
 // hasUUID reports whether the block device directory blk is a visible namespace with UUID
 // nsUUID. A device that vanished meanwhile does not match.
 func hasUUID(blk, nsUUID string) (bool, error) {
-	if hidden, err := readAttr(filepath.Join(blk, "hidden")); err == nil && strings.TrimSpace(hidden) == "1" {
+	if hiddenDevice(blk) {
 		return false, nil
 	}
 	u, err := namespaceUUID(blk)
@@ -122,6 +122,13 @@ func hasUUID(blk, nsUUID string) (bool, error) {
 		return false, nil
 	}
 	return err == nil && strings.EqualFold(u, nsUUID), err
+}
+
+// hiddenDevice reports whether the block device directory blk says it is hidden (a multipath
+// path device); unreadable means not hidden.
+func hiddenDevice(blk string) bool {
+	h, err := readAttr(filepath.Join(blk, "hidden"))
+	return err == nil && strings.TrimSpace(h) == "1"
 }
 
 // namespaceUUID reads a namespace's UUID from its "uuid" attribute, else from its "wwid".
@@ -172,7 +179,7 @@ func (in *Initiator) VerifyDevice(dev, subsysNQN, nsUUID string) error {
 		return err
 	}
 	blk := in.sysfs("class", "block", name)
-	if hidden, err := readAttr(filepath.Join(blk, "hidden")); err == nil && strings.TrimSpace(hidden) == "1" {
+	if hiddenDevice(blk) {
 		return fmt.Errorf("nvme: %s is a hidden multipath path device: %w", name, ErrWrongDevice)
 	}
 	u, err := namespaceUUID(blk)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
@@ -31,7 +32,7 @@ listen: unix://%s
 `, benchRuns, vg, loop, 30+benchRuns, 4430+benchRuns, sock))
 	c := vmenv.Dial(b, "unix://"+sock, nil)
 	ctx := vmenv.Context(b, 30*time.Minute)
-	filter := vmenv.LVMFilter(loop)
+	filter := lvm.DeviceFilter(loop)
 	host := newHost(b)
 
 	var create, lvcreate, snapshot, clone, publish time.Duration

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls/mtlstest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // TestVolumeLifecycleOverTheRealTarget drives a real agent process (TCP + mTLS) against real

@@ -18,10 +18,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/e2e/cluster"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // The one node: worker and storage node at once, on the portal address of the test VM.

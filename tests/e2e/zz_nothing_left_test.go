@@ -5,8 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/inventory"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 )
 
@@ -46,36 +45,22 @@ func TestNothingLeft(t *testing.T) {
 	t.Log("no PV, VolumeAttachment or VolumeSnapshotContent; no LV but the pool, no subsystem, no NVMe controller, no mount")
 }
 
-// guestLeftovers lists what the driver left in the node's kernel.
+// guestLeftovers lists what the driver left in the node's kernel: every LV of the volume group
+// but the pool, every nvmet subsystem and NVMe controller (the VM has no others), and every
+// mount in the kubelet's CSI directories (staging, block publish, and the pods' volumes).
 func guestLeftovers() []string {
-	var left []string
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// The thin LVs of the pool, from the project's own lvm package (a JSON report).
-	pool := &lvm.Pool{VG: vgName, ThinPool: "pool", Runner: command.Exec{}, ExtraConfig: `devices { global_filter = [ "a|^` + poolDevice + `$|", "r|.*|" ] }`}
-	lvs, err := pool.List(ctx)
+	h, err := inventory.Take(ctx, inventory.Scope{
+		Pool: &lvm.Pool{VG: vgName, ThinPool: "pool", Runner: command.Exec{}, ExtraConfig: lvm.DeviceFilter(poolDevice)},
+		MountDirs: []string{
+			"/var/lib/kubelet/plugins/kubernetes.io/csi",
+			"/var/lib/kubelet/pods/*/volumes/kubernetes.io~csi",
+		},
+	})
+	left := h.Items()
 	if err != nil {
 		left = append(left, err.Error())
-	}
-	for _, lv := range lvs {
-		left = append(left, "LV "+lv.Name)
-	}
-	subs, _ := os.ReadDir("/sys/kernel/config/nvmet/subsystems")
-	for _, s := range subs {
-		left = append(left, "subsystem "+s.Name())
-	}
-	ctrls, _ := filepath.Glob("/sys/class/nvme/nvme*")
-	for _, c := range ctrls {
-		left = append(left, "controller "+filepath.Base(c))
-	}
-	mounts, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		left = append(left, err.Error())
-	}
-	for _, line := range strings.Split(string(mounts), "\n") {
-		if strings.Contains(line, "/dev/nvme") || strings.Contains(line, "kubernetes.io/csi") || strings.Contains(line, "kubernetes.io~csi") {
-			left = append(left, "mount "+line)
-		}
 	}
 	return left
 }

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // newPool makes a volume group on a sparse loop file of sizeMiB on the scratch disk, with a

@@ -5,7 +5,7 @@ package lvm
 import (
 	"testing"
 
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 )
 
 func TestMain(m *testing.M) { vmtest.Main(m) }

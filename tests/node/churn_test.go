@@ -37,7 +37,7 @@ func TestStageUnstageChurn(t *testing.T) {
 	v := e.newVolume(64, tcpA, tcpB)
 	c := fsCap("ext4")
 	n := churnIterations(t)
-	ctx := timeout(t, time.Duration(n)*30*time.Second+time.Minute)
+	ctx := vmenv.Context(t, time.Duration(n)*30*time.Second+time.Minute)
 	data := randomBytes(t, 256<<10)
 	var total, slowest, staging time.Duration
 	for i := range n {
@@ -74,7 +74,7 @@ func TestStageUnstageChurn(t *testing.T) {
 func TestUnstageFailsWhileAControllerCannotBeRemoved(t *testing.T) {
 	e := newEnv(t)
 	v := e.newVolume(64, tcpA)
-	ctx := timeout(t, 2*time.Minute)
+	ctx := vmenv.Context(t, 2*time.Minute)
 	must(t, "stage", e.stage(ctx, v, fsCap("ext4")))
 	ctrls, err := e.in.Controllers(v.NQN)
 	if err != nil || len(ctrls) != 1 {

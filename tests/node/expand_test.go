@@ -9,6 +9,8 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
+
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 // TestOnlineExpansionOfAMountedVolume grows the backing device on the target while the
@@ -21,7 +23,7 @@ func TestOnlineExpansionOfAMountedVolume(t *testing.T) {
 			e := newEnv(t)
 			v := e.newVolume(512, tcpA, tcpB)
 			c := fsCap(fsType)
-			ctx := timeout(t, 3*time.Minute)
+			ctx := vmenv.Context(t, 3*time.Minute)
 			must(t, "stage", e.stage(ctx, v, c))
 			target := filepath.Join(e.dir, "pod", "mount")
 			must(t, "publish", e.publish(ctx, v, c, target))

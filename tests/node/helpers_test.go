@@ -9,22 +9,20 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"k8s.io/mount-utils"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	csinode "github.com/nvmeof-csi/nvmeof-csi/pkg/csi/node"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/inventory"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mounter"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 const prefix = "nqn.2026-11.io.nvmeof-csi.nodetest:"
@@ -251,17 +249,10 @@ func (e *env) assertGone(v *volume) {
 // mountsUnder lists the mount points at or below dir, deepest first.
 func mountsUnder(t *testing.T, dir string) []string {
 	t.Helper()
-	infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
+	out, err := inventory.MountsUnder("", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	for _, mi := range infos {
-		if mi.MountPoint == dir || strings.HasPrefix(mi.MountPoint, dir+"/") {
-			out = append(out, mi.MountPoint)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
 }
 
@@ -273,12 +264,6 @@ func unmountUnder(t *testing.T, dir string) {
 			t.Errorf("cleanup: %v", err)
 		}
 	}
-}
-
-func timeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 func randomBytes(t *testing.T, n int) []byte {

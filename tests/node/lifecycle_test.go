@@ -11,6 +11,8 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
+
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 // TestFilesystemVolumeKeepsItsDataAcrossRestaging walks a filesystem volume through the
@@ -23,7 +25,7 @@ func TestFilesystemVolumeKeepsItsDataAcrossRestaging(t *testing.T) {
 			e := newEnv(t)
 			v := e.newVolume(512, tcpA, tcpB) // xfs wants at least 300 MiB
 			c := fsCap(fsType)
-			ctx := timeout(t, 3*time.Minute)
+			ctx := vmenv.Context(t, 3*time.Minute)
 			data := randomBytes(t, 4<<20)
 
 			start := time.Now()
@@ -95,7 +97,7 @@ func TestBlockVolumeOverRDMAKeepsItsData(t *testing.T) {
 	e := newEnv(t)
 	v := e.newVolume(64, rdmaA, rdmaB)
 	c := blockCap()
-	ctx := timeout(t, 3*time.Minute)
+	ctx := vmenv.Context(t, 3*time.Minute)
 	data := randomBytes(t, 1<<20)
 	const offset = 8 << 20
 

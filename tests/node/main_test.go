@@ -13,7 +13,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 )
 
 func TestMain(m *testing.M) { vmtest.Main(m) }

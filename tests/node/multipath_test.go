@@ -4,13 +4,13 @@ package node
 
 import (
 	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 // TestTwoPortalsStageOneMultipathHead stages a volume exported on two NVMe/TCP portals: both
@@ -22,7 +22,7 @@ func TestTwoPortalsStageOneMultipathHead(t *testing.T) {
 		t.Fatal("native NVMe multipath is off in the guest; this test needs the kernel default")
 	}
 	v := e.newVolume(64, tcpA, tcpB)
-	ctx := timeout(t, 2*time.Minute)
+	ctx := vmenv.Context(t, 2*time.Minute)
 	must(t, "stage", e.stage(ctx, v, fsCap("ext4")))
 
 	ctrls, err := e.in.Controllers(v.NQN)
@@ -40,7 +40,8 @@ func TestTwoPortalsStageOneMultipathHead(t *testing.T) {
 	var heads, paths []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		heads, paths = devicesWithUUID(t, v.UUID)
+		heads, paths, err = e.in.NamespaceDevices(v.UUID)
+		must(t, "namespace devices", err)
 		if len(paths) == 2 || time.Now().After(deadline) {
 			break
 		}
@@ -66,33 +67,9 @@ func TestTwoPortalsStageOneMultipathHead(t *testing.T) {
 	t.Logf("head %s, paths %v, controllers %s and %s", head, paths, ctrls[0].Name, ctrls[1].Name)
 	must(t, "unstage", e.unstage(ctx, v))
 	e.assertGone(v)
-	if heads, paths := devicesWithUUID(t, v.UUID); len(heads)+len(paths) != 0 {
-		t.Errorf("after unstage: devices %v, paths %v remain", heads, paths)
+	if heads, paths, err := e.in.NamespaceDevices(v.UUID); err != nil || len(heads)+len(paths) != 0 {
+		t.Errorf("after unstage: devices %v, paths %v remain (%v)", heads, paths, err)
 	}
-}
-
-var pathDevRE = regexp.MustCompile(`^nvme[0-9]+c[0-9]+n[0-9]+$`)
-
-// devicesWithUUID lists the NVMe block devices whose namespace UUID is uuid, split into
-// visible ones and hidden multipath path devices.
-func devicesWithUUID(t *testing.T, uuid string) (visible, hidden []string) {
-	t.Helper()
-	entries, err := os.ReadDir("/sys/class/block")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		raw, err := os.ReadFile(filepath.Join("/sys/class/block", e.Name(), "uuid"))
-		if err != nil || strings.TrimSpace(string(raw)) != uuid {
-			continue
-		}
-		if pathDevRE.MatchString(e.Name()) {
-			hidden = append(hidden, e.Name())
-		} else {
-			visible = append(visible, e.Name())
-		}
-	}
-	return visible, hidden
 }
 
 // mountSource returns the source device of the mount at path, from /proc/self/mountinfo.

@@ -20,14 +20,14 @@ func TestStageWithoutNativeMultipathUsesOnePath(t *testing.T) {
 	if ctrls, err := (&nvme.Initiator{}).Controllers(""); err != nil || len(ctrls) != 0 {
 		t.Fatalf("controllers left by other tests: %+v, %v", ctrls, err)
 	}
-	reloadNVMe(t, "N")
-	t.Cleanup(func() { reloadNVMe(t, "Y") }) // runs last, once the target is gone
+	vmenv.ReloadNVMe(t, "N")
+	t.Cleanup(func() { vmenv.ReloadNVMe(t, "Y") }) // runs last, once the target is gone
 	e := newEnv(t)
 	if e.in.MultipathEnabled() {
 		t.Fatal("MultipathEnabled after loading nvme_core multipath=N")
 	}
 	v := e.newVolume(64, tcpA, tcpB)
-	ctx := timeout(t, 2*time.Minute)
+	ctx := vmenv.Context(t, 2*time.Minute)
 	must(t, "stage", e.stage(ctx, v, fsCap("ext4")))
 	ctrls, err := e.in.Controllers(v.NQN)
 	must(t, "controllers", err)
@@ -49,22 +49,4 @@ func TestStageWithoutNativeMultipathUsesOnePath(t *testing.T) {
 	}
 	must(t, "unstage", e.unstage(ctx, v))
 	e.assertGone(v)
-}
-
-// reloadNVMe reloads the NVMe host and target modules with nvme_core's multipath parameter set
-// to mp ("Y" or "N"). Everything that uses them must be gone.
-func reloadNVMe(t *testing.T, mp string) {
-	t.Helper()
-	vmenv.Run(t, "modprobe", "-r", "nvmet_rdma", "nvmet_tcp", "nvme_rdma", "nvme_tcp", "nvme_fabrics", "nvmet", "nvme_core")
-	vmenv.Run(t, "modprobe", "nvme_core", "multipath="+mp)
-	vmenv.Run(t, "modprobe", "-a", "nvmet", "nvmet_tcp", "nvmet_rdma", "nvme_tcp", "nvme_rdma")
-	for _, p := range []string{"/dev/nvme-fabrics", "/sys/kernel/config/nvmet/ports"} {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("after reloading the NVMe modules: %v", err)
-		}
-	}
-	raw, err := os.ReadFile("/sys/module/nvme_core/parameters/multipath")
-	if err != nil || strings.TrimSpace(string(raw)) != mp {
-		t.Fatalf("nvme_core multipath = %q, %v; want %s", raw, err, mp)
-	}
 }

@@ -14,8 +14,8 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // TestCuttingOnePathKeepsIOGoing runs an fio verify job on a raw block volume with two
@@ -26,7 +26,7 @@ func TestCuttingOnePathKeepsIOGoing(t *testing.T) {
 	e := newEnv(t)
 	v := e.newVolume(128, tcpA, tcpB)
 	c := blockCap()
-	ctx := timeout(t, 4*time.Minute)
+	ctx := vmenv.Context(t, 4*time.Minute)
 	must(t, "stage", e.stage(ctx, v, c))
 	target := filepath.Join(e.dir, "publish", "fio")
 	must(t, "publish", e.publish(ctx, v, c, target))

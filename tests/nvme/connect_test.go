@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 func TestConnectTCPFindVerifyDisconnect(t *testing.T) {
@@ -24,7 +24,7 @@ func TestConnectTCPFindVerifyDisconnect(t *testing.T) {
 	opts.CtrlLossTmo, opts.ReconnectDelay, opts.KeepAliveTmo, opts.NrIOQueues = 30, 3, 7, 1
 
 	start := time.Now()
-	ctrl, err := in.Connect(timeout(t, time.Minute), opts)
+	ctrl, err := in.Connect(vmenv.Context(t, time.Minute), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestConnectTCPFindVerifyDisconnect(t *testing.T) {
 		"ctrl_loss_tmo": "30", "reconnect_delay": "3", "kato": "7", "queue_count": "2", // 1 I/O + admin
 		"hostnqn": id.HostNQN, "hostid": id.HostID, "subsysnqn": tg.NQN, "transport": "tcp",
 	} {
-		if got := attr(t, filepath.Join(sys, name)); got != want {
+		if got := vmenv.ReadAttr(t, filepath.Join(sys, name)); got != want {
 			t.Errorf("%s/%s = %q, want %q", ctrl, name, got, want)
 		}
 	}
@@ -49,7 +49,7 @@ func TestConnectTCPFindVerifyDisconnect(t *testing.T) {
 		t.Errorf("Controllers = %+v, want only live %s over tcp to %s:4420", ctrls, ctrl, vmtest.PortalA)
 	}
 
-	dev, err := in.WaitNamespace(timeout(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond)
+	dev, err := in.WaitNamespace(vmenv.Context(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestConnectTCPFindVerifyDisconnect(t *testing.T) {
 	}
 
 	// Connecting again reuses the controller.
-	again, err := in.Connect(timeout(t, time.Minute), opts)
+	again, err := in.Connect(vmenv.Context(t, time.Minute), opts)
 	if err != nil || again != ctrl {
 		t.Errorf("second Connect = %q, %v; want %q", again, err, ctrl)
 	}
@@ -79,7 +79,7 @@ func TestConnectTCPFindVerifyDisconnect(t *testing.T) {
 		t.Errorf("%d controllers after connecting twice, want 1", len(ctrls))
 	}
 
-	if err := in.Disconnect(timeout(t, 30*time.Second), tg.NQN); err != nil {
+	if err := in.Disconnect(vmenv.Context(t, 30*time.Second), tg.NQN); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(sys); !errors.Is(err, os.ErrNotExist) {
@@ -91,7 +91,7 @@ func TestConnectTCPFindVerifyDisconnect(t *testing.T) {
 	if _, err := in.FindNamespace(tg.NQN, tg.UUID); !errors.Is(err, nvme.ErrNotFound) {
 		t.Errorf("FindNamespace after Disconnect = %v, want ErrNotFound", err)
 	}
-	if err := in.Disconnect(timeout(t, 30*time.Second), tg.NQN); err != nil {
+	if err := in.Disconnect(vmenv.Context(t, 30*time.Second), tg.NQN); err != nil {
 		t.Errorf("second Disconnect = %v, want nil", err)
 	}
 }
@@ -100,13 +100,13 @@ func TestKernelRefusesADuplicateConnectWithEALREADY(t *testing.T) {
 	id := newIdentity(t)
 	tg := newTarget(t, id.HostNQN, 16, portal{"tcp", vmtest.PortalA})
 	opts := connectOptions(id, tg, nvme.TransportTCP, vmtest.PortalA)
-	if _, err := (&nvme.Initiator{}).Connect(timeout(t, time.Minute), opts); err != nil {
+	if _, err := (&nvme.Initiator{}).Connect(vmenv.Context(t, time.Minute), opts); err != nil {
 		t.Fatal(err)
 	}
 	// An initiator that cannot see sysfs skips its own duplicate check and reaches the
 	// kernel's, which is what Connect relies on when two callers race.
 	blind := &nvme.Initiator{SysfsRoot: t.TempDir()}
-	if _, err := blind.Connect(timeout(t, time.Minute), opts); !errors.Is(err, syscall.EALREADY) {
+	if _, err := blind.Connect(vmenv.Context(t, time.Minute), opts); !errors.Is(err, syscall.EALREADY) {
 		t.Fatalf("duplicate connect error = %v, want EALREADY", err)
 	}
 }
@@ -121,7 +121,7 @@ func TestConcurrentConnectsShareOneController(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { ctrls[i], errs[i] = in.Connect(timeout(t, time.Minute), opts) })
+		wg.Go(func() { ctrls[i], errs[i] = in.Connect(vmenv.Context(t, time.Minute), opts) })
 	}
 	wg.Wait()
 	for i := range n {
@@ -138,7 +138,7 @@ func TestConnectOfAHostTheTargetDoesNotAllowFails(t *testing.T) {
 	allowed, stranger := newIdentity(t), newIdentity(t)
 	tg := newTarget(t, allowed.HostNQN, 16, portal{"tcp", vmtest.PortalA})
 	in := &nvme.Initiator{}
-	_, err := in.Connect(timeout(t, time.Minute), connectOptions(stranger, tg, nvme.TransportTCP, vmtest.PortalA))
+	_, err := in.Connect(vmenv.Context(t, time.Minute), connectOptions(stranger, tg, nvme.TransportTCP, vmtest.PortalA))
 	if err == nil {
 		t.Fatal("Connect of a host that is not allowed succeeded")
 	}
@@ -152,19 +152,19 @@ func TestConnectOfAHostTheTargetDoesNotAllowFails(t *testing.T) {
 func TestConnectWithDHHMACCHAP(t *testing.T) {
 	id := newIdentity(t)
 	tg := newTarget(t, id.HostNQN, 16, portal{"tcp", vmtest.PortalA})
-	secret := dhchapSecret(t)
+	secret := vmenv.DHCHAPSecret(t)
 	write(t, filepath.Join(nvmetRoot, "hosts", id.HostNQN, "dhchap_key"), secret)
 	in := &nvme.Initiator{}
 	opts := connectOptions(id, tg, nvme.TransportTCP, vmtest.PortalA)
-	if _, err := in.Connect(timeout(t, time.Minute), opts); err == nil {
+	if _, err := in.Connect(vmenv.Context(t, time.Minute), opts); err == nil {
 		t.Fatal("Connect without the key succeeded")
 	}
 	opts.DHChapSecret = secret
-	ctrl, err := in.Connect(timeout(t, time.Minute), opts)
+	ctrl, err := in.Connect(vmenv.Context(t, time.Minute), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := in.WaitNamespace(timeout(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond); err != nil {
+	if _, err := in.WaitNamespace(vmenv.Context(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond); err != nil {
 		t.Fatalf("after authenticating as %s: %v", ctrl, err)
 	}
 }

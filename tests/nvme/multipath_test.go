@@ -5,13 +5,13 @@ package nvme
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 func TestTwoPortalsMergeIntoOneMultipathHead(t *testing.T) {
@@ -21,18 +21,18 @@ func TestTwoPortalsMergeIntoOneMultipathHead(t *testing.T) {
 	}
 	id := newIdentity(t)
 	tg := newTarget(t, id.HostNQN, 64, portal{"tcp", vmtest.PortalA}, portal{"tcp", vmtest.PortalB})
-	a, err := in.Connect(timeout(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, vmtest.PortalA))
+	a, err := in.Connect(vmenv.Context(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, vmtest.PortalA))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := in.Connect(timeout(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, vmtest.PortalB))
+	b, err := in.Connect(vmenv.Context(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, vmtest.PortalB))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a == b {
 		t.Fatalf("both portals gave controller %s", a)
 	}
-	dev, err := in.WaitNamespace(timeout(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond)
+	dev, err := in.WaitNamespace(vmenv.Context(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,10 @@ func TestTwoPortalsMergeIntoOneMultipathHead(t *testing.T) {
 	var heads, paths []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		heads, paths = devicesWithUUID(t, tg.UUID)
+		heads, paths, err = in.NamespaceDevices(tg.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(paths) == 2 || time.Now().After(deadline) {
 			break
 		}
@@ -72,35 +75,10 @@ func TestTwoPortalsMergeIntoOneMultipathHead(t *testing.T) {
 		t.Errorf("controller addresses %v, want %s and %s", addrs, vmtest.PortalA, vmtest.PortalB)
 	}
 
-	if err := in.Disconnect(timeout(t, 30*time.Second), tg.NQN); err != nil {
+	if err := in.Disconnect(vmenv.Context(t, 30*time.Second), tg.NQN); err != nil {
 		t.Fatal(err)
 	}
-	if heads, paths := devicesWithUUID(t, tg.UUID); len(heads)+len(paths) != 0 {
-		t.Errorf("after Disconnect: devices %v, paths %v remain", heads, paths)
+	if heads, paths, err := in.NamespaceDevices(tg.UUID); err != nil || len(heads)+len(paths) != 0 {
+		t.Errorf("after Disconnect: devices %v, paths %v remain (%v)", heads, paths, err)
 	}
-}
-
-var pathDevRE = regexp.MustCompile(`^nvme[0-9]+c[0-9]+n[0-9]+$`)
-
-// devicesWithUUID lists the NVMe block devices in /sys/class/block whose namespace UUID is
-// uuid, split into visible ones and hidden multipath path devices.
-func devicesWithUUID(t *testing.T, uuid string) (visible, hidden []string) {
-	t.Helper()
-	entries, err := os.ReadDir("/sys/class/block")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		raw, err := os.ReadFile(filepath.Join("/sys/class/block", e.Name(), "uuid"))
-		if err != nil || strings.TrimSpace(string(raw)) != uuid {
-			continue
-		}
-		h, _ := os.ReadFile(filepath.Join("/sys/class/block", e.Name(), "hidden"))
-		if strings.TrimSpace(string(h)) == "1" || pathDevRE.MatchString(e.Name()) {
-			hidden = append(hidden, e.Name())
-		} else {
-			visible = append(visible, e.Name())
-		}
-	}
-	return visible, hidden
 }

@@ -3,14 +3,12 @@
 package nvme
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // TestWithoutNativeMultipath reloads nvme_core with multipath=N (and back afterwards), which
@@ -20,8 +18,8 @@ func TestWithoutNativeMultipath(t *testing.T) {
 	if ctrls, err := in.Controllers(""); err != nil || len(ctrls) != 0 {
 		t.Fatalf("controllers left by other tests: %+v, %v", ctrls, err)
 	}
-	reloadNVMe(t, "N")
-	t.Cleanup(func() { reloadNVMe(t, "Y") })
+	vmenv.ReloadNVMe(t, "N")
+	t.Cleanup(func() { vmenv.ReloadNVMe(t, "Y") })
 	if in.MultipathEnabled() {
 		t.Fatal("MultipathEnabled after loading nvme_core multipath=N")
 	}
@@ -30,7 +28,7 @@ func TestWithoutNativeMultipath(t *testing.T) {
 	tg := newTarget(t, id.HostNQN, 32, portal{"tcp", vmtest.PortalA}, portal{"tcp", vmtest.PortalB})
 	var ctrls []string
 	for _, addr := range []string{vmtest.PortalA, vmtest.PortalB} {
-		c, err := in.Connect(timeout(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, addr))
+		c, err := in.Connect(vmenv.Context(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, addr))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +38,11 @@ func TestWithoutNativeMultipath(t *testing.T) {
 	var visible, hidden []string
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		visible, hidden = devicesWithUUID(t, tg.UUID)
+		var err error
+		visible, hidden, err = in.NamespaceDevices(tg.UUID)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(visible) == 2 || time.Now().After(deadline) {
 			break
 		}
@@ -62,27 +64,10 @@ func TestWithoutNativeMultipath(t *testing.T) {
 	if want := "/dev/" + visible[0]; dev != want {
 		t.Errorf("FindNamespace = %s, want the first live controller's %s", dev, want)
 	}
-	if err := in.Disconnect(timeout(t, 30*time.Second), tg.NQN); err != nil {
+	if err := in.Disconnect(vmenv.Context(t, 30*time.Second), tg.NQN); err != nil {
 		t.Fatal(err)
 	}
-	if v, h := devicesWithUUID(t, tg.UUID); len(v)+len(h) != 0 {
-		t.Errorf("after Disconnect: %v %v remain", v, h)
-	}
-}
-
-// reloadNVMe reloads the NVMe host and target modules with nvme_core's multipath parameter set
-// to mp ("Y" or "N"). Everything that uses them must be gone.
-func reloadNVMe(t *testing.T, mp string) {
-	t.Helper()
-	vmenv.Run(t, "modprobe", "-r", "nvmet_rdma", "nvmet_tcp", "nvme_rdma", "nvme_tcp", "nvme_fabrics", "nvmet", "nvme_core")
-	vmenv.Run(t, "modprobe", "nvme_core", "multipath="+mp)
-	vmenv.Run(t, "modprobe", "-a", "nvmet", "nvmet_tcp", "nvmet_rdma", "nvme_tcp", "nvme_rdma")
-	for _, p := range []string{"/dev/nvme-fabrics", filepath.Join(nvmetRoot, "ports")} {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("after reloading the NVMe modules: %v", err)
-		}
-	}
-	if got := attr(t, "/sys/module/nvme_core/parameters/multipath"); got != mp {
-		t.Fatalf("nvme_core multipath = %s, want %s", got, mp)
+	if v, h, err := in.NamespaceDevices(tg.UUID); err != nil || len(v)+len(h) != 0 {
+		t.Errorf("after Disconnect: %v %v remain (%v)", v, h, err)
 	}
 }

@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
 func TestConnectRDMAOverSoftRoCE(t *testing.T) {
@@ -15,7 +16,7 @@ func TestConnectRDMAOverSoftRoCE(t *testing.T) {
 	tg := newTarget(t, id.HostNQN, 32, portal{"rdma", vmtest.PortalA})
 	in := &nvme.Initiator{}
 	opts := connectOptions(id, tg, nvme.TransportRDMA, vmtest.PortalA)
-	ctrl, err := in.Connect(timeout(t, time.Minute), opts)
+	ctrl, err := in.Connect(vmenv.Context(t, time.Minute), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,17 +27,17 @@ func TestConnectRDMAOverSoftRoCE(t *testing.T) {
 	if len(ctrls) != 1 || ctrls[0].Name != ctrl || ctrls[0].Transport != "rdma" || ctrls[0].Address != vmtest.PortalA {
 		t.Fatalf("Controllers = %+v, want %s over rdma to %s", ctrls, ctrl, vmtest.PortalA)
 	}
-	if again, err := in.Connect(timeout(t, time.Minute), opts); err != nil || again != ctrl {
+	if again, err := in.Connect(vmenv.Context(t, time.Minute), opts); err != nil || again != ctrl {
 		t.Errorf("second Connect = %q, %v; want %q", again, err, ctrl)
 	}
-	dev, err := in.WaitNamespace(timeout(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond)
+	dev, err := in.WaitNamespace(vmenv.Context(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := in.VerifyDevice(dev, tg.NQN, tg.UUID); err != nil {
 		t.Error(err)
 	}
-	if err := in.Disconnect(timeout(t, 30*time.Second), tg.NQN); err != nil {
+	if err := in.Disconnect(vmenv.Context(t, 30*time.Second), tg.NQN); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 func TestRescanShowsATargetSideResize(t *testing.T) {
@@ -16,11 +16,11 @@ func TestRescanShowsATargetSideResize(t *testing.T) {
 	tg := newTarget(t, id.HostNQN, 64, portal{"tcp", vmtest.PortalA}, portal{"tcp", vmtest.PortalB})
 	in := &nvme.Initiator{}
 	for _, addr := range []string{vmtest.PortalA, vmtest.PortalB} {
-		if _, err := in.Connect(timeout(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, addr)); err != nil {
+		if _, err := in.Connect(vmenv.Context(t, time.Minute), connectOptions(id, tg, nvme.TransportTCP, addr)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	dev, err := in.WaitNamespace(timeout(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond)
+	dev, err := in.WaitNamespace(vmenv.Context(t, 30*time.Second), tg.NQN, tg.UUID, 20*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // A deliberately small nvmet target set up directly through configfs, so that these tests
@@ -140,19 +140,4 @@ func connectOptions(id nvme.Identity, tg *target, transport, addr string) nvme.C
 		HostNQN: id.HostNQN, HostID: id.HostID,
 		CtrlLossTmo: 30, ReconnectDelay: 2, KeepAliveTmo: 5,
 	}
-}
-
-func timeout(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func attr(t *testing.T, path string) string {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(raw))
 }

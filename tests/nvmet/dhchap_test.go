@@ -4,36 +4,21 @@ package nvmet
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
-
-// dhchapSecret makes a DH-HMAC-CHAP secret in the NVMe representation: "DHHC-1:00:" and the
-// base64 of 32 random bytes followed by their CRC-32, little-endian.
-func dhchapSecret(t *testing.T) string {
-	t.Helper()
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	key = binary.LittleEndian.AppendUint32(key, crc32.ChecksumIEEE(key))
-	return "DHHC-1:00:" + base64.StdEncoding.EncodeToString(key) + ":"
-}
 
 func TestHostKeyIsRequiredAndKeptOnTheKernel(t *testing.T) {
 	ctx := context.Background()
 	dev, _ := loopDevice(t, 64<<20)
 	tg := setUp(t)
-	secret := dhchapSecret(t)
+	secret := vmenv.DHCHAPSecret(t)
 	mustDo(t, tg.EnsureHost(ctx, nvmet.Host{NQN: hostA.nqn, DHCHAPKey: secret}))
 	t.Cleanup(func() { mustDo(t, tg.RemoveHost(ctx, hostA.nqn)) })
 	vol := nvmet.Subsystem{
@@ -50,7 +35,7 @@ func TestHostKeyIsRequiredAndKeptOnTheKernel(t *testing.T) {
 		t.Fatal("connected without the key")
 	}
 	t.Logf("refused without the key: %v", err)
-	if _, err := connect(opts + ",dhchap_secret=" + dhchapSecret(t)); err == nil {
+	if _, err := connect(opts + ",dhchap_secret=" + vmenv.DHCHAPSecret(t)); err == nil {
 		t.Fatal("connected with a wrong key")
 	}
 	ctrl := mustConnect(t, opts+",dhchap_secret="+secret)

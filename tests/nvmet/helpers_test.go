@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // loopDevice backs a loop device with a sparse file of size bytes on the scratch disk and
@@ -95,16 +95,6 @@ func disconnect(t *testing.T, ctrl string) {
 		_, err := os.Stat(dir)
 		return errors.Is(err, os.ErrNotExist)
 	})
-}
-
-// sysfsRead reads a sysfs attribute without its newline.
-func sysfsRead(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // namespaceDir waits for controller ctrl to show a namespace and returns its sysfs directory

@@ -5,9 +5,9 @@ package nvmet
 import (
 	"testing"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet/nvmettest"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // The fake configfs the unit tests use passes the same check (pkg/nvmet/nvmettest).

@@ -12,9 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 const (
@@ -92,7 +92,7 @@ func TestTargetLifecycleOnTheKernel(t *testing.T) {
 				"addr_trtype": p.Transport, "addr_adrfam": "ipv4", "addr_traddr": p.Address, "addr_trsvcid": "4420",
 				"ana_groups/1/ana_state": "optimized",
 			} {
-				if got := sysfsRead(t, filepath.Join(dir, attr)); got != want {
+				if got := vmenv.ReadAttr(t, filepath.Join(dir, attr)); got != want {
 					t.Errorf("port %d %s = %q, want %q", p.ID, attr, got, want)
 				}
 			}
@@ -104,7 +104,7 @@ func TestTargetLifecycleOnTheKernel(t *testing.T) {
 		moved.Address = vmtest.PortalB
 		moved.ServiceID = "4430"
 		mustDo(t, tg.EnsurePort(ctx, moved))
-		if got := sysfsRead(t, filepath.Join(root, "ports/1/addr_traddr")); got != vmtest.PortalB {
+		if got := vmenv.ReadAttr(t, filepath.Join(root, "ports/1/addr_traddr")); got != vmtest.PortalB {
 			t.Errorf("addr_traddr = %s", got)
 		}
 		mustDo(t, tg.EnsurePort(ctx, portals[0]))
@@ -129,7 +129,7 @@ func TestTargetLifecycleOnTheKernel(t *testing.T) {
 		if err := tg.EnsurePort(ctx, moved); !errors.Is(err, nvmet.ErrPortConflict) {
 			t.Fatalf("EnsurePort: %v, want ErrPortConflict", err)
 		}
-		if got := sysfsRead(t, filepath.Join(root, "ports/1/addr_traddr")); got != vmtest.PortalA {
+		if got := vmenv.ReadAttr(t, filepath.Join(root, "ports/1/addr_traddr")); got != vmtest.PortalA {
 			t.Errorf("addr_traddr = %s", got)
 		}
 	})
@@ -137,10 +137,10 @@ func TestTargetLifecycleOnTheKernel(t *testing.T) {
 	step("the allowed host connects on every portal and sees the namespace", func(t *testing.T) {
 		for _, p := range portals {
 			ctrl := mustConnect(t, connectOpts(p.Transport, p.Address, vol.NQN, hostA))
-			if got := sysfsRead(t, filepath.Join("/sys/class/nvme", ctrl, "subsysnqn")); got != vol.NQN {
+			if got := vmenv.ReadAttr(t, filepath.Join("/sys/class/nvme", ctrl, "subsysnqn")); got != vol.NQN {
 				t.Errorf("%s subsysnqn = %s", ctrl, got)
 			}
-			if got := sysfsRead(t, filepath.Join(namespaceDir(t, ctrl), "uuid")); got != uuid1 {
+			if got := vmenv.ReadAttr(t, filepath.Join(namespaceDir(t, ctrl), "uuid")); got != uuid1 {
 				t.Errorf("%s namespace uuid = %s", ctrl, got)
 			}
 			disconnect(t, ctrl)
@@ -165,7 +165,7 @@ func TestTargetLifecycleOnTheKernel(t *testing.T) {
 			t.Errorf("hosts/hostA was not collected: %v", err)
 		}
 		// The kernel checks allowed_hosts only when a controller is created.
-		if got := sysfsRead(t, filepath.Join("/sys/class/nvme", old, "state")); got != "live" {
+		if got := vmenv.ReadAttr(t, filepath.Join("/sys/class/nvme", old, "state")); got != "live" {
 			t.Errorf("hostA's existing controller is %s", got)
 		}
 		vmenv.Run(t, "dd", "if=/dev/"+head, "of=/dev/null", "bs=4096", "count=1", "iflag=direct")
@@ -186,7 +186,7 @@ func TestTargetLifecycleOnTheKernel(t *testing.T) {
 		vmenv.Run(t, "losetup", "-c", dev)
 		mustDo(t, tg.RevalidateNamespace(ctx, vol.NQN, 1))
 		waitFor(t, "the host to see 512 MiB", func() bool {
-			return sysfsRead(t, filepath.Join("/sys/block", head, "size")) == "1048576"
+			return vmenv.ReadAttr(t, filepath.Join("/sys/block", head, "size")) == "1048576"
 		})
 		disconnect(t, ctrl)
 	})

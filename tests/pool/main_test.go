@@ -7,8 +7,8 @@ package pool
 import (
 	"testing"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/pooltest"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // backends are every backend the suite runs; crash tests' child processes find theirs here.

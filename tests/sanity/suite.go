@@ -18,10 +18,10 @@ import (
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
 	"k8s.io/klog/v2"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/plugin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls/mtlstest"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 // skipped lists csi-sanity specs this test skips on purpose, each with its reason. It is

@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 const subsysPrefix = "nqn.2026-11.io.nvmeof-csi:smoke-"

@@ -1,14 +1,19 @@
 // Package vmenv builds the storage side of VM tests: thin pools on loop devices of the scratch
 // disk, and real agent processes. Agents run as the test binary itself re-executed in agent
 // mode (the same code path as cmd/nvmeof-agent after flag parsing), so a test can SIGKILL and
-// restart one. Only for tests that run inside the VM (see tests/vmtest).
+// restart one. It also holds the few helpers several VM test packages share (commands,
+// contexts, sysfs attributes, module reloads, DH-HMAC-CHAP secrets). Only for tests that run
+// inside the VM (see internal/vmtest).
 package vmenv
 
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -23,12 +28,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/klog/v2"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agent"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 const agentConfigEnv = "NVMEOF_TEST_AGENT_CONFIG"
@@ -74,11 +79,6 @@ func Run(t testing.TB, name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// LVMFilter is an lvm --config that only lets lvm see dev.
-func LVMFilter(dev string) string {
-	return fmt.Sprintf(`devices { global_filter = [ "a|^%s$|", "r|.*|" ] }`, dev)
-}
-
 // ThinPool creates a volume group vg on a sparse loop file of the scratch disk, with a thin
 // pool named "pool"; both go when the test ends. It returns the loop device.
 func ThinPool(t testing.TB, vg string, size string) string {
@@ -87,7 +87,7 @@ func ThinPool(t testing.TB, vg string, size string) string {
 	Run(t, "truncate", "-s", size, img)
 	loop := Run(t, "losetup", "-f", "--show", img)
 	t.Cleanup(func() {
-		_, _ = RunE("vgremove", "--config", LVMFilter(loop), "-f", vg)
+		_, _ = RunE("vgremove", "--config", lvm.DeviceFilter(loop), "-f", vg)
 		_, _ = RunE("losetup", "-d", loop)
 		os.Remove(img)
 	})
@@ -218,4 +218,43 @@ func NewUUID(t testing.TB) string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// ReadAttr reads a sysfs or configfs attribute without its newline; an error fails the test.
+func ReadAttr(t testing.TB, path string) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+// ReloadNVMe reloads the NVMe host and target modules with nvme_core's multipath parameter set
+// to mp ("Y" or "N"). Everything that uses them must be gone.
+func ReloadNVMe(t testing.TB, mp string) {
+	t.Helper()
+	Run(t, "modprobe", "-r", "nvmet_rdma", "nvmet_tcp", "nvme_rdma", "nvme_tcp", "nvme_fabrics", "nvmet", "nvme_core")
+	Run(t, "modprobe", "nvme_core", "multipath="+mp)
+	Run(t, "modprobe", "-a", "nvmet", "nvmet_tcp", "nvmet_rdma", "nvme_tcp", "nvme_rdma")
+	for _, p := range []string{"/dev/nvme-fabrics", "/sys/kernel/config/nvmet/ports"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("after reloading the NVMe modules: %v", err)
+		}
+	}
+	if got := ReadAttr(t, "/sys/module/nvme_core/parameters/multipath"); got != mp {
+		t.Fatalf("nvme_core multipath = %s, want %s", got, mp)
+	}
+}
+
+// DHCHAPSecret returns a random DH-HMAC-CHAP secret in its transport form: "DHHC-1:00:" +
+// base64(32-byte key + its CRC-32, little endian) + ":" (NVMe base spec 8.13.5.8).
+func DHCHAPSecret(t testing.TB) string {
+	t.Helper()
+	key := make([]byte, 32, 36)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	key = binary.LittleEndian.AppendUint32(key, crc32.ChecksumIEEE(key))
+	return "DHHC-1:00:" + base64.StdEncoding.EncodeToString(key) + ":"
 }

@@ -100,7 +100,7 @@ func runOnce(ctx context.Context, cfg Config, k kernel) (code int, silent bool, 
 	keep := os.Getenv("NVMEOF_VM_KEEP") != ""
 	defer func() {
 		if !keep {
-			os.RemoveAll(work)
+			_ = os.RemoveAll(work) // best effort: a temporary directory
 		}
 	}()
 	share := filepath.Join(work, "share")

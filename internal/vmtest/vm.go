@@ -65,29 +65,15 @@ type Size struct {
 // the guest's exit code. A TestMain that prepares the guest before its tests calls it on the
 // host and does its own work when InGuest.
 func RunSelf(size Size) int {
-	bin, err := os.Executable()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vmtest:", err)
-		return 1
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "vmtest:", err)
-		return 1
-	}
 	args := guestArgs(os.Args[1:])
-	cfg := Config{
-		Binary:  bin,
-		Args:    args,
-		Dir:     dir,
-		Timeout: testTimeout(args) + 2*time.Minute,
-		Stdout:  os.Stdout,
-		Env:     forwardedEnv(os.Environ()),
-
-		MemoryMiB:  size.MemoryMiB,
-		CPUs:       size.CPUs,
-		ScratchGiB: size.ScratchGiB,
+	cfg, err := Self(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vmtest:", err)
+		return 1
 	}
+	cfg.Timeout = testTimeout(args) + 2*time.Minute
+	cfg.Env = forwardedEnv(os.Environ())
+	cfg.MemoryMiB, cfg.CPUs, cfg.ScratchGiB = size.MemoryMiB, size.CPUs, size.ScratchGiB
 	code, err := Run(context.Background(), cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vmtest:", err)
@@ -96,6 +82,20 @@ func RunSelf(size Size) int {
 		}
 	}
 	return code
+}
+
+// Self returns a Config that runs this very binary in the guest with args, in the current
+// directory, its output on os.Stdout; the caller sets the rest.
+func Self(args []string) (Config, error) {
+	bin, err := os.Executable()
+	if err != nil {
+		return Config{}, err
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{Binary: bin, Args: args, Dir: dir, Stdout: os.Stdout}, nil
 }
 
 // guestArgs drops the flags whose paths only exist on the host.
