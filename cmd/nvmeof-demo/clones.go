@@ -84,7 +84,7 @@ func (d *demo) clones(ctx context.Context) error {
 	pv := r.progress("verified", int64(len(all)), 4, nil)
 	if _, err := r.step(fmt.Sprintf("verify every file's SHA-256 in all %d environments (O_DIRECT reads)", len(all)), func() error {
 		return parallel(ctx, len(all), 2, func(i int) error {
-			bad, err := verify(all[i].path, d.sums, nil)
+			bad, err := verify(all[i].path, d.sums)
 			if err != nil {
 				return fmt.Errorf("%s: %w", all[i].name, err)
 			}
@@ -121,7 +121,7 @@ func (d *demo) scrub(env *devEnv) error {
 	}); err != nil {
 		return err
 	}
-	bad, err := verify(env.path, d.sums, nil)
+	bad, err := verify(env.path, d.sums)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (d *demo) scrub(env *devEnv) error {
 	before := d.sums[slices.IndexFunc(d.sums, func(s fileSum) bool { return s.path == usersFile })]
 	r.note("%s: %s sha256 %.12s… -> %.12s…, its other %d files unchanged", env.name, usersFile, before.sum, after.sum, len(d.sums)-1)
 	if _, err := r.step("production unchanged? every file's SHA-256 again, from the device", func() error {
-		bad, err := verify(d.prodPath, d.sums, nil)
+		bad, err := verify(d.prodPath, d.sums)
 		if err == nil && len(bad) > 0 {
 			err = fmt.Errorf("production changed: %s", strings.Join(bad, ", "))
 		}

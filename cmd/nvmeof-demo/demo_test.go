@@ -89,7 +89,7 @@ func TestDatasetRoundTripAndScrub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bad, err := verify(root, sums, nil); err != nil || len(bad) > 0 {
+	if bad, err := verify(root, sums); err != nil || len(bad) > 0 {
 		t.Fatalf("verify after write: %v, %v", bad, err)
 	}
 	manifest, err := os.ReadFile(filepath.Join(root, manifestFile))
@@ -105,7 +105,7 @@ func TestDatasetRoundTripAndScrub(t *testing.T) {
 	if _, err := generate(root, users, true); err != nil {
 		t.Fatal(err)
 	}
-	bad, err := verify(root, sums, nil)
+	bad, err := verify(root, sums)
 	if err != nil || !slices.Equal(bad, []string{usersFile}) {
 		t.Fatalf("after the scrub: %v, %v; want only %s", bad, err, usersFile)
 	}
@@ -117,16 +117,25 @@ func TestDatasetRoundTripAndScrub(t *testing.T) {
 
 func TestParallelStopsAtTheFirstError(t *testing.T) {
 	boom := errors.New("boom")
-	var ran atomic.Int32
-	err := parallel(context.Background(), 100, 2, func(i int) error {
-		ran.Add(1)
-		if i == 3 {
-			return boom
+	failAt3 := func(ran *atomic.Int32) func(i int) error {
+		return func(i int) error {
+			ran.Add(1)
+			if i == 3 {
+				return boom
+			}
+			return nil
 		}
-		return nil
-	})
-	if !errors.Is(err, boom) || ran.Load() > 10 {
-		t.Fatalf("err %v after %d calls", err, ran.Load())
+	}
+	// One worker: exactly the items up to the failing one run, nothing after it.
+	var ran atomic.Int32
+	if err := parallel(context.Background(), 100, 1, failAt3(&ran)); !errors.Is(err, boom) || ran.Load() != 4 {
+		t.Fatalf("one worker: err %v after %d calls, want boom after 4", err, ran.Load())
+	}
+	// Several workers: the first error is what comes back (how many other items ran before
+	// the cancellation was seen depends on the scheduler).
+	ran.Store(0)
+	if err := parallel(context.Background(), 100, 2, failAt3(&ran)); !errors.Is(err, boom) {
+		t.Fatalf("two workers: err %v, want boom", err)
 	}
 	if err := parallel(context.Background(), 5, 3, func(int) error { return nil }); err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ func (d *demo) fullCopy(ctx context.Context) error {
 	d.res.copyToMount = time.Since(start)
 	r.note("full copy to mounted: %s", secs(d.res.copyToMount))
 	_, err = r.step("verify every file's SHA-256 in the copy", func() error {
-		bad, err := verify(path, d.sums, nil)
+		bad, err := verify(path, d.sums)
 		if err == nil && len(bad) > 0 {
 			err = fmt.Errorf("the copy differs from production in %v", bad)
 		}

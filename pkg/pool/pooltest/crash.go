@@ -129,7 +129,9 @@ func crashAt(t *testing.T, b Backend, op, point string) {
 	h.p = nil
 
 	raw, _ := json.Marshal(childOp{Backend: b.Name, Config: h.config, Op: op})
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw), crashpoint.Env+"="+point)
 	out, err := cmd.CombinedOutput()
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
@@ -141,7 +143,10 @@ func crashAt(t *testing.T, b Backend, op, point string) {
 	// completes it.
 	h.open()
 	checkAfterCrash(t, h, op)
-	if err := runOp(h.ctx(), h.p, op); err != nil && !errors.Is(err, pool.ErrExists) && !(op == "delete" && errors.Is(err, pool.ErrNotFound)) {
+	retryOK := func(err error) bool {
+		return err == nil || errors.Is(err, pool.ErrExists) || (op == "delete" && errors.Is(err, pool.ErrNotFound))
+	}
+	if err := runOp(h.ctx(), h.p, op); !retryOK(err) {
 		t.Fatalf("retrying %s after the crash: %v", op, err)
 	}
 	want := []string{crashOrigin, crashOther}

@@ -13,7 +13,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -206,14 +205,4 @@ func wantErr(t testing.TB, err, target error, what string) {
 	if !errors.Is(err, target) {
 		t.Fatalf("%s: got %v, want %v", what, err, target)
 	}
-}
-
-// scratch is a directory for child process files.
-func scratch(t testing.TB) string {
-	dir, err := os.MkdirTemp("", "pooltest-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
 }
