@@ -71,6 +71,7 @@ type Record struct {
 	// Labels are the CSI parameters kept with the volume.
 	Labels map[string]string
 	// Hosts are the hosts the volume is published to; Transports the transports in use.
+	// Both are sets: backends need not keep their order.
 	Hosts      []Host
 	Transports []string
 }
