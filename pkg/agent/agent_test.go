@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -12,6 +14,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet/nvmettest"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 )
 
 const (
@@ -31,7 +34,7 @@ type env struct {
 func testConfig() Config {
 	cfg := Config{
 		NodeName: "sn1",
-		Pool:     PoolConfig{VolumeGroup: "vg", ThinPool: "pool", OvercommitRatio: 2},
+		Pool:     PoolConfig{Backend: BackendDMThin, MetadataDevice: "/dev/meta", DataDevice: "/dev/data", OvercommitRatio: 2},
 		Portals: []PortalConfig{
 			{ID: 1, Transport: "tcp", Address: "192.0.2.1"},
 			{ID: 2, Transport: "tcp", Address: "192.0.2.2"},
@@ -161,9 +164,11 @@ func TestClonesAndSnapshots(t *testing.T) {
 	if clone.SizeBytes != 2*gib || clone.GetSource().GetSnapshotId() != snap.Snapshot.Id || clone.Uuid == src.Uuid {
 		t.Fatalf("clone %+v", clone)
 	}
-	lv, _ := e.pool.Get(e.ctx, clone.Id)
-	if lv.Origin != snap.Snapshot.Id || lv.ReadOnly {
-		t.Fatalf("clone LV %+v: want a writable thin snapshot of the snapshot", lv)
+	if ce := e.pool.entry(clone.Id); ce.origin != snap.Snapshot.Id || ce.readOnly {
+		t.Fatalf("clone %+v: want a writable thin snapshot of the snapshot", ce)
+	}
+	if se := e.pool.entry(snap.Snapshot.Id); !se.readOnly {
+		t.Fatal("the snapshot is writable")
 	}
 	_, err = e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: "dev-1", SizeBytes: 2 * gib})
 	wantCode(t, err, codes.AlreadyExists) // same name, different source
@@ -191,15 +196,19 @@ func TestClonesAndSnapshots(t *testing.T) {
 	wantCode(t, err, codes.NotFound)
 }
 
-func TestCloneGrowFailureLeavesNothing(t *testing.T) {
-	e := newEnv(t)
+func TestFailedCloneLeavesNothingAndReleasesItsCapacity(t *testing.T) {
+	e := newEnv(t) // 20 GiB provisionable
 	src := e.createVolume(t, "prod", gib, nil)
-	e.pool.fail["extend"] = errors.New("boom")
+	e.pool.fail["snapshot"] = errors.New("boom")
 	fromVol := &agentapi.ContentSource{Source: &agentapi.ContentSource_VolumeId{VolumeId: src.Id}}
 	_, err := e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: "c", SizeBytes: 2 * gib, Source: fromVol})
 	wantCode(t, err, codes.Internal)
-	if _, err := e.pool.Get(e.ctx, agentapi.VolumeID("c")); err == nil {
-		t.Fatal("the half-made clone is still there")
+	if _, err := e.srv.GetVolume(e.ctx, &agentapi.GetVolumeRequest{Id: agentapi.VolumeID("c")}); status.Code(err) != codes.NotFound {
+		t.Fatalf("the failed clone is known: %v", err)
+	}
+	c, _ := e.srv.GetCapacity(e.ctx, &agentapi.GetCapacityRequest{})
+	if c.ProvisionedBytes != gib {
+		t.Fatalf("provisioned %d after a failed clone, want %d: its reservation leaked", c.ProvisionedBytes, gib)
 	}
 }
 
@@ -326,14 +335,16 @@ func TestReconcileRebuildsConfigfsFromDurableState(t *testing.T) {
 
 	// A reboot: configfs is empty again; a stale subsystem of ours and a foreign one appear.
 	fs := nvmettest.New()
-	for _, lv := range []string{v.Id, idle.Id} {
-		fs.AddDevice("/dev/vg/" + lv)
+	for _, id := range []string{v.Id, idle.Id} {
+		fs.AddDevice("/dev/vg/" + id)
 	}
 	e.target.FS = fs
 	if err := e.srv.Start(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	stale := e.srv.subsystem(e.pool.lvs[idle.Id], []host{{nqn: hostB}}, []uint16{1})
+	idleRec, _ := e.srv.idx.get(idle.Id)
+	idleRec.Hosts = []pool.Host{{NQN: hostB}}
+	stale := e.srv.subsystem(idleRec, "/dev/vg/"+idle.Id, []uint16{1})
 	if err := e.target.EnsureSubsystem(e.ctx, stale); err != nil {
 		t.Fatal(err)
 	}
@@ -411,5 +422,77 @@ func TestPublishWithTheOtherReadOnlyModeIsAlreadyExists(t *testing.T) {
 	got, _ := e.srv.GetVolume(e.ctx, &agentapi.GetVolumeRequest{Id: v.Id})
 	if len(got.Volume.Hosts) != 1 || !got.Volume.Hosts[0].ReadOnly {
 		t.Fatalf("hosts %v", got.Volume.Hosts)
+	}
+}
+
+// TestConcurrentCreatesNeverExceedTheOvercommitLimit races 64 creations for a limit that holds
+// 20 of them: the reservations are atomic, so exactly 20 succeed, however the calls interleave
+// (the fake pool holds every creation until all have been admitted or refused).
+func TestConcurrentCreatesNeverExceedTheOvercommitLimit(t *testing.T) {
+	e := newEnv(t) // 10 GiB pool, ratio 2: 20 GiB provisionable
+	release := make(chan struct{})
+	e.pool.block = release
+	const n = 64
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: fmt.Sprintf("pvc-%d", i), SizeBytes: gib})
+			errs <- err
+		})
+	}
+	// 20 are admitted and wait in the pool; the other 44 are refused without waiting.
+	for range n - 20 {
+		wantCode(t, <-errs, codes.ResourceExhausted)
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("an admitted creation failed: %v", err)
+		}
+	}
+	c, _ := e.srv.GetCapacity(e.ctx, &agentapi.GetCapacityRequest{})
+	if c.ProvisionedBytes != 20*gib || c.AvailableBytes != 0 {
+		t.Fatalf("capacity after the race: %+v", c)
+	}
+	if vols, _ := e.srv.ListVolumes(e.ctx, &agentapi.ListVolumesRequest{}); len(vols.Volumes) != 20 {
+		t.Fatalf("%d volumes, want 20", len(vols.Volumes))
+	}
+}
+
+// TestNoCallListsThePool: the pool is listed once, at start; every call after that answers
+// from the index, so its cost does not grow with the number of volumes.
+func TestNoCallListsThePool(t *testing.T) {
+	e := newEnv(t)
+	v := e.createVolume(t, "pvc", gib, nil)
+	e.createVolume(t, "other", gib, nil)
+	e.publish(t, v.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP)
+	e.publish(t, v.Id, hostB, "w2/"+hostB, agentapi.Transport_TRANSPORT_TCP)
+	if _, err := e.srv.CreateSnapshot(e.ctx, &agentapi.CreateSnapshotRequest{Name: "s", SourceVolumeId: v.Id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.ExpandVolume(e.ctx, &agentapi.ExpandVolumeRequest{Id: v.Id, SizeBytes: 2 * gib}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.UnpublishVolume(e.ctx, &agentapi.UnpublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA}); err != nil {
+		t.Fatal(err)
+	}
+	for _, call := range []func() error{
+		func() error { _, err := e.srv.GetVolume(e.ctx, &agentapi.GetVolumeRequest{Id: v.Id}); return err },
+		func() error { _, err := e.srv.ListVolumes(e.ctx, &agentapi.ListVolumesRequest{}); return err },
+		func() error { _, err := e.srv.ListSnapshots(e.ctx, &agentapi.ListSnapshotsRequest{}); return err },
+		func() error { _, err := e.srv.GetCapacity(e.ctx, &agentapi.GetCapacityRequest{}); return err },
+	} {
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.pool.count("list"); n != 1 {
+		t.Fatalf("the pool was listed %d times; only Start may list it", n)
+	}
+	if n := e.pool.count("sethosts"); n != 3 {
+		t.Fatalf("%d durable host changes for 2 publishes and 1 unpublish", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,7 +20,7 @@ import (
 // Config is the agent's configuration file (YAML).
 //
 //	nodeName: storage-1
-//	pool: {volumeGroup: vg0, thinPool: pool, overcommitRatio: 2}
+//	pool: {backend: dmthin, metadataDevice: /dev/nvme0n1p1, dataDevice: /dev/nvme0n1p2, overcommitRatio: 2}
 //	portals:
 //	- {id: 1, transport: tcp, address: 192.0.2.1, port: 4420}
 //	- {id: 2, transport: rdma, address: 192.0.2.1, port: 4420}
@@ -37,20 +38,39 @@ type Config struct {
 	ReconcileInterval Duration `json:"reconcileInterval,omitempty"`
 	// ConfigfsRoot is the nvmet configfs directory (default /sys/kernel/config/nvmet).
 	ConfigfsRoot string `json:"configfsRoot,omitempty"`
-	// LVMConfig is passed to every lvm command as --config (e.g. to disable udev sync where no
-	// udev runs).
+	// LVMConfig (lvm backend) is passed to every lvm command as --config (e.g. to disable udev
+	// sync where no udev runs).
 	LVMConfig string `json:"lvmConfig,omitempty"`
 }
 
-// PoolConfig names the LVM thin pool the agent owns.
+// Pool backends.
+const (
+	// BackendDMThin is the kernel's dm-thin driven in-process (pkg/pool/dmthin): the default.
+	BackendDMThin = "dmthin"
+	// BackendLVM is an LVM thin pool (pkg/pool/lvmthin).
+	BackendLVM = "lvm"
+)
+
+// PoolConfig names the thin pool the agent owns: two block devices for the dmthin backend, or
+// a volume group and thin pool for the lvm backend.
 type PoolConfig struct {
-	VolumeGroup string `json:"volumeGroup"`
-	ThinPool    string `json:"thinPool"`
+	// Backend is dmthin or lvm. Empty means lvm when volumeGroup is set (configurations from
+	// before the dmthin backend), else dmthin.
+	Backend string `json:"backend,omitempty"`
 	// OvercommitRatio bounds the sum of volume sizes to this multiple of the pool's data size
 	// (default 1: no overcommit).
 	OvercommitRatio float64 `json:"overcommitRatio,omitempty"`
-	// Devices, when set, are the only block devices LVM may scan (a global_filter). Set it:
-	// otherwise every lvm call reads every block device, including NVMe-oF namespaces this
+
+	// MetadataDevice and DataDevice (dmthin) are the pool's two block devices, formatted on
+	// first use: they must carry no signature (no LVM, file system or partition table).
+	MetadataDevice string `json:"metadataDevice,omitempty"`
+	DataDevice     string `json:"dataDevice,omitempty"`
+
+	// VolumeGroup and ThinPool (lvm) name an existing LVM thin pool.
+	VolumeGroup string `json:"volumeGroup,omitempty"`
+	ThinPool    string `json:"thinPool,omitempty"`
+	// Devices (lvm), when set, are the only block devices LVM may scan (a global_filter). Set
+	// it: otherwise every lvm call reads every block device, including NVMe-oF namespaces this
 	// host may have connected, whose I/O queues (and blocks lvm) while their paths are down.
 	Devices []string `json:"devices,omitempty"`
 }
@@ -104,14 +124,7 @@ func (c *Config) Validate() error {
 	if !nodeNameRE.MatchString(c.NodeName) {
 		errs = append(errs, fmt.Errorf("nodeName %q: want a DNS label-like name (lowercase letters, digits, '-', '.'; ≤ 63)", c.NodeName))
 	}
-	if c.Pool.VolumeGroup == "" || c.Pool.ThinPool == "" {
-		errs = append(errs, errors.New("pool.volumeGroup and pool.thinPool are required"))
-	}
-	for _, d := range c.Pool.Devices {
-		if !strings.HasPrefix(d, "/dev/") || strings.ContainsAny(d, "\"| ") {
-			errs = append(errs, fmt.Errorf("pool.devices: %q is not a /dev path", d))
-		}
-	}
+	errs = append(errs, c.Pool.validateBackend()...)
 	if c.Pool.OvercommitRatio == 0 {
 		c.Pool.OvercommitRatio = 1
 	}
@@ -135,6 +148,48 @@ func (c *Config) Validate() error {
 		c.ConfigfsRoot = "/sys/kernel/config/nvmet"
 	}
 	return errors.Join(errs...)
+}
+
+// validateBackend settles the backend and checks that exactly its keys are set.
+func (p *PoolConfig) validateBackend() []error {
+	lvmKeys := p.VolumeGroup != "" || p.ThinPool != "" || len(p.Devices) > 0
+	dmKeys := p.MetadataDevice != "" || p.DataDevice != ""
+	if p.Backend == "" {
+		p.Backend = BackendDMThin
+		if lvmKeys {
+			p.Backend = BackendLVM
+		}
+	}
+	var errs []error
+	switch p.Backend {
+	case BackendDMThin:
+		if lvmKeys {
+			errs = append(errs, errors.New("pool.volumeGroup, pool.thinPool and pool.devices are lvm settings; the dmthin backend takes pool.metadataDevice and pool.dataDevice"))
+		}
+		for key, d := range map[string]string{"metadataDevice": p.MetadataDevice, "dataDevice": p.DataDevice} {
+			if !filepath.IsAbs(d) || filepath.Clean(d) != d {
+				errs = append(errs, fmt.Errorf("pool.%s %q: want the absolute path of a block device", key, d))
+			}
+		}
+		if p.MetadataDevice != "" && p.MetadataDevice == p.DataDevice {
+			errs = append(errs, errors.New("pool.metadataDevice and pool.dataDevice must be two devices"))
+		}
+	case BackendLVM:
+		if dmKeys {
+			errs = append(errs, errors.New("pool.metadataDevice and pool.dataDevice are dmthin settings; the lvm backend takes pool.volumeGroup, pool.thinPool and pool.devices"))
+		}
+		if p.VolumeGroup == "" || p.ThinPool == "" {
+			errs = append(errs, errors.New("pool.volumeGroup and pool.thinPool are required with the lvm backend"))
+		}
+		for _, d := range p.Devices {
+			if !strings.HasPrefix(d, "/dev/") || strings.ContainsAny(d, "\"| ") {
+				errs = append(errs, fmt.Errorf("pool.devices: %q is not a /dev path", d))
+			}
+		}
+	default:
+		errs = append(errs, fmt.Errorf("pool.backend %q: want %s or %s", p.Backend, BackendDMThin, BackendLVM))
+	}
+	return errs
 }
 
 // validatePortals checks the portals and fills in their default port.

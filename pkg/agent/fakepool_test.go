@@ -3,173 +3,194 @@ package agent
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 )
 
 // fakePool is an in-memory thin pool: the seam below the agent in unit tests.
 type fakePool struct {
 	mu        sync.Mutex
-	lvs       map[string]lvm.LV
+	entries   map[string]*fakeEntry
 	dataBytes int64
 	onDevice  func(path string)
 	// fail, when set, makes the named operation fail.
 	fail map[string]error
 	// block, when set, is waited on by Create (to observe concurrency).
 	block chan struct{}
+	// calls counts the calls of each operation.
+	calls map[string]int
 }
+
+type fakeEntry struct {
+	rec      pool.Record
+	origin   string
+	readOnly bool
+	path     string
+}
+
+var _ pool.Pool = (*fakePool)(nil)
 
 func newFakePool(dataBytes int64, onDevice func(string)) *fakePool {
-	return &fakePool{lvs: map[string]lvm.LV{}, dataBytes: dataBytes, onDevice: onDevice, fail: map[string]error{}}
+	return &fakePool{entries: map[string]*fakeEntry{}, dataBytes: dataBytes, onDevice: onDevice,
+		fail: map[string]error{}, calls: map[string]int{}}
 }
 
-func (p *fakePool) failure(op string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// begin counts a call and returns the failure set for op; p.mu is held.
+func (p *fakePool) begin(op string) error {
+	p.calls[op]++
 	return p.fail[op]
 }
 
-func (p *fakePool) add(lv lvm.LV) lvm.LV {
-	lv.Path = "/dev/vg/" + lv.Name
-	lv.Active = true
-	p.lvs[lv.Name] = lv
-	if p.onDevice != nil {
-		p.onDevice(lv.Path)
-	}
-	return lv
+func (e *fakeEntry) volume() pool.Volume { return pool.Volume{Record: e.rec.Clone(), Path: e.path} }
+
+func (p *fakePool) add(rec pool.Record, origin string, readOnly bool) pool.Volume {
+	e := &fakeEntry{rec: rec.Clone(), origin: origin, readOnly: readOnly}
+	p.entries[rec.ID] = e
+	return e.volume()
 }
 
-func (p *fakePool) Create(_ context.Context, name string, size int64, tags []string) (lvm.LV, error) {
+func (p *fakePool) Create(_ context.Context, rec pool.Record) (pool.Volume, error) {
 	if p.block != nil {
 		<-p.block
 	}
-	if err := p.failure("create"); err != nil {
-		return lvm.LV{}, err
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if lv, ok := p.lvs[name]; ok {
-		return lv, lvm.ErrExists
+	if err := p.begin("create"); err != nil {
+		return pool.Volume{}, err
 	}
-	return p.add(lvm.LV{Name: name, SizeBytes: roundUp(size), Tags: slices.Clone(tags)}), nil
+	if e, ok := p.entries[rec.ID]; ok {
+		return e.volume(), pool.ErrExists
+	}
+	return p.add(rec, "", false), nil
 }
 
-func (p *fakePool) Snapshot(_ context.Context, origin, name string, readOnly bool, tags []string) (lvm.LV, error) {
-	if err := p.failure("snapshot"); err != nil {
-		return lvm.LV{}, err
-	}
+func (p *fakePool) Snapshot(_ context.Context, origin string, rec pool.Record, readOnly bool) (pool.Volume, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	o, ok := p.lvs[origin]
+	if err := p.begin("snapshot"); err != nil {
+		return pool.Volume{}, err
+	}
+	if e, ok := p.entries[rec.ID]; ok {
+		return e.volume(), pool.ErrExists
+	}
+	o, ok := p.entries[origin]
 	if !ok {
-		return lvm.LV{}, fmt.Errorf("origin %s: %w", origin, lvm.ErrNotFound)
+		return pool.Volume{}, fmt.Errorf("origin %s: %w", origin, pool.ErrNotFound)
 	}
-	if lv, ok := p.lvs[name]; ok {
-		return lv, lvm.ErrExists
+	if rec.SizeBytes < o.rec.SizeBytes {
+		return pool.Volume{}, pool.ErrInvalid
 	}
-	return p.add(lvm.LV{Name: name, SizeBytes: o.SizeBytes, Origin: origin, ReadOnly: readOnly, Tags: slices.Clone(tags)}), nil
+	return p.add(rec, origin, readOnly), nil
 }
 
-func (p *fakePool) Remove(_ context.Context, name string) error {
+func (p *fakePool) SnapshotGroup(context.Context, []pool.SnapshotSpec) ([]pool.Volume, error) {
+	return nil, pool.ErrUnsupported
+}
+
+func (p *fakePool) Delete(_ context.Context, id string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.lvs[name]; !ok {
-		return lvm.ErrNotFound
+	if err := p.begin("delete"); err != nil {
+		return err
 	}
-	delete(p.lvs, name)
+	if _, ok := p.entries[id]; !ok {
+		return pool.ErrNotFound
+	}
+	delete(p.entries, id)
 	return nil
 }
 
-func (p *fakePool) Extend(_ context.Context, name string, size int64) (lvm.LV, error) {
-	if err := p.failure("extend"); err != nil {
-		return lvm.LV{}, err
-	}
+func (p *fakePool) Resize(_ context.Context, id string, size int64) (pool.Volume, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	lv, ok := p.lvs[name]
-	if !ok {
-		return lvm.LV{}, lvm.ErrNotFound
+	if err := p.begin("resize"); err != nil {
+		return pool.Volume{}, err
 	}
-	lv.SizeBytes = max(lv.SizeBytes, roundUp(size))
-	p.lvs[name] = lv
-	return lv, nil
+	e, ok := p.entries[id]
+	if !ok {
+		return pool.Volume{}, pool.ErrNotFound
+	}
+	e.rec.SizeBytes = max(e.rec.SizeBytes, size)
+	return e.volume(), nil
 }
 
-func (p *fakePool) Get(_ context.Context, name string) (lvm.LV, error) {
+func (p *fakePool) SetHosts(_ context.Context, id string, hosts []pool.Host, transports []string) (pool.Volume, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	lv, ok := p.lvs[name]
-	if !ok {
-		return lvm.LV{}, fmt.Errorf("%s: %w", name, lvm.ErrNotFound)
+	if err := p.begin("sethosts"); err != nil {
+		return pool.Volume{}, err
 	}
-	lv.Tags = slices.Clone(lv.Tags)
-	return lv, nil
+	e, ok := p.entries[id]
+	if !ok {
+		return pool.Volume{}, pool.ErrNotFound
+	}
+	r := pool.Record{Hosts: hosts, Transports: transports}.Clone()
+	e.rec.Hosts, e.rec.Transports = r.Hosts, r.Transports
+	return e.volume(), nil
 }
 
-func (p *fakePool) List(context.Context) ([]lvm.LV, error) {
+func (p *fakePool) Activate(_ context.Context, id string) (pool.Volume, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []lvm.LV
-	for _, lv := range p.lvs {
-		lv.Tags = slices.Clone(lv.Tags)
-		out = append(out, lv)
+	if err := p.begin("activate"); err != nil {
+		return pool.Volume{}, err
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	e, ok := p.entries[id]
+	if !ok {
+		return pool.Volume{}, pool.ErrNotFound
+	}
+	if e.path == "" {
+		e.path = "/dev/vg/" + id
+		if p.onDevice != nil {
+			p.onDevice(e.path)
+		}
+	}
+	return e.volume(), nil
+}
+
+func (p *fakePool) Get(_ context.Context, id string) (pool.Volume, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.entries[id]
+	if !ok {
+		return pool.Volume{}, pool.ErrNotFound
+	}
+	return e.volume(), nil
+}
+
+func (p *fakePool) List(context.Context) ([]pool.Volume, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls["list"]++
+	var out []pool.Volume
+	for _, e := range p.entries {
+		out = append(out, e.volume())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
 }
 
-func (p *fakePool) AddTags(_ context.Context, name string, tags ...string) error {
-	if err := p.failure("addtags"); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	lv, ok := p.lvs[name]
-	if !ok {
-		return lvm.ErrNotFound
-	}
-	for _, t := range tags {
-		if !slices.Contains(lv.Tags, t) {
-			lv.Tags = append(lv.Tags, t)
-		}
-	}
-	p.lvs[name] = lv
-	return nil
+func (p *fakePool) Usage(context.Context) (pool.Usage, error) {
+	return pool.Usage{DataBytes: p.dataBytes, MetadataBytes: p.dataBytes / 100}, nil
 }
 
-func (p *fakePool) DelTags(_ context.Context, name string, tags ...string) error {
+func (p *fakePool) Close() error { return nil }
+
+// entry returns the fake's own view of id (origin, read-only); zero when it does not exist.
+func (p *fakePool) entry(id string) fakeEntry {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	lv, ok := p.lvs[name]
-	if !ok {
-		return lvm.ErrNotFound
+	if e, ok := p.entries[id]; ok {
+		return *e
 	}
-	lv.Tags = slices.DeleteFunc(lv.Tags, func(t string) bool { return slices.Contains(tags, t) })
-	p.lvs[name] = lv
-	return nil
+	return fakeEntry{}
 }
 
-func (p *fakePool) Usage(context.Context) (lvm.Usage, error) {
+// count is how many times op was called.
+func (p *fakePool) count(op string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	u := lvm.Usage{DataBytes: p.dataBytes, MetadataBytes: 64 << 20}
-	for _, lv := range p.lvs {
-		u.VirtualBytes += lv.SizeBytes
-	}
-	return u, nil
-}
-
-func (p *fakePool) Activate(_ context.Context, name string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	lv, ok := p.lvs[name]
-	if !ok {
-		return lvm.ErrNotFound
-	}
-	lv.Active = true
-	p.lvs[name] = lv
-	return nil
+	return p.calls[op]
 }

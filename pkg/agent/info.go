@@ -23,14 +23,15 @@ func (s *Server) GetCapacity(ctx context.Context, _ *agentapi.GetCapacityRequest
 	if err != nil {
 		return nil, rpcerr.Status(err)
 	}
+	provisioned, _ := s.idx.usage()
 	limit := int64(s.cfg.Pool.OvercommitRatio * float64(u.DataBytes))
-	avail := max(limit-u.VirtualBytes, 0)
+	avail := max(limit-provisioned, 0)
 	return &agentapi.GetCapacityResponse{
 		DataBytes:          u.DataBytes,
 		DataUsedBytes:      u.DataUsedBytes,
 		MetadataBytes:      u.MetadataBytes,
 		MetadataUsedBytes:  u.MetadataUsedBytes,
-		ProvisionedBytes:   u.VirtualBytes,
+		ProvisionedBytes:   provisioned,
 		AvailableBytes:     avail,
 		OvercommitRatio:    s.cfg.Pool.OvercommitRatio,
 		MaximumVolumeBytes: avail / extentBytes * extentBytes,

@@ -6,8 +6,8 @@ import (
 	"slices"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
@@ -49,75 +49,71 @@ func (s *Server) publish(ctx context.Context, req *agentapi.PublishVolumeRequest
 		return nil, err
 	}
 	id := req.GetVolumeId()
-	unlock, err := s.lock(ctx, id)
+	ctx, unlock, err := s.lock(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
-	lvs, err := s.pool.List(ctx)
-	if err != nil {
-		return nil, err
+	rec, ok := s.idx.get(id)
+	if !ok {
+		return nil, errNoRecord("volume", id)
 	}
-	i := slices.IndexFunc(lvs, func(lv lvm.LV) bool { return lv.Name == id })
-	if i < 0 {
-		return nil, rpcerr.NotFoundf("volume %s", id)
-	}
-	lv := lvs[i]
-	want := host{nqn: req.GetHostNqn(), nodeID: req.GetNodeId(), readOnly: req.GetReadOnly()}
-	if other, ok := identityClash(lvs, want); ok {
+	want := pool.Host{NQN: req.GetHostNqn(), NodeID: req.GetNodeId(), ReadOnly: req.GetReadOnly()}
+	if other, clash := s.idx.otherNode(want.NQN, want.NodeID); clash {
 		return nil, rpcerr.Preconditionf("host NQN %s is already used by node %q, and now node %q presents it: "+
-			"every node needs its own /etc/nvme/hostnqn and hostid", want.nqn, other, want.nodeID)
+			"every node needs its own /etc/nvme/hostnqn and hostid", want.NQN, other, want.NodeID)
 	}
-
-	for _, h := range hostsOf(lv) {
-		if h.nqn == want.nqn && h.nodeID == want.nodeID && h.readOnly != want.readOnly {
-			return nil, rpcerr.Existsf("volume %s is published to %s with read_only=%v", id, h.nqn, h.readOnly)
+	for _, h := range rec.Hosts {
+		if h.NQN == want.NQN && h.NodeID == want.NodeID && h.ReadOnly != want.ReadOnly {
+			return nil, rpcerr.Existsf("volume %s is published to %s with read_only=%v", id, h.NQN, h.ReadOnly)
 		}
 	}
-	var added []string
-	if !slices.Contains(hostsOf(lv), want) {
-		added = append(added, want.tag())
+	next := rec.Clone()
+	if !slices.Contains(next.Hosts, want) {
+		next.Hosts = append(next.Hosts, want)
 	}
-	if !slices.Contains(transportsOf(lv), transport) {
-		added = append(added, lvm.EncodeTag(tagTransport, transport))
+	if !slices.Contains(next.Transports, transport) {
+		next.Transports = append(next.Transports, transport)
 	}
-	if len(added) > 0 {
-		if err := s.pool.AddTags(ctx, id, added...); err != nil {
-			return nil, err
-		}
-		lv.Tags = append(lv.Tags, added...)
-	}
-	if err := s.export(ctx, lv); err != nil {
-		if len(added) > 0 {
-			// Take the record back and restore the previous projection.
-			bg := context.WithoutCancel(ctx)
-			if rerr := s.pool.DelTags(bg, id, added...); rerr != nil {
-				return nil, errors.Join(err, rerr)
-			}
-			lv.Tags = slices.DeleteFunc(lv.Tags, func(t string) bool { return slices.Contains(added, t) })
-			return nil, errors.Join(err, s.export(bg, lv))
-		}
+	if err := s.setHosts(ctx, next); err != nil {
 		return nil, err
+	}
+	if err := s.export(ctx, next); err != nil {
+		// Take the record back and restore the previous projection.
+		bg := context.WithoutCancel(ctx)
+		if rerr := s.setHosts(bg, rec); rerr != nil {
+			return nil, errors.Join(err, rerr)
+		}
+		return nil, errors.Join(err, s.export(bg, rec))
 	}
 	return &agentapi.PublishVolumeResponse{
 		SubsystemNqn:  s.subsystemNQN(id),
 		Transport:     req.GetTransport(),
 		Portals:       s.portals(transport),
-		NamespaceUuid: tagOf(lv, tagUUID),
+		NamespaceUuid: rec.UUID,
 	}, nil
 }
 
-// identityClash finds a node other than h's that recorded h's NQN on any volume.
-func identityClash(lvs []lvm.LV, h host) (string, bool) {
-	for _, lv := range lvs {
-		for _, other := range hostsOf(lv) {
-			if other.nqn == h.nqn && other.nodeID != h.nodeID {
-				return other.nodeID, true
-			}
-		}
+// setHosts records rec's hosts and transports durably, then in the index; an unchanged
+// record costs nothing.
+func (s *Server) setHosts(ctx context.Context, rec pool.Record) error {
+	old, _ := s.idx.get(rec.ID)
+	if sameHosts(old, rec) {
+		return nil
 	}
-	return "", false
+	v, err := s.pool.SetHosts(ctx, rec.ID, rec.Hosts, rec.Transports)
+	if err != nil {
+		return err
+	}
+	s.idx.put(v.Record)
+	return nil
+}
+
+func sameHosts(a, b pool.Record) bool {
+	return len(a.Hosts) == len(b.Hosts) && len(a.Transports) == len(b.Transports) &&
+		!slices.ContainsFunc(a.Hosts, func(h pool.Host) bool { return !slices.Contains(b.Hosts, h) }) &&
+		!slices.ContainsFunc(a.Transports, func(t string) bool { return !slices.Contains(b.Transports, t) })
 }
 
 // UnpublishVolume removes a host NQN from a volume. Its controllers are cut off at once (the
@@ -136,86 +132,72 @@ func (s *Server) unpublish(ctx context.Context, req *agentapi.UnpublishVolumeReq
 	if err := validateID(id, volumePrefix); err != nil {
 		return nil
 	}
-	unlock, err := s.lock(ctx, id)
+	ctx, unlock, err := s.lock(ctx, id)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	lv, err := s.pool.Get(ctx, id)
-	if errors.Is(err, lvm.ErrNotFound) {
+	rec, ok := s.idx.get(id)
+	if !ok {
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	var removed []string
-	var remaining []host
-	for _, h := range hostsOf(lv) {
-		if h.nqn == req.GetHostNqn() {
-			removed = append(removed, h.tag())
-		} else {
-			remaining = append(remaining, h)
-		}
-	}
-	if len(remaining) == 0 {
-		for _, t := range transportsOf(lv) {
-			removed = append(removed, lvm.EncodeTag(tagTransport, t))
-		}
+	next := rec.Clone()
+	next.Hosts = slices.DeleteFunc(next.Hosts, func(h pool.Host) bool { return h.NQN == req.GetHostNqn() })
+	if len(next.Hosts) == 0 {
+		next.Transports = nil
 	}
 	// Revoke in configfs first: if the record went first and configfs failed, a retry would
 	// find nothing to revoke while the host still had access.
-	lv.Tags = slices.DeleteFunc(slices.Clone(lv.Tags), func(t string) bool { return slices.Contains(removed, t) })
-	if len(remaining) > 0 && len(removed) > 0 {
-		if err := s.cutControllers(ctx, lv); err != nil {
+	if len(next.Hosts) > 0 && len(next.Hosts) < len(rec.Hosts) {
+		if err := s.cutControllers(ctx, next); err != nil {
 			return err
 		}
 	}
-	if err := s.export(ctx, lv); err != nil {
+	if err := s.export(ctx, next); err != nil {
 		return err
 	}
-	if len(removed) == 0 {
-		return nil
-	}
-	return s.pool.DelTags(ctx, id, removed...)
+	return s.setHosts(ctx, next)
 }
 
 // export projects a volume's recorded hosts into configfs: its subsystem with those hosts on
 // the ports of its transports, or no subsystem when it has no host.
-func (s *Server) export(ctx context.Context, lv lvm.LV) error {
-	nqn := s.subsystemNQN(lv.Name)
-	hosts := hostsOf(lv)
-	if len(hosts) == 0 {
+func (s *Server) export(ctx context.Context, rec pool.Record) error {
+	nqn := s.subsystemNQN(rec.ID)
+	if len(rec.Hosts) == 0 {
 		return s.target.RemoveSubsystem(ctx, nqn)
 	}
-	if !lv.Active {
-		if err := s.pool.Activate(ctx, lv.Name); err != nil {
-			return err
-		}
+	v, err := s.pool.Activate(ctx, rec.ID)
+	if err != nil {
+		return err
 	}
-	return s.target.EnsureSubsystem(ctx, s.subsystem(lv, hosts, s.portIDs(transportsOf(lv))))
+	return s.target.EnsureSubsystem(ctx, s.subsystem(rec, v.Path, s.portIDs(rec.Transports)))
 }
 
 // cutControllers unlinks the subsystem from every port, which makes the kernel drop all its
 // controllers; the following export links it again.
-func (s *Server) cutControllers(ctx context.Context, lv lvm.LV) error {
-	return s.target.EnsureSubsystem(ctx, s.subsystem(lv, hostsOf(lv), nil))
+func (s *Server) cutControllers(ctx context.Context, rec pool.Record) error {
+	v, err := s.pool.Activate(ctx, rec.ID)
+	if err != nil {
+		return err
+	}
+	return s.target.EnsureSubsystem(ctx, s.subsystem(rec, v.Path, nil))
 }
 
-func (s *Server) subsystem(lv lvm.LV, hosts []host, ports []uint16) nvmet.Subsystem {
+func (s *Server) subsystem(rec pool.Record, devicePath string, ports []uint16) nvmet.Subsystem {
 	sub := nvmet.Subsystem{
-		NQN:   s.subsystemNQN(lv.Name),
+		NQN:   s.subsystemNQN(rec.ID),
 		Model: "nvmeof-csi",
 		Namespace: nvmet.Namespace{
 			ID:         1,
-			DevicePath: lv.Path,
-			UUID:       tagOf(lv, tagUUID),
+			DevicePath: devicePath,
+			UUID:       rec.UUID,
 			ANAGroupID: 1,
 		},
 		Ports: ports,
 	}
-	for _, h := range hosts {
-		if !slices.Contains(sub.Hosts, h.nqn) {
-			sub.Hosts = append(sub.Hosts, h.nqn)
+	for _, h := range rec.Hosts {
+		if !slices.Contains(sub.Hosts, h.NQN) {
+			sub.Hosts = append(sub.Hosts, h.NQN)
 		}
 	}
 	return sub

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -11,16 +12,35 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 )
 
-// Start ensures the configured ports exist and projects the durable state into configfs once.
-// It fails when the pool or a port cannot be set up: the agent must not serve without them.
+// reconcileStepTimeout bounds the reconciler's work on one volume, lock wait included: one
+// stuck volume never stalls the others.
+const reconcileStepTimeout = 30 * time.Second
+
+// Start loads the pool's records into the index, ensures the configured ports exist and
+// projects the records into configfs once. It fails when the pool or a port cannot be set up:
+// the agent must not serve without them.
 func (s *Server) Start(ctx context.Context) error {
-	if _, err := s.pool.Usage(ctx); err != nil {
-		return fmt.Errorf("thin pool %s/%s: %w", s.cfg.Pool.VolumeGroup, s.cfg.Pool.ThinPool, err)
+	vols, err := s.pool.List(ctx)
+	if err != nil {
+		return fmt.Errorf("listing the pool: %w", err)
+	}
+	s.idx = newIndex(vols)
+	if err := s.refreshCapacity(ctx); err != nil {
+		return err
 	}
 	if err := s.ensurePorts(ctx); err != nil {
 		return err
 	}
 	return s.Reconcile(ctx)
+}
+
+func (s *Server) refreshCapacity(ctx context.Context) error {
+	u, err := s.pool.Usage(ctx)
+	if err != nil {
+		return fmt.Errorf("thin pool usage: %w", err)
+	}
+	s.dataBytes.Store(u.DataBytes)
+	return nil
 }
 
 func (s *Server) ensurePorts(ctx context.Context) error {
@@ -33,28 +53,23 @@ func (s *Server) ensurePorts(ctx context.Context) error {
 	return nil
 }
 
-// Reconcile makes configfs match the durable state: every volume with hosts has its subsystem
-// with exactly those hosts and ports, and no other subsystem of ours exists. It is idempotent
-// and excludes all other calls while it runs.
+// Reconcile makes configfs match the records: every volume with hosts has its subsystem with
+// exactly those hosts and ports, and no other subsystem of ours exists. It is idempotent, takes
+// each volume's lock in turn (bounded by reconcileStepTimeout) and never holds a lock over
+// more than one volume, so API calls on other volumes go on meanwhile.
 func (s *Server) Reconcile(ctx context.Context) error {
-	s.state.Lock()
-	defer s.state.Unlock()
+	var errs []error
 	if err := s.ensurePorts(ctx); err != nil {
-		return err
+		errs = append(errs, err)
 	}
-	lvs, err := s.pool.List(ctx)
-	if err != nil {
-		return err
+	if err := s.refreshCapacity(ctx); err != nil {
+		errs = append(errs, err)
 	}
 	want := map[string]bool{}
-	var errs []error
-	for _, lv := range lvs {
-		if !isVolume(lv) || len(hostsOf(lv)) == 0 {
-			continue
-		}
-		want[s.subsystemNQN(lv.Name)] = true
-		if err := s.export(ctx, lv); err != nil {
-			errs = append(errs, fmt.Errorf("volume %s: %w", lv.Name, err))
+	for _, id := range s.idx.exported() {
+		want[s.subsystemNQN(id)] = true
+		if err := s.reconcileVolume(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("volume %s: %w", id, err))
 		}
 	}
 	have, err := s.target.List(ctx)
@@ -62,14 +77,32 @@ func (s *Server) Reconcile(ctx context.Context) error {
 		return errors.Join(append(errs, err)...)
 	}
 	for _, sub := range have {
-		if !want[sub.NQN] {
-			klog.FromContext(ctx).Info("Removing stale subsystem", "nqn", sub.NQN)
-			if err := s.target.RemoveSubsystem(ctx, sub.NQN); err != nil {
-				errs = append(errs, fmt.Errorf("stale subsystem %s: %w", sub.NQN, err))
-			}
+		if want[sub.NQN] {
+			continue
+		}
+		id := strings.TrimPrefix(sub.NQN, s.cfg.NQNPrefix())
+		if err := s.reconcileVolume(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("stale subsystem %s: %w", sub.NQN, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// reconcileVolume projects one volume's record (or its absence) into configfs.
+func (s *Server) reconcileVolume(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, reconcileStepTimeout)
+	defer cancel()
+	ctx, unlock, err := s.lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	rec, ok := s.idx.get(id)
+	if !ok {
+		klog.FromContext(ctx).Info("Removing stale subsystem", "nqn", s.subsystemNQN(id))
+		return s.target.RemoveSubsystem(ctx, s.subsystemNQN(id))
+	}
+	return s.export(ctx, rec)
 }
 
 // RunReconciler calls Reconcile every interval until ctx ends, logging failures.

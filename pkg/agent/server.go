@@ -1,44 +1,30 @@
-// Package agent implements the storage-node agent: volumes, snapshots and clones in one LVM
-// thin pool, exported per volume through the kernel NVMe target, behind the gRPC API of
-// pkg/agentapi.
+// Package agent implements the storage-node agent: volumes, snapshots and clones in one thin
+// pool (pkg/pool: the dm-thin or the LVM backend), exported per volume through the kernel NVMe
+// target, behind the gRPC API of pkg/agentapi.
 //
-// Durable state lives in LVM tags on each LV (name, namespace UUID, content source, labels,
-// the hosts a volume is published to and their transports): it survives crashes and reboots
-// with the volume group itself. configfs is only ever a projection of it, rebuilt by the
-// reconciler at start and periodically.
+// Durable state is the pool's: each thin device's record (name, namespace UUID, content
+// source, labels, the hosts a volume is published to and their transports) survives crashes
+// and reboots with the pool itself. configfs is only ever a projection of it, rebuilt by the
+// reconciler at start and periodically. The agent answers lookups, listings, capacity
+// admission and host-identity checks from an in-memory index of those records (see index), so
+// no call lists the pool and no call's cost grows with the number of volumes.
 //
-// Concurrency: calls on the same volume or snapshot are serialized with per-ID locks (waiting,
-// bounded by the request context); calls on different IDs run in parallel. Capacity checks
-// and the creations they admit are serialized so overcommit cannot be exceeded by racing
-// calls. The reconciler excludes all calls while it compares state, which takes one lvs call.
+// Concurrency: calls on the same volume or snapshot are serialized with per-ID locks
+// (waiting, bounded by the request context); calls on different IDs run in parallel, creations
+// included: capacity is reserved atomically, so the overcommit limit holds however many race.
 package agent
 
 import (
 	"context"
 	"slices"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 )
-
-// Pool is the volume store; *lvm.Pool implements it. Same-name calls are serialized by the
-// agent; different names may run in parallel.
-type Pool interface {
-	Create(ctx context.Context, name string, sizeBytes int64, tags []string) (lvm.LV, error)
-	Snapshot(ctx context.Context, origin, name string, readOnly bool, tags []string) (lvm.LV, error)
-	Remove(ctx context.Context, name string) error
-	Extend(ctx context.Context, name string, sizeBytes int64) (lvm.LV, error)
-	Get(ctx context.Context, name string) (lvm.LV, error)
-	List(ctx context.Context) ([]lvm.LV, error)
-	AddTags(ctx context.Context, name string, tags ...string) error
-	DelTags(ctx context.Context, name string, tags ...string) error
-	Usage(ctx context.Context) (lvm.Usage, error)
-	Activate(ctx context.Context, name string) error
-}
 
 // Target is the kernel NVMe target; *nvmet.Target implements it.
 type Target interface {
@@ -49,7 +35,8 @@ type Target interface {
 	RevalidateNamespace(ctx context.Context, nqn string, nsid uint32) error
 }
 
-// extentBytes is LVM's default extent size: sizes are rounded up to it.
+// extentBytes is the size granularity of volumes (LVM's default extent size; the controller
+// rounds to it as well): sizes are rounded up to it.
 const extentBytes = 4 << 20
 
 // Server implements agentapi.AgentServer.
@@ -57,48 +44,46 @@ type Server struct {
 	agentapi.UnimplementedAgentServer
 
 	cfg    Config
-	pool   Pool
+	pool   pool.Pool
 	target Target
 
 	locks keylock.Locks
-	// state is held shared by every call and exclusively by the reconciler.
-	state sync.RWMutex
-	// provision serializes capacity checks with the creations and expansions they admit.
-	provision sync.Mutex
+	// idx is the in-memory view of the pool's records, loaded by Start.
+	idx *index
+	// dataBytes is the pool's data size, read by Start and refreshed by Reconcile.
+	dataBytes atomic.Int64
 
 	newUUID func() string
 	now     func() time.Time
 }
 
-// New returns an agent for a validated configuration.
-func New(cfg Config, pool Pool, target Target) *Server {
-	return &Server{cfg: cfg, pool: pool, target: target, newUUID: randomUUID, now: time.Now}
+// New returns an agent for a validated configuration; Start loads the pool's records.
+func New(cfg Config, p pool.Pool, target Target) *Server {
+	return &Server{cfg: cfg, pool: p, target: target, idx: newIndex(nil), newUUID: randomUUID, now: time.Now}
 }
 
-// lock takes the locks of ids in a fixed order (so two calls never wait on each other) and
-// the shared state lock; the returned function releases them.
-func (s *Server) lock(ctx context.Context, ids ...string) (func(), error) {
+// lock takes the locks of ids in a fixed order (so two calls never wait on each other); the
+// returned function releases them, once work that outlived the call has ended (keylock).
+func (s *Server) lock(ctx context.Context, ids ...string) (context.Context, func(), error) {
 	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == "" })
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	var held []string
+	var releases []func()
 	release := func() {
-		for _, id := range held {
-			s.locks.Unlock(id)
+		for i := len(releases) - 1; i >= 0; i-- {
+			releases[i]()
 		}
 	}
 	for _, id := range ids {
-		if err := s.locks.Lock(ctx, id); err != nil {
+		var r func()
+		var err error
+		if ctx, r, err = s.locks.Hold(ctx, id); err != nil {
 			release()
-			return nil, err
+			return ctx, nil, err
 		}
-		held = append(held, id)
+		releases = append(releases, r)
 	}
-	s.state.RLock()
-	return func() {
-		s.state.RUnlock()
-		release()
-	}, nil
+	return ctx, release, nil
 }
 
 // subsystemNQN is the NQN of a volume's subsystem.
@@ -123,9 +108,7 @@ func (s *Server) portals(transport string) []*agentapi.Portal {
 			continue
 		}
 		t, _ := agentapi.ParseTransport(p.Transport)
-		out = append(out, &agentapi.Portal{
-			Transport: t, Address: p.Address, ServiceId: itoa(p.Port),
-		})
+		out = append(out, &agentapi.Portal{Transport: t, Address: p.Address, ServiceId: itoa(p.Port)})
 	}
 	return out
 }

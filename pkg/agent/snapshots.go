@@ -3,11 +3,9 @@ package agent
 import (
 	"context"
 	"errors"
-	"sort"
-	"strconv"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
@@ -30,42 +28,43 @@ func (s *Server) createSnapshot(ctx context.Context, req *agentapi.CreateSnapsho
 		return nil, err
 	}
 	id := agentapi.SnapshotID(req.GetName())
-	unlock, err := s.lock(ctx, id, src)
+	ctx, unlock, err := s.lock(ctx, id, src)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
-	if lv, err := s.pool.Get(ctx, id); err == nil {
-		if !isSnapshot(lv) || tagOf(lv, tagSource) != src {
-			return nil, rpcerr.Existsf("snapshot %q is of %q, asked of %q", req.GetName(), tagOf(lv, tagSource), src)
-		}
-		return snapshotOf(lv), nil
-	} else if !errors.Is(err, lvm.ErrNotFound) {
-		return nil, err
+	if existing, ok := s.idx.get(id); ok {
+		return sameSnapshot(existing, req.GetName(), src)
 	}
-	origin, err := s.pool.Get(ctx, src)
-	if errors.Is(err, lvm.ErrNotFound) {
+	origin, ok := s.idx.get(src)
+	if !ok {
 		return nil, rpcerr.NotFoundf("source volume %s", src)
 	}
+	res, err := s.admit(origin.SizeBytes)
 	if err != nil {
 		return nil, err
 	}
-	tags := []string{
-		lvm.EncodeTag(tagName, req.GetName()),
-		lvm.EncodeTag(tagSource, src),
-		lvm.EncodeTag(tagCreated, strconv.FormatInt(s.now().UnixNano(), 10)),
+	defer res.release()
+	rec := pool.Record{ID: id, SizeBytes: origin.SizeBytes, Name: req.GetName(), Source: src, CreatedUnixNano: s.now().UnixNano()}
+	v, err := s.pool.Snapshot(ctx, src, rec, true)
+	if errors.Is(err, pool.ErrExists) && v.ID == id {
+		s.idx.put(v.Record)
+		return sameSnapshot(v.Record, req.GetName(), src)
 	}
-	s.provision.Lock()
-	defer s.provision.Unlock()
-	if err := s.admit(ctx, origin.SizeBytes); err != nil {
-		return nil, err
-	}
-	lv, err := s.pool.Snapshot(ctx, src, id, true, tags)
 	if err != nil {
 		return nil, err
 	}
-	return snapshotOf(lv), nil
+	res.commit(v.Record)
+	return snapshotOf(v.Record), nil
+}
+
+// sameSnapshot answers a repeated CreateSnapshot.
+func sameSnapshot(r pool.Record, name, src string) (*agentapi.Snapshot, error) {
+	if r.Source != src {
+		return nil, rpcerr.Existsf("snapshot %q is of %q, asked of %q", name, r.Source, src)
+	}
+	return snapshotOf(r), nil
 }
 
 // DeleteSnapshot removes a snapshot. Clones made from it do not depend on it (thin snapshots
@@ -78,29 +77,22 @@ func (s *Server) DeleteSnapshot(ctx context.Context, req *agentapi.DeleteSnapsho
 }
 
 // GetSnapshot describes one snapshot.
-func (s *Server) GetSnapshot(ctx context.Context, req *agentapi.GetSnapshotRequest) (*agentapi.GetSnapshotResponse, error) {
+func (s *Server) GetSnapshot(_ context.Context, req *agentapi.GetSnapshotRequest) (*agentapi.GetSnapshotResponse, error) {
 	if err := validateID(req.GetId(), snapshotPrefix); err != nil {
 		return nil, rpcerr.Status(err)
 	}
-	lv, err := s.pool.Get(ctx, req.GetId())
-	if err != nil {
-		return nil, rpcerr.Status(err)
+	rec, ok := s.idx.get(req.GetId())
+	if !ok {
+		return nil, rpcerr.Status(errNoRecord("snapshot", req.GetId()))
 	}
-	return &agentapi.GetSnapshotResponse{Snapshot: snapshotOf(lv)}, nil
+	return &agentapi.GetSnapshotResponse{Snapshot: snapshotOf(rec)}, nil
 }
 
 // ListSnapshots lists every snapshot of the pool, ordered by ID.
-func (s *Server) ListSnapshots(ctx context.Context, _ *agentapi.ListSnapshotsRequest) (*agentapi.ListSnapshotsResponse, error) {
-	lvs, err := s.pool.List(ctx)
-	if err != nil {
-		return nil, rpcerr.Status(err)
-	}
+func (s *Server) ListSnapshots(context.Context, *agentapi.ListSnapshotsRequest) (*agentapi.ListSnapshotsResponse, error) {
 	resp := &agentapi.ListSnapshotsResponse{}
-	for _, lv := range lvs {
-		if isSnapshot(lv) {
-			resp.Snapshots = append(resp.Snapshots, snapshotOf(lv))
-		}
+	for _, r := range s.idx.list(snapshotPrefix) {
+		resp.Snapshots = append(resp.Snapshots, snapshotOf(r))
 	}
-	sort.Slice(resp.Snapshots, func(i, j int) bool { return resp.Snapshots[i].Id < resp.Snapshots[j].Id })
 	return resp, nil
 }

@@ -7,18 +7,7 @@ import (
 	"strings"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
-)
-
-// Tag keys of the durable state kept on each LV (values are encoded by lvm.EncodeTag).
-const (
-	tagName      = "nvmeof.name"      // the CSI name the ID was derived from
-	tagUUID      = "nvmeof.uuid"      // namespace UUID (volumes)
-	tagSource    = "nvmeof.source"    // content source ID (clones, snapshots)
-	tagCreated   = "nvmeof.created"   // creation time, Unix nanoseconds (snapshots)
-	tagLabel     = "nvmeof.label"     // "key\nvalue", one tag per label
-	tagHost      = "nvmeof.host"      // "hostNQN\nnodeID\nrw|ro", one tag per published host
-	tagTransport = "nvmeof.transport" // "tcp" or "rdma", one tag per transport in use
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 )
 
 const (
@@ -29,74 +18,29 @@ const (
 	snapshotPrefix = "snap-"
 )
 
-func isVolume(lv lvm.LV) bool   { return strings.HasPrefix(lv.Name, volumePrefix) }
-func isSnapshot(lv lvm.LV) bool { return strings.HasPrefix(lv.Name, snapshotPrefix) }
-
-// host is one published host of a volume.
-type host struct {
-	nqn, nodeID string
-	readOnly    bool
-}
-
-func (h host) tag() string {
-	mode := "rw"
-	if h.readOnly {
-		mode = "ro"
-	}
-	return lvm.EncodeTag(tagHost, h.nqn+"\n"+h.nodeID+"\n"+mode)
-}
-
-func hostsOf(lv lvm.LV) []host {
-	var out []host
-	for _, v := range lvm.TagValues(lv.Tags, tagHost) {
-		parts := strings.SplitN(v, "\n", 3)
-		h := host{nqn: parts[0]}
-		if len(parts) > 1 {
-			h.nodeID = parts[1]
-		}
-		h.readOnly = len(parts) > 2 && parts[2] == "ro"
-		out = append(out, h)
-	}
-	return out
-}
-
-func transportsOf(lv lvm.LV) []string { return lvm.TagValues(lv.Tags, tagTransport) }
-
-func tagOf(lv lvm.LV, key string) string {
-	v, _ := lvm.TagValue(lv.Tags, key)
-	return v
-}
-
-// volumeOf describes a volume LV in the API's terms.
-func volumeOf(lv lvm.LV) *agentapi.Volume {
+// volumeOf describes a volume record in the API's terms.
+func volumeOf(r pool.Record) *agentapi.Volume {
 	v := &agentapi.Volume{
-		Id:        lv.Name,
-		Name:      tagOf(lv, tagName),
-		SizeBytes: lv.SizeBytes,
-		Uuid:      tagOf(lv, tagUUID),
-		Source:    sourceOf(tagOf(lv, tagSource)),
+		Id:        r.ID,
+		Name:      r.Name,
+		SizeBytes: r.SizeBytes,
+		Uuid:      r.UUID,
+		Source:    sourceOf(r.Source),
+		Labels:    r.Labels,
 	}
-	for _, h := range hostsOf(lv) {
-		v.Hosts = append(v.Hosts, &agentapi.Host{Nqn: h.nqn, NodeId: h.nodeID, ReadOnly: h.readOnly})
-	}
-	for _, kv := range lvm.TagValues(lv.Tags, tagLabel) {
-		k, val, _ := strings.Cut(kv, "\n")
-		if v.Labels == nil {
-			v.Labels = map[string]string{}
-		}
-		v.Labels[k] = val
+	for _, h := range r.Hosts {
+		v.Hosts = append(v.Hosts, &agentapi.Host{Nqn: h.NQN, NodeId: h.NodeID, ReadOnly: h.ReadOnly})
 	}
 	return v
 }
 
-func snapshotOf(lv lvm.LV) *agentapi.Snapshot {
-	created, _ := strconv.ParseInt(tagOf(lv, tagCreated), 10, 64)
+func snapshotOf(r pool.Record) *agentapi.Snapshot {
 	return &agentapi.Snapshot{
-		Id:                   lv.Name,
-		Name:                 tagOf(lv, tagName),
-		SourceVolumeId:       tagOf(lv, tagSource),
-		SizeBytes:            lv.SizeBytes,
-		CreationTimeUnixNano: created,
+		Id:                   r.ID,
+		Name:                 r.Name,
+		SourceVolumeId:       r.Source,
+		SizeBytes:            r.SizeBytes,
+		CreationTimeUnixNano: r.CreatedUnixNano,
 	}
 }
 

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
 	"strings"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
@@ -30,7 +30,7 @@ func (s *Server) createVolume(ctx context.Context, req *agentapi.CreateVolumeReq
 	if req.GetSizeBytes() <= 0 {
 		return nil, rpcerr.Invalidf("size_bytes must be positive, got %d", req.GetSizeBytes())
 	}
-	labelTags, err := labelTags(req.GetLabels())
+	labels, err := checkLabels(req.GetLabels())
 	if err != nil {
 		return nil, err
 	}
@@ -39,95 +39,70 @@ func (s *Server) createVolume(ctx context.Context, req *agentapi.CreateVolumeReq
 	if req.GetSource() != nil && src == "" {
 		return nil, rpcerr.Invalidf("content source names no snapshot or volume")
 	}
-	unlock, err := s.lock(ctx, id, src)
+	ctx, unlock, err := s.lock(ctx, id, src)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
 	size := roundUp(req.GetSizeBytes())
-	tags := append([]string{
-		lvm.EncodeTag(tagName, req.GetName()),
-		lvm.EncodeTag(tagUUID, s.newUUID()),
-	}, labelTags...)
-	if src != "" {
-		tags = append(tags, lvm.EncodeTag(tagSource, src))
+	if existing, ok := s.idx.get(id); ok {
+		return sameVolume(existing, req.GetName(), size, src)
 	}
-
-	// The common path costs one lvs (capacity) and the create: whether the volume exists is
-	// learnt from the create itself. Only a full pool looks first, so that a repeated request
-	// for an existing volume still succeeds.
-	s.provision.Lock()
-	defer s.provision.Unlock()
-	if err := s.admit(ctx, size); err != nil {
-		if lv, gerr := s.pool.Get(ctx, id); gerr == nil {
-			return sameVolume(lv, req.GetName(), size, src)
+	rec := pool.Record{ID: id, SizeBytes: size, Name: req.GetName(), UUID: s.newUUID(), Source: src, Labels: labels}
+	var origin pool.Record
+	if src != "" {
+		var ok bool
+		if origin, ok = s.idx.get(src); !ok {
+			return nil, rpcerr.NotFoundf("content source %s", src)
 		}
+		if size < origin.SizeBytes {
+			return nil, rpcerr.Invalidf("size %d is smaller than its source %s (%d bytes)", size, src, origin.SizeBytes)
+		}
+	}
+	res, err := s.admit(size)
+	if err != nil {
 		return nil, err
 	}
-	var lv lvm.LV
+	defer res.release()
+	var v pool.Volume
 	if src == "" {
-		lv, err = s.pool.Create(ctx, id, size, tags)
+		v, err = s.pool.Create(ctx, rec)
 	} else {
-		lv, err = s.clone(ctx, id, src, size, tags)
+		v, err = s.pool.Snapshot(ctx, src, rec, false)
 	}
-	if errors.Is(err, lvm.ErrExists) && lv.Name == id {
-		return sameVolume(lv, req.GetName(), size, src)
+	if errors.Is(err, pool.ErrExists) && v.ID == id {
+		// Made by an earlier call whose answer was lost (the index is loaded from the pool,
+		// so only a pool changed behind the agent's back gets here).
+		s.idx.put(v.Record)
+		return sameVolume(v.Record, req.GetName(), size, src)
 	}
 	if err != nil {
 		return nil, err
 	}
-	return volumeOf(lv), nil
+	res.commit(v.Record)
+	return volumeOf(v.Record), nil
 }
 
 // sameVolume answers a repeated CreateVolume: the existing volume if it matches the request,
 // else AlreadyExists.
-func sameVolume(lv lvm.LV, name string, size int64, src string) (*agentapi.Volume, error) {
-	if !isVolume(lv) || lv.SizeBytes != size || tagOf(lv, tagSource) != src {
-		return nil, rpcerr.Existsf("volume %q is %d bytes from source %q; asked %d bytes from %q", name, lv.SizeBytes, tagOf(lv, tagSource), size, src)
+func sameVolume(r pool.Record, name string, size int64, src string) (*agentapi.Volume, error) {
+	if !strings.HasPrefix(r.ID, volumePrefix) || r.SizeBytes != size || r.Source != src {
+		return nil, rpcerr.Existsf("volume %q is %d bytes from source %q; asked %d bytes from %q", name, r.SizeBytes, r.Source, size, src)
 	}
-	return volumeOf(lv), nil
+	return volumeOf(r), nil
 }
 
-// clone makes a writable thin snapshot of src, grown to size. On failure nothing is left.
-func (s *Server) clone(ctx context.Context, id, src string, size int64, tags []string) (lvm.LV, error) {
-	origin, err := s.pool.Get(ctx, src)
-	if errors.Is(err, lvm.ErrNotFound) {
-		return lvm.LV{}, rpcerr.NotFoundf("content source %s", src)
-	}
-	if err != nil {
-		return lvm.LV{}, err
-	}
-	if size < origin.SizeBytes {
-		return lvm.LV{}, rpcerr.Invalidf("size %d is smaller than its source %s (%d bytes)", size, src, origin.SizeBytes)
-	}
-	lv, err := s.pool.Snapshot(ctx, src, id, false, tags)
-	if err != nil {
-		return lv, err // with ErrExists, lv is the existing volume
-	}
-	if size > lv.SizeBytes {
-		grown, err := s.pool.Extend(ctx, id, size)
-		if err != nil {
-			return lvm.LV{}, errors.Join(err, s.pool.Remove(context.WithoutCancel(ctx), id))
-		}
-		lv = grown
-	}
-	return lv, nil
-}
-
-// admit fails with an rpcerr.ErrExhausted error unless size more bytes fit under the overcommit
-// limit. Every thin LV counts at its virtual size: snapshots can end up holding all of their
-// blocks.
-func (s *Server) admit(ctx context.Context, size int64) error {
-	u, err := s.pool.Usage(ctx)
-	if err != nil {
-		return err
-	}
-	limit := int64(s.cfg.Pool.OvercommitRatio * float64(u.DataBytes))
-	if u.VirtualBytes+size > limit {
-		return rpcerr.Exhaustedf("%d bytes asked, %d of %d provisionable bytes in use (pool %d bytes, overcommit %g)", size, u.VirtualBytes, limit, u.DataBytes, s.cfg.Pool.OvercommitRatio)
-	}
-	return nil
+// admit reserves size more bytes under the overcommit limit (every thin device counts at its
+// virtual size: snapshots can end up holding all of their blocks). The reservation is atomic,
+// so racing creations never exceed the limit together.
+func (s *Server) admit(size int64) (*reservation, error) {
+	data := s.dataBytes.Load()
+	limit := int64(s.cfg.Pool.OvercommitRatio * float64(data))
+	return s.idx.reserve(size, limit, func(provisioned int64) error {
+		return rpcerr.Exhaustedf("%d bytes asked, %d of %d provisionable bytes in use (pool %d bytes, overcommit %g)",
+			size, provisioned, limit, data, s.cfg.Pool.OvercommitRatio)
+	})
 }
 
 // DeleteVolume removes a volume that no host is published to. Unknown IDs are NotFound.
@@ -142,17 +117,17 @@ func (s *Server) deleteObject(ctx context.Context, id, prefix string) error {
 	if err := validateID(id, prefix); err != nil {
 		return err
 	}
-	unlock, err := s.lock(ctx, id)
+	ctx, unlock, err := s.lock(ctx, id)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	lv, err := s.pool.Get(ctx, id)
-	if err != nil {
-		return err
+	rec, ok := s.idx.get(id)
+	if !ok {
+		return errNoRecord(strings.TrimSuffix(prefix, "-"), id)
 	}
-	if hs := hostsOf(lv); len(hs) > 0 {
-		return rpcerr.Preconditionf("%s is published to %d host(s), first %s; unpublish it first", id, len(hs), hs[0].nqn)
+	if len(rec.Hosts) > 0 {
+		return rpcerr.Preconditionf("%s is published to %d host(s), first %s; unpublish it first", id, len(rec.Hosts), rec.Hosts[0].NQN)
 	}
 	// A subsystem left by an interrupted unpublish would hold the device open.
 	if prefix == volumePrefix {
@@ -160,7 +135,11 @@ func (s *Server) deleteObject(ctx context.Context, id, prefix string) error {
 			return err
 		}
 	}
-	return s.pool.Remove(ctx, id)
+	if err := s.pool.Delete(ctx, id); err != nil && !errors.Is(err, pool.ErrNotFound) {
+		return err
+	}
+	s.idx.remove(id)
+	return nil
 }
 
 // ExpandVolume grows a volume (never shrinks it) and tells connected hosts.
@@ -180,61 +159,55 @@ func (s *Server) expandVolume(ctx context.Context, req *agentapi.ExpandVolumeReq
 	if req.GetSizeBytes() <= 0 {
 		return nil, rpcerr.Invalidf("size_bytes must be positive, got %d", req.GetSizeBytes())
 	}
-	unlock, err := s.lock(ctx, id)
+	ctx, unlock, err := s.lock(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	lv, err := s.pool.Get(ctx, id)
-	if err != nil {
-		return nil, err
+	rec, ok := s.idx.get(id)
+	if !ok {
+		return nil, errNoRecord("volume", id)
 	}
 	size := roundUp(req.GetSizeBytes())
-	if size <= lv.SizeBytes {
-		return volumeOf(lv), nil
+	if size <= rec.SizeBytes {
+		return volumeOf(rec), nil
 	}
-	s.provision.Lock()
-	err = s.admit(ctx, size-lv.SizeBytes)
-	if err == nil {
-		lv, err = s.pool.Extend(ctx, id, size)
-	}
-	s.provision.Unlock()
+	res, err := s.admit(size - rec.SizeBytes)
 	if err != nil {
 		return nil, err
 	}
-	if len(hostsOf(lv)) > 0 {
+	defer res.release()
+	v, err := s.pool.Resize(ctx, id, size)
+	if err != nil {
+		return nil, err
+	}
+	res.commit(v.Record)
+	if len(v.Hosts) > 0 {
 		if err := s.target.RevalidateNamespace(ctx, s.subsystemNQN(id), 1); err != nil {
-			return nil, fmt.Errorf("volume grown to %d bytes, but telling connected hosts failed: %w", lv.SizeBytes, err)
+			return nil, fmt.Errorf("volume grown to %d bytes, but telling connected hosts failed: %w", v.SizeBytes, err)
 		}
 	}
-	return volumeOf(lv), nil
+	return volumeOf(v.Record), nil
 }
 
 // GetVolume describes one volume.
-func (s *Server) GetVolume(ctx context.Context, req *agentapi.GetVolumeRequest) (*agentapi.GetVolumeResponse, error) {
+func (s *Server) GetVolume(_ context.Context, req *agentapi.GetVolumeRequest) (*agentapi.GetVolumeResponse, error) {
 	if err := validateID(req.GetId(), volumePrefix); err != nil {
 		return nil, rpcerr.Status(err)
 	}
-	lv, err := s.pool.Get(ctx, req.GetId())
-	if err != nil {
-		return nil, rpcerr.Status(err)
+	rec, ok := s.idx.get(req.GetId())
+	if !ok {
+		return nil, rpcerr.Status(errNoRecord("volume", req.GetId()))
 	}
-	return &agentapi.GetVolumeResponse{Volume: volumeOf(lv)}, nil
+	return &agentapi.GetVolumeResponse{Volume: volumeOf(rec)}, nil
 }
 
 // ListVolumes lists every volume of the pool, ordered by ID.
-func (s *Server) ListVolumes(ctx context.Context, _ *agentapi.ListVolumesRequest) (*agentapi.ListVolumesResponse, error) {
-	lvs, err := s.pool.List(ctx)
-	if err != nil {
-		return nil, rpcerr.Status(err)
-	}
+func (s *Server) ListVolumes(context.Context, *agentapi.ListVolumesRequest) (*agentapi.ListVolumesResponse, error) {
 	resp := &agentapi.ListVolumesResponse{}
-	for _, lv := range lvs {
-		if isVolume(lv) {
-			resp.Volumes = append(resp.Volumes, volumeOf(lv))
-		}
+	for _, r := range s.idx.list(volumePrefix) {
+		resp.Volumes = append(resp.Volumes, volumeOf(r))
 	}
-	sort.Slice(resp.Volumes, func(i, j int) bool { return resp.Volumes[i].Id < resp.Volumes[j].Id })
 	return resp, nil
 }
 
@@ -257,17 +230,18 @@ func validateID(id, prefix string) error {
 	return nil
 }
 
-func labelTags(labels map[string]string) ([]string, error) {
+// checkLabels validates labels (they are kept with the volume on the pool).
+func checkLabels(labels map[string]string) (map[string]string, error) {
 	if len(labels) > maxLabels {
 		return nil, rpcerr.Invalidf("at most %d labels, got %d", maxLabels, len(labels))
 	}
-	var tags []string
 	for k, v := range labels {
 		if k == "" || len(k) > maxLabelBytes || len(v) > maxLabelBytes || strings.Contains(k, "\n") {
 			return nil, rpcerr.Invalidf("label %q: keys must have 1 to %d bytes and no newline, values at most %d bytes", k, maxLabelBytes, maxLabelBytes)
 		}
-		tags = append(tags, lvm.EncodeTag(tagLabel, k+"\n"+v))
 	}
-	sort.Strings(tags)
-	return tags, nil
+	if len(labels) == 0 {
+		return nil, nil
+	}
+	return maps.Clone(labels), nil
 }

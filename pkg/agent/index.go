@@ -1,0 +1,180 @@
+package agent
+
+import (
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
+)
+
+// index is the agent's in-memory view of the pool's records: every lookup, listing, capacity
+// admission and host-identity check answers from it, so their cost does not grow with the
+// number of volumes and no call lists the pool. It is loaded from the pool at start (the
+// pool's records are the durable truth) and changed only after the pool acknowledged a change,
+// by the call holding that ID's lock.
+type index struct {
+	mu   sync.RWMutex
+	recs map[string]pool.Record
+	// hostNodes counts, per host NQN, the publications of each node ID that presented it.
+	hostNodes map[string]map[string]int
+	// provisioned is the sum of every record's size plus the reservations of calls in flight.
+	provisioned int64
+}
+
+func newIndex(vols []pool.Volume) *index {
+	x := &index{recs: map[string]pool.Record{}, hostNodes: map[string]map[string]int{}}
+	for _, v := range vols {
+		x.put(v.Record)
+	}
+	return x
+}
+
+// get returns a copy of the record of id.
+func (x *index) get(id string) (pool.Record, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	r, ok := x.recs[id]
+	return r.Clone(), ok
+}
+
+// put adds or replaces the record of id.
+func (x *index) put(rec pool.Record) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.putLocked(rec)
+}
+
+func (x *index) putLocked(rec pool.Record) {
+	if old, ok := x.recs[rec.ID]; ok {
+		x.forget(old)
+	}
+	rec = rec.Clone()
+	x.recs[rec.ID] = rec
+	x.provisioned += rec.SizeBytes
+	for _, h := range rec.Hosts {
+		nodes := x.hostNodes[h.NQN]
+		if nodes == nil {
+			nodes = map[string]int{}
+			x.hostNodes[h.NQN] = nodes
+		}
+		nodes[h.NodeID]++
+	}
+}
+
+// remove drops the record of id.
+func (x *index) remove(id string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if old, ok := x.recs[id]; ok {
+		x.forget(old)
+		delete(x.recs, id)
+	}
+}
+
+// forget takes rec's size and hosts out of the totals; x.mu is held.
+func (x *index) forget(rec pool.Record) {
+	x.provisioned -= rec.SizeBytes
+	for _, h := range rec.Hosts {
+		if nodes := x.hostNodes[h.NQN]; nodes != nil {
+			if nodes[h.NodeID]--; nodes[h.NodeID] <= 0 {
+				delete(nodes, h.NodeID)
+			}
+			if len(nodes) == 0 {
+				delete(x.hostNodes, h.NQN)
+			}
+		}
+	}
+}
+
+// otherNode returns a node other than nodeID that published host NQN nqn on any volume.
+func (x *index) otherNode(nqn, nodeID string) (string, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	for n := range x.hostNodes[nqn] {
+		if n != nodeID {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// reservation is capacity admitted for a call in flight: it ends with commit (the pool made
+// the record) or release (it did not).
+type reservation struct {
+	x    *index
+	size int64
+	once sync.Once
+}
+
+// reserve admits size more bytes under limit atomically: however many calls race, the sum of
+// the records and the reservations in flight never exceeds limit.
+func (x *index) reserve(size, limit int64, explain func(provisioned int64) error) (*reservation, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.provisioned+size > limit {
+		return nil, explain(x.provisioned)
+	}
+	x.provisioned += size
+	return &reservation{x: x, size: size}, nil
+}
+
+// commit records rec (new, or replacing the record of its ID) in place of the reserved bytes,
+// in one step, so that the total never dips below what is promised.
+func (r *reservation) commit(rec pool.Record) {
+	r.once.Do(func() {
+		r.x.mu.Lock()
+		defer r.x.mu.Unlock()
+		r.x.provisioned -= r.size
+		r.x.putLocked(rec)
+	})
+}
+
+// release gives the reserved bytes back; after commit it does nothing.
+func (r *reservation) release() {
+	r.once.Do(func() {
+		r.x.mu.Lock()
+		r.x.provisioned -= r.size
+		r.x.mu.Unlock()
+	})
+}
+
+// usage is the provisioned total and the number of records.
+func (x *index) usage() (provisioned int64, count int) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.provisioned, len(x.recs)
+}
+
+// list returns copies of the records whose ID starts with prefix, ordered by ID.
+func (x *index) list(prefix string) []pool.Record {
+	x.mu.RLock()
+	out := make([]pool.Record, 0, len(x.recs))
+	for id, r := range x.recs {
+		if strings.HasPrefix(id, prefix) {
+			out = append(out, r.Clone())
+		}
+	}
+	x.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// exported returns the IDs of the volumes with at least one host.
+func (x *index) exported() []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var ids []string
+	for id, r := range x.recs {
+		if strings.HasPrefix(id, volumePrefix) && len(r.Hosts) > 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// errNoRecord is what a lookup of an unknown ID says.
+func errNoRecord(kind, id string) error { return rpcerr.NotFoundf("%s %s", kind, id) }
