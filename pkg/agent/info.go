@@ -18,7 +18,7 @@ func (s *Server) Info(context.Context, *agentapi.InfoRequest) (*agentapi.InfoRes
 }
 
 // GetCapacity reports the thin pool's usage and what may still be provisioned.
-func (s *Server) GetCapacity(ctx context.Context, _ *agentapi.GetCapacityRequest) (*agentapi.GetCapacityResponse, error) {
+func (s *Server) GetCapacity(ctx context.Context, req *agentapi.GetCapacityRequest) (*agentapi.GetCapacityResponse, error) {
 	u, err := s.pool.Usage(ctx)
 	if err != nil {
 		return nil, rpcerr.Status(err)
@@ -26,7 +26,12 @@ func (s *Server) GetCapacity(ctx context.Context, _ *agentapi.GetCapacityRequest
 	provisioned, _ := s.idx.usage()
 	limit := int64(s.cfg.Pool.OvercommitRatio * float64(u.DataBytes))
 	avail := max(limit-provisioned, 0)
+	found := false
+	if id := req.GetLookupId(); id != "" {
+		_, found = s.idx.get(id)
+	}
 	return &agentapi.GetCapacityResponse{
+		LookupFound:        found,
 		DataBytes:          u.DataBytes,
 		DataUsedBytes:      u.DataUsedBytes,
 		MetadataBytes:      u.MetadataBytes,

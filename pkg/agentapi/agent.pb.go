@@ -234,7 +234,10 @@ func (x *InfoResponse) GetVersion() string {
 }
 
 type GetCapacityRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional: a volume or snapshot ID to look up in the same call, so that a controller
+	// placing a new object learns in one round trip where it may exist already and where it fits.
+	LookupId      string `protobuf:"bytes,1,opt,name=lookup_id,json=lookupId,proto3" json:"lookup_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,6 +272,13 @@ func (*GetCapacityRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{3}
 }
 
+func (x *GetCapacityRequest) GetLookupId() string {
+	if x != nil {
+		return x.LookupId
+	}
+	return ""
+}
+
 type GetCapacityResponse struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	DataBytes         int64                  `protobuf:"varint,1,opt,name=data_bytes,json=dataBytes,proto3" json:"data_bytes,omitempty"`
@@ -282,8 +292,10 @@ type GetCapacityResponse struct {
 	OvercommitRatio float64 `protobuf:"fixed64,7,opt,name=overcommit_ratio,json=overcommitRatio,proto3" json:"overcommit_ratio,omitempty"`
 	// The largest single volume that can be created now.
 	MaximumVolumeBytes int64 `protobuf:"varint,8,opt,name=maximum_volume_bytes,json=maximumVolumeBytes,proto3" json:"maximum_volume_bytes,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The request's lookup_id names a volume or snapshot this storage node holds.
+	LookupFound   bool `protobuf:"varint,9,opt,name=lookup_found,json=lookupFound,proto3" json:"lookup_found,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetCapacityResponse) Reset() {
@@ -370,6 +382,13 @@ func (x *GetCapacityResponse) GetMaximumVolumeBytes() int64 {
 		return x.MaximumVolumeBytes
 	}
 	return 0
+}
+
+func (x *GetCapacityResponse) GetLookupFound() bool {
+	if x != nil {
+		return x.LookupFound
+	}
+	return false
 }
 
 type ContentSource struct {
@@ -1741,8 +1760,9 @@ const file_agent_proto_rawDesc = "" +
 	"\fInfoResponse\x12\x1b\n" +
 	"\tnode_name\x18\x01 \x01(\tR\bnodeName\x121\n" +
 	"\aportals\x18\x02 \x03(\v2\x17.nvmeof.agent.v1.PortalR\aportals\x12\x18\n" +
-	"\aversion\x18\x04 \x01(\tR\aversionJ\x04\b\x03\x10\x04R\btopology\"\x14\n" +
-	"\x12GetCapacityRequest\"\xe6\x02\n" +
+	"\aversion\x18\x04 \x01(\tR\aversionJ\x04\b\x03\x10\x04R\btopology\"1\n" +
+	"\x12GetCapacityRequest\x12\x1b\n" +
+	"\tlookup_id\x18\x01 \x01(\tR\blookupId\"\x89\x03\n" +
 	"\x13GetCapacityResponse\x12\x1d\n" +
 	"\n" +
 	"data_bytes\x18\x01 \x01(\x03R\tdataBytes\x12&\n" +
@@ -1752,7 +1772,8 @@ const file_agent_proto_rawDesc = "" +
 	"\x11provisioned_bytes\x18\x05 \x01(\x03R\x10provisionedBytes\x12'\n" +
 	"\x0favailable_bytes\x18\x06 \x01(\x03R\x0eavailableBytes\x12)\n" +
 	"\x10overcommit_ratio\x18\a \x01(\x01R\x0fovercommitRatio\x120\n" +
-	"\x14maximum_volume_bytes\x18\b \x01(\x03R\x12maximumVolumeBytes\"[\n" +
+	"\x14maximum_volume_bytes\x18\b \x01(\x03R\x12maximumVolumeBytes\x12!\n" +
+	"\flookup_found\x18\t \x01(\bR\vlookupFound\"[\n" +
 	"\rContentSource\x12!\n" +
 	"\vsnapshot_id\x18\x01 \x01(\tH\x00R\n" +
 	"snapshotId\x12\x1d\n" +

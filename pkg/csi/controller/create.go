@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -104,24 +105,30 @@ func (c *Controller) contentSource(ctx context.Context, cs *csi.VolumeContentSou
 	return source{}, rpcerr.Invalidf("unsupported volume content source %v", cs)
 }
 
-// provision chooses the storage node and asks its agent to create the volume.
+// provision chooses the storage node and asks its agent to create the volume. With one
+// storage node that takes one agent call (the agent's create is idempotent by name and refuses
+// what does not fit); with several, one survey first (where the name may exist already, and
+// where it fits), then the create.
 func (c *Controller) provision(ctx context.Context, req *csi.CreateVolumeRequest, areq *agentapi.CreateVolumeRequest,
 	allowed []agentclient.StorageNode, src source) (agentclient.StorageNode, *agentapi.Volume, error) {
 	topo := req.GetAccessibilityRequirements()
 	isAllowed := func(n agentclient.StorageNode) bool {
-		for _, a := range allowed {
-			if a.Name == n.Name {
-				return true
-			}
+		return slices.ContainsFunc(allowed, func(a agentclient.StorageNode) bool { return a.Name == n.Name })
+	}
+	if len(c.nodes) == 1 && src.node == "" {
+		node := c.nodes[0]
+		if !meetsRequisite(node, topo) {
+			return node, nil, rpcerr.Exhaustedf("storage node %s is not accessible from the requisite topology %v", node.Name, topo.GetRequisite())
 		}
-		return false
+		vol, err := c.createOn(ctx, node, areq)
+		return node, vol, err
 	}
 
-	agentID := agentapi.VolumeID(req.GetName())
-	if node, ok := c.locate(ctx, "volume "+agentID, func(ctx context.Context, a agentapi.AgentClient) error {
-		_, err := a.GetVolume(ctx, &agentapi.GetVolumeRequest{Id: agentID})
-		return err
-	}); ok {
+	var answers []nodeResult[*agentapi.GetCapacityResponse]
+	if len(c.nodes) > 1 {
+		answers = c.survey(ctx, agentapi.VolumeID(req.GetName()))
+	}
+	if node, ok := holder(ctx, answers, "volume "+agentapi.VolumeID(req.GetName())); ok {
 		switch {
 		case src.node != "" && node.Name != src.node:
 			return node, nil, rpcerr.Existsf("volume %q exists on storage node %s, not on its source's node %s", req.GetName(), node.Name, src.node)
@@ -146,7 +153,7 @@ func (c *Controller) provision(ctx context.Context, req *csi.CreateVolumeRequest
 		return node, vol, err
 	}
 
-	ranked, err := c.rank(ctx, allowed, topo, areq.GetSizeBytes())
+	ranked, err := rank(ctx, answers, allowed, topo, areq.GetSizeBytes())
 	if err != nil {
 		return agentclient.StorageNode{}, nil, err
 	}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -274,4 +275,26 @@ func TestCreateVolumeAcceptsAFileSystemInUpperCase(t *testing.T) {
 	req := createReq("pvc-xfs", gib)
 	req.VolumeCapabilities = []*csi.VolumeCapability{mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER, "XFS")}
 	oneNode(t).mustCreate(t, req)
+}
+
+// The controller adds no round trip the agent's answer already covers: with one storage node
+// CreateVolume is one agent call (the agent's create is idempotent by name and refuses what
+// does not fit); with several, one survey per node (existence and capacity together), then
+// the create.
+func TestCreateVolumeMakesNoRoundTripTheAgentCovers(t *testing.T) {
+	one := oneNode(t)
+	one.mustCreate(t, createReq("pvc-1", gib))
+	one.mustCreate(t, createReq("pvc-1", gib)) // a retry
+	if got := one.agents["s1"].Calls(); !slices.Equal(got, []string{"CreateVolume", "CreateVolume"}) {
+		t.Fatalf("one storage node: agent calls %v, want only CreateVolume", got)
+	}
+
+	two := newFixture(t, nodeSpec{name: "s1", bytes: 100 * gib}, nodeSpec{name: "s2", bytes: 50 * gib})
+	two.mustCreate(t, createReq("pvc-1", gib))
+	if got := two.agents["s1"].Calls(); !slices.Equal(got, []string{"GetCapacity", "CreateVolume"}) {
+		t.Fatalf("two storage nodes: agent s1 calls %v, want one survey and the create", got)
+	}
+	if got := two.agents["s2"].Calls(); !slices.Equal(got, []string{"GetCapacity"}) {
+		t.Fatalf("two storage nodes: agent s2 calls %v, want one survey", got)
+	}
 }

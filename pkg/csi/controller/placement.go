@@ -72,31 +72,57 @@ func (c *Controller) allowedNodes(names []string) ([]agentclient.StorageNode, er
 	return out, nil
 }
 
-// rank orders the nodes a new volume of size bytes may go to: those meeting the requisite
-// topology and answering GetCapacity with room for it, by preference rank, then most
-// available capacity, then name. Nodes that do not answer are skipped.
-func (c *Controller) rank(ctx context.Context, nodes []agentclient.StorageNode, req *csi.TopologyRequirement, size int64) ([]agentclient.StorageNode, error) {
-	var candidates []agentclient.StorageNode
-	for _, n := range nodes {
-		if meetsRequisite(n, req) {
-			candidates = append(candidates, n)
+// survey asks every storage node, in one fan-out, for its capacity and whether it already
+// holds lookupID (the object a creation is about: its name was maybe created before and the
+// response lost). Placement needs both answers, so one round trip gives them.
+func (c *Controller) survey(ctx context.Context, lookupID string) []nodeResult[*agentapi.GetCapacityResponse] {
+	return fanOut(ctx, c, c.nodes, func(ctx context.Context, a agentapi.AgentClient) (*agentapi.GetCapacityResponse, error) {
+		return a.GetCapacity(ctx, &agentapi.GetCapacityRequest{LookupId: lookupID})
+	})
+}
+
+// holder returns the storage node whose survey answer says it holds the object. Nodes that
+// do not answer are skipped and logged: the object might be there, and a new one elsewhere
+// would leak it; refusing instead would let one unreachable storage node stop all
+// provisioning.
+func holder(ctx context.Context, answers []nodeResult[*agentapi.GetCapacityResponse], what string) (agentclient.StorageNode, bool) {
+	var found []agentclient.StorageNode
+	for _, a := range answers {
+		switch {
+		case a.err != nil:
+			klog.FromContext(ctx).Error(a.err, "Cannot tell whether the storage node already holds the object; a duplicate may be created", "storageNode", a.node.Name, "object", what)
+		case a.val.GetLookupFound():
+			found = append(found, a.node)
 		}
 	}
-	if len(candidates) == 0 {
-		return nil, rpcerr.Exhaustedf("no storage node among %s is accessible from the requisite topology %v", names(nodes), req.GetRequisite())
+	if len(found) == 0 {
+		return agentclient.StorageNode{}, false
 	}
-	answers := fanOut(ctx, c, candidates, func(ctx context.Context, a agentapi.AgentClient) (*agentapi.GetCapacityResponse, error) {
-		return a.GetCapacity(ctx, &agentapi.GetCapacityRequest{})
-	})
+	if len(found) > 1 {
+		klog.FromContext(ctx).Error(nil, "Object exists on several storage nodes; using the first", "object", what, "storageNodes", names(found))
+	}
+	return found[0], true
+}
+
+// rank orders the nodes a new volume of size bytes may go to: those allowed, meeting the
+// requisite topology and answering the survey with room for it, by preference rank, then most
+// available capacity, then name. Nodes that did not answer are skipped.
+func rank(ctx context.Context, answers []nodeResult[*agentapi.GetCapacityResponse], allowed []agentclient.StorageNode,
+	req *csi.TopologyRequirement, size int64) ([]agentclient.StorageNode, error) {
 	type fit struct {
 		node      agentclient.StorageNode
 		available int64
 		rank      int
 	}
 	var fits []fit
+	var candidates []agentclient.StorageNode
 	var unanswered []string
 	var largest int64
 	for _, a := range answers {
+		if !slices.ContainsFunc(allowed, func(n agentclient.StorageNode) bool { return n.Name == a.node.Name }) || !meetsRequisite(a.node, req) {
+			continue
+		}
+		candidates = append(candidates, a.node)
 		if a.err != nil {
 			logSkipped(ctx, a.node.Name, a.err, "GetCapacity")
 			unanswered = append(unanswered, fmt.Sprintf("%s: %v", a.node.Name, a.err))
@@ -109,6 +135,8 @@ func (c *Controller) rank(ctx context.Context, nodes []agentclient.StorageNode, 
 		}
 	}
 	switch {
+	case len(candidates) == 0:
+		return nil, rpcerr.Exhaustedf("no storage node among %s is accessible from the requisite topology %v", names(allowed), req.GetRequisite())
 	case len(unanswered) == len(candidates):
 		return nil, rpcerr.Unavailablef("no candidate storage node answered: %s", strings.Join(unanswered, "; "))
 	case len(fits) == 0:
@@ -124,12 +152,13 @@ func (c *Controller) rank(ctx context.Context, nodes []agentclient.StorageNode, 
 	return out, nil
 }
 
-// locate finds the storage node holding an object that may exist already (the same name was
-// created before and the response lost): it asks every configured node with exists and
-// returns the first that has it. Nodes that do not answer are skipped and logged: the object
-// might be there, and a new one elsewhere would leak it; refusing instead would let one
-// unreachable storage node stop all provisioning.
+// locate finds the storage node holding an object that may exist already, like holder, with
+// its own lookup call (snapshots: their node is their source volume's). With one storage node
+// there is nothing to look up: the agent's create is idempotent by name.
 func (c *Controller) locate(ctx context.Context, what string, exists func(ctx context.Context, a agentapi.AgentClient) error) (agentclient.StorageNode, bool) {
+	if len(c.nodes) == 1 {
+		return agentclient.StorageNode{}, false
+	}
 	answers := fanOut(ctx, c, c.nodes, func(ctx context.Context, a agentapi.AgentClient) (struct{}, error) {
 		return struct{}{}, exists(ctx, a)
 	})

@@ -175,13 +175,16 @@ func (a *Agent) Info(ctx context.Context, _ *agentapi.InfoRequest, _ ...grpc.Cal
 }
 
 // GetCapacity implements agentapi.AgentClient.
-func (a *Agent) GetCapacity(ctx context.Context, _ *agentapi.GetCapacityRequest, _ ...grpc.CallOption) (*agentapi.GetCapacityResponse, error) {
+func (a *Agent) GetCapacity(ctx context.Context, req *agentapi.GetCapacityRequest, _ ...grpc.CallOption) (*agentapi.GetCapacityResponse, error) {
 	if err := a.begin(ctx, "GetCapacity"); err != nil {
 		return nil, err
 	}
 	defer a.mu.Unlock()
 	const metaBytes = 1 << 30
+	_, isVol := a.volumes[req.GetLookupId()]
+	_, isSnap := a.snapshots[req.GetLookupId()]
 	return &agentapi.GetCapacityResponse{
+		LookupFound:        isVol || isSnap,
 		DataBytes:          a.dataBytes,
 		DataUsedBytes:      a.dataBytes / 100 * a.dataUsed,
 		MetadataBytes:      metaBytes,
