@@ -19,9 +19,9 @@ const maxStackedMounts = 8
 
 // FormatAndMount implements Interface with mount-utils' SafeFormatAndMount, whose blkid, fsck,
 // mkfs and mount all run through the bound exec seam.
-func (m *Mounter) FormatAndMount(ctx context.Context, device, target, fsType string, options []string) error {
+func (m *Mounter) FormatAndMount(ctx context.Context, device, target, fsType string, options []string, f Format) error {
 	sfm := &mount.SafeFormatAndMount{Interface: boundMounter{Interface: m.base, m: m, ctx: ctx}, Exec: m.bound(ctx)}
-	if err := sfm.FormatAndMount(device, target, fsType, options); err != nil {
+	if err := sfm.FormatAndMountSensitiveWithFormatOptions(device, target, fsType, options, nil, f.formatOptions(fsType)); err != nil {
 		return fmt.Errorf("mounter: format and mount %s at %s: %w", device, target, err)
 	}
 	return nil

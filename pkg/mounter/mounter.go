@@ -7,14 +7,39 @@ import (
 	utilexec "k8s.io/utils/exec"
 )
 
+// Format says what the device guarantees to mkfs.
+type Format struct {
+	// Zeroed: the device reads zeros wherever it was never written (a new thin volume: the
+	// pool maps no block until it is written, and zero-fills the rest of a block it maps).
+	// mkfs then writes no zeros of its own and discards nothing: ext4 gets
+	// -E nodiscard,assume_storage_prezeroed=1 (e2fsprogs ≥ 1.47), which also marks the inode
+	// tables as zeroed so that the kernel's lazy init never writes them; xfs gets -K.
+	Zeroed bool
+}
+
+// formatOptions are mkfs's options for f.
+func (f Format) formatOptions(fsType string) []string {
+	if !f.Zeroed {
+		return nil
+	}
+	switch fsType {
+	case "", "ext4", "ext3":
+		return []string{"-E", "nodiscard,assume_storage_prezeroed=1"}
+	case "xfs":
+		return []string{"-K"}
+	}
+	return nil
+}
+
 // Interface is what the CSI node service needs from the host. Paths are absolute. Methods
 // taking a context run programs bounded by it; the others only read the kernel's state.
 type Interface interface {
 	// FormatAndMount mounts device at target (an existing directory) as fsType with options,
-	// first creating the file system if the device has none and options do not contain "ro".
-	// An existing file system is checked (fsck -a) before a read-write mount. It never
-	// reformats a device that holds data: callers compare GetDiskFormat with fsType first.
-	FormatAndMount(ctx context.Context, device, target, fsType string, options []string) error
+	// first creating the file system if the device has none and options do not contain "ro"
+	// (with mkfs told what the device guarantees, see Format). An existing file system is
+	// checked (fsck -a) before a read-write mount. It never reformats a device that holds
+	// data: callers compare GetDiskFormat with fsType first.
+	FormatAndMount(ctx context.Context, device, target, fsType string, options []string, f Format) error
 	// GetDiskFormat returns the file system type on device ("ext4", "xfs"), "" when the
 	// device holds no recognizable data, or a non-empty description for partition tables.
 	GetDiskFormat(ctx context.Context, device string) (string, error)

@@ -58,7 +58,7 @@ func TestFormatAndMountFormatsABlankDeviceThenMounts(t *testing.T) {
 		return nil, nil
 	}}
 	m, _ := newTestMounter(fx)
-	if err := m.FormatAndMount(context.Background(), "/dev/nvme1n1", "/stage", "ext4", []string{"noatime"}); err != nil {
+	if err := m.FormatAndMount(context.Background(), "/dev/nvme1n1", "/stage", "ext4", []string{"noatime"}, Format{}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -71,6 +71,29 @@ func TestFormatAndMountFormatsABlankDeviceThenMounts(t *testing.T) {
 	}
 }
 
+// A zeroed device (a new thin volume) is formatted without zeroing or discarding anything.
+func TestFormatAndMountSkipsWhatAZeroedDeviceGuarantees(t *testing.T) {
+	for fs, want := range map[string]string{
+		"ext4": "mkfs.ext4 -E nodiscard,assume_storage_prezeroed=1 -F -m0 /dev/nvme1n1",
+		"":     "mkfs.ext4 -E nodiscard,assume_storage_prezeroed=1 -F -m0 /dev/nvme1n1",
+		"xfs":  "mkfs.xfs -K -f /dev/nvme1n1",
+	} {
+		fx := &fakeExec{respond: func(c *fakeCmd) ([]byte, error) {
+			if c.name == "blkid" {
+				return nil, testingexec.FakeExitError{Status: 2} // no file system
+			}
+			return nil, nil
+		}}
+		m, _ := newTestMounter(fx)
+		if err := m.FormatAndMount(context.Background(), "/dev/nvme1n1", "/stage", fs, nil, Format{Zeroed: true}); err != nil {
+			t.Fatal(err)
+		}
+		if got := fx.commands(); !slices.Contains(got, want) {
+			t.Errorf("%q: commands %q, want %q", fs, got, want)
+		}
+	}
+}
+
 func TestFormatAndMountChecksAnExistingFileSystemInsteadOfFormatting(t *testing.T) {
 	fx := &fakeExec{respond: func(c *fakeCmd) ([]byte, error) {
 		if c.name == "blkid" {
@@ -79,7 +102,7 @@ func TestFormatAndMountChecksAnExistingFileSystemInsteadOfFormatting(t *testing.
 		return nil, nil
 	}}
 	m, _ := newTestMounter(fx)
-	if err := m.FormatAndMount(context.Background(), "/dev/nvme1n1", "/stage", "xfs", nil); err != nil {
+	if err := m.FormatAndMount(context.Background(), "/dev/nvme1n1", "/stage", "xfs", nil, Format{Zeroed: true}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range fx.commands() {

@@ -120,6 +120,10 @@ const (
 	ParamKeepAliveTmo = "keepAliveTmo"
 	// ParamNrIOQueues is the number of I/O queues (nr_io_queues); 0 lets the kernel choose.
 	ParamNrIOQueues = "nrIoQueues"
+	// ContextZeroed ("true") is set by the controller in the volume_context of a volume created
+	// empty: its device reads zeros wherever it was never written (a new thin volume), so the
+	// node lets mkfs skip zeroing and discards. Never a StorageClass parameter.
+	ContextZeroed = "zeroed"
 	// ReservedPrefix marks keys the CSI sidecars add (PVC/PV names); accepted, not interpreted.
 	ReservedPrefix = "csi.storage.k8s.io/"
 	// KubernetesPrefix marks keys Kubernetes itself keeps in a volume's attributes, e.g.
@@ -146,6 +150,8 @@ type Params struct {
 	ReconnectDelay int
 	KeepAliveTmo   int
 	NrIOQueues     int
+	// Zeroed is ContextZeroed: the volume was created empty.
+	Zeroed bool
 	// Reserved holds the csi.storage.k8s.io/ and storage.kubernetes.io/ keys as given.
 	Reserved map[string]string
 }
@@ -181,6 +187,12 @@ func ParseParams(in map[string]string) (Params, error) {
 				errs = append(errs, fmt.Errorf("%w %s: %w", ErrBadParameter, k, err))
 			}
 			p.Transport = v
+		case k == ContextZeroed:
+			z, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%w %s=%q: want true or false", ErrBadParameter, k, v))
+			}
+			p.Zeroed = z
 		case k == ParamStorageNodes:
 			for _, n := range strings.Split(v, ",") {
 				n = strings.TrimSpace(n)
@@ -215,11 +227,15 @@ func ParseParams(in map[string]string) (Params, error) {
 // VolumeContext is what the controller returns in a volume's volume_context: the connection
 // tuning in the same keys as the StorageClass (the node parses it with ParseParams).
 func (p Params) VolumeContext() map[string]string {
-	return map[string]string{
+	vc := map[string]string{
 		ParamTransport:      p.Transport,
 		ParamCtrlLossTmo:    strconv.Itoa(p.CtrlLossTmo),
 		ParamReconnectDelay: strconv.Itoa(p.ReconnectDelay),
 		ParamKeepAliveTmo:   strconv.Itoa(p.KeepAliveTmo),
 		ParamNrIOQueues:     strconv.Itoa(p.NrIOQueues),
 	}
+	if p.Zeroed {
+		vc[ContextZeroed] = "true"
+	}
+	return vc
 }

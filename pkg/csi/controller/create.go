@@ -37,6 +37,9 @@ func (c *Controller) createVolume(ctx context.Context, req *csi.CreateVolumeRequ
 	if len(req.GetMutableParameters()) > 0 {
 		return nil, rpcerr.Invalidf("mutable parameters (VolumeAttributeClass) are not supported")
 	}
+	if _, set := req.GetParameters()[contract.ContextZeroed]; set {
+		return nil, rpcerr.Invalidf("parameter %q is set by the driver, not by a StorageClass", contract.ContextZeroed)
+	}
 	params, err := contract.ParseParams(req.GetParameters())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", rpcerr.ErrInvalid, err)
@@ -59,6 +62,7 @@ func (c *Controller) createVolume(ctx context.Context, req *csi.CreateVolumeRequ
 		return nil, err
 	}
 	v := csiVolume(node, vol)
+	params.Zeroed = src.node == "" // a new thin volume reads zeros; a clone holds its source's data
 	v.VolumeContext = params.VolumeContext()
 	v.ContentSource = req.GetVolumeContentSource()
 	klog.FromContext(ctx).V(2).Info("Volume created", "name", req.GetName(), "volumeID", v.VolumeId, "sizeBytes", v.CapacityBytes)

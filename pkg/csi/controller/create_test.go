@@ -298,3 +298,21 @@ func TestCreateVolumeMakesNoRoundTripTheAgentCovers(t *testing.T) {
 		t.Fatalf("two storage nodes: agent s2 calls %v, want one survey", got)
 	}
 }
+
+// Only a volume created empty reads zeros where never written; the node lets mkfs rely on it.
+func TestVolumeContextSaysZeroedOnlyForEmptyVolumes(t *testing.T) {
+	f := oneNode(t)
+	empty := f.mustCreate(t, createReq("pvc-1", gib))
+	if empty.VolumeContext[contract.ContextZeroed] != "true" {
+		t.Fatalf("empty volume's context %v, want zeroed=true", empty.VolumeContext)
+	}
+	clone := createReq("pvc-2", gib)
+	clone.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: empty.VolumeId}}}
+	if got := f.mustCreate(t, clone).VolumeContext; got[contract.ContextZeroed] != "" {
+		t.Fatalf("clone's context %v, want no zeroed key", got)
+	}
+	bad := createReq("pvc-3", gib)
+	bad.Parameters = map[string]string{contract.ContextZeroed: "true"}
+	_, err := f.c.CreateVolume(context.Background(), bad)
+	wantCode(t, err, codes.InvalidArgument)
+}

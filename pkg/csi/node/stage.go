@@ -11,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/mounter"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
@@ -172,7 +173,8 @@ func (n *Node) stageNew(ctx context.Context, r stageRequest) (err error) {
 	}
 	// Registered before mounting: a mount that outlives a cancelled call still gets undone.
 	undo.push("unmount "+r.stagingPath, func(ctx context.Context) error { return n.opts.Mounter.Unmount(ctx, r.stagingPath) })
-	if err := n.opts.Mounter.FormatAndMount(ctx, dev, r.stagingPath, r.cap.FSType, stageMountOptions(r.cap)); err != nil {
+	mkfs := mounter.Format{Zeroed: r.params.Zeroed}
+	if err := n.opts.Mounter.FormatAndMount(ctx, dev, r.stagingPath, r.cap.FSType, stageMountOptions(r.cap), mkfs); err != nil {
 		return err
 	}
 	if format != "" && !r.cap.ReadOnly {

@@ -334,3 +334,22 @@ func TestStageFormatsXFSSpelledInUpperCase(t *testing.T) {
 		t.Fatalf("formatted as %q, want xfs", got)
 	}
 }
+
+// A volume the controller created empty (volume_context zeroed=true) is formatted without
+// zeroing; any other volume (a clone of an unformatted block volume could hold anything) is
+// formatted the ordinary way.
+func TestStageLetsMkfsSkipZeroingOnlyOnZeroedVolumes(t *testing.T) {
+	for _, zeroed := range []bool{true, false} {
+		h := newHarness(t)
+		req := h.stageRequest(mountCap("ext4", snw))
+		if zeroed {
+			req.VolumeContext[contract.ContextZeroed] = "true"
+		}
+		if _, err := h.node.NodeStageVolume(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		if made, ok := h.mnt.Made(testDev); !ok || made.Zeroed != zeroed {
+			t.Fatalf("zeroed=%v: formatted %v with %+v", zeroed, ok, made)
+		}
+	}
+}

@@ -40,6 +40,8 @@ type Fake struct {
 	hook    Hook
 	mounts  map[string]Mount
 	formats map[string]string
+	// made records how each device was formatted.
+	made    map[string]mounter.Format
 	devices map[string]uint64
 	sizes   map[string]int64
 	calls   []string
@@ -49,7 +51,8 @@ var _ mounter.Interface = (*Fake)(nil)
 
 // New returns an empty Fake.
 func New() *Fake {
-	return &Fake{mounts: map[string]Mount{}, formats: map[string]string{}, devices: map[string]uint64{}, sizes: map[string]int64{}}
+	return &Fake{mounts: map[string]Mount{}, formats: map[string]string{}, made: map[string]mounter.Format{},
+		devices: map[string]uint64{}, sizes: map[string]int64{}}
 }
 
 // SetHook installs h (nil removes it).
@@ -65,6 +68,14 @@ func (f *Fake) SetDeviceSize(device string, size int64) {
 	defer f.mu.Unlock()
 	f.devNum(device)
 	f.sizes[device] = size
+}
+
+// Made returns how FormatAndMount formatted device, and whether it did.
+func (f *Fake) Made(device string) (mounter.Format, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, ok := f.made[device]
+	return m, ok
 }
 
 // SetFormat records that device holds a file system of type fsType ("" wipes it).
@@ -144,7 +155,7 @@ func mustExist(path string) error {
 }
 
 // FormatAndMount implements mounter.Interface.
-func (f *Fake) FormatAndMount(ctx context.Context, device, target, fsType string, options []string) error {
+func (f *Fake) FormatAndMount(ctx context.Context, device, target, fsType string, options []string, format mounter.Format) error {
 	if err := f.enter(ctx, "FormatAndMount", target); err != nil {
 		return err
 	}
@@ -161,6 +172,7 @@ func (f *Fake) FormatAndMount(ctx context.Context, device, target, fsType string
 		return fmt.Errorf("fake mount: cannot mount unformatted %s read-only", device)
 	case have == "":
 		f.formats[device] = fsType
+		f.made[device] = format
 	case have != fsType:
 		return fmt.Errorf("fake mount: %s holds %s, not %s", device, have, fsType)
 	}
