@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"k8s.io/klog/v2"
@@ -150,12 +152,16 @@ func (n *Node) stageNew(ctx context.Context, r stageRequest) (err error) {
 		}
 	}()
 
+	// Where a stage spends its time (logged with the result): connect (every portal and the
+	// namespace device), probe (blkid), mount (fsck or mkfs, then mount), resize.
+	took := phases{last: time.Now()}
 	dev, err := n.connect(ctx, r)
 	if err != nil {
 		return err
 	}
+	took.mark("connect")
 	if r.cap.Block {
-		log.Info("Staged block volume", "device", dev)
+		log.Info("Staged block volume", "device", dev, "took", took)
 		return n.stash.save(newStash(r, dev))
 	}
 	if err := os.MkdirAll(r.stagingPath, 0o750); err != nil {
@@ -168,6 +174,7 @@ func (n *Node) stageNew(ctx context.Context, r stageRequest) (err error) {
 	if err != nil {
 		return err
 	}
+	took.mark("probe")
 	if format != "" && format != r.cap.FSType {
 		return rpcerr.Preconditionf("%s holds %q, not the requested %s: refusing to mount or format it", dev, format, r.cap.FSType)
 	}
@@ -177,17 +184,20 @@ func (n *Node) stageNew(ctx context.Context, r stageRequest) (err error) {
 	if err := n.opts.Mounter.FormatAndMount(ctx, dev, r.stagingPath, r.cap.FSType, stageMountOptions(r.cap), mkfs); err != nil {
 		return err
 	}
+	took.mark("mount")
 	if format != "" && !r.cap.ReadOnly {
 		// An existing, writable file system: grow it in case the volume was expanded while it
 		// was not staged. (No NeedResize: the format and the mode are known already.)
 		if _, err := n.opts.Mounter.Resize(ctx, dev, r.stagingPath); err != nil {
 			return err
 		}
+		took.mark("resize")
 	}
 	if err := n.stash.save(newStash(r, dev)); err != nil {
 		return err
 	}
-	log.Info("Staged filesystem volume", "device", dev, "fsType", r.cap.FSType, "formatted", format == "", "stagingPath", r.stagingPath)
+	log.Info("Staged filesystem volume", "device", dev, "fsType", r.cap.FSType, "formatted", format == "",
+		"stagingPath", r.stagingPath, "took", took)
 	return nil
 }
 
@@ -232,3 +242,18 @@ func (u *undoStack) run(ctx context.Context, log klog.Logger) error {
 	}
 	return nil
 }
+
+// phases times the steps of a call, for its log line: "connect=120ms probe=30ms ...".
+type phases struct {
+	last  time.Time
+	parts []string
+}
+
+// mark ends the step called name, which began at the previous mark (or at last's start).
+func (p *phases) mark(name string) {
+	now := time.Now()
+	p.parts = append(p.parts, fmt.Sprintf("%s=%s", name, now.Sub(p.last).Round(time.Millisecond)))
+	p.last = now
+}
+
+func (p phases) String() string { return strings.Join(p.parts, " ") }
