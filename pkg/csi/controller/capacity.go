@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -10,7 +9,6 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // getCapacity reports what may still be provisioned for a StorageClass (its storageNodes
@@ -19,11 +17,7 @@ import (
 // one of them can hold. Storage nodes that do not answer count as empty: capacity is a
 // scheduling hint, and an unreachable node cannot take volumes.
 func (c *Controller) getCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
-	params, err := contract.ParseParams(req.GetParameters())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", rpcerr.ErrInvalid, err)
-	}
-	allowed, err := c.allowedNodes(params.StorageNodes)
+	_, allowed, err := c.storageClass(req.GetParameters())
 	if err != nil {
 		return nil, err
 	}

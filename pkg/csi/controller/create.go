@@ -40,11 +40,7 @@ func (c *Controller) createVolume(ctx context.Context, req *csi.CreateVolumeRequ
 	if _, set := req.GetParameters()[contract.ContextZeroed]; set {
 		return nil, rpcerr.Invalidf("parameter %q is set by the driver, not by a StorageClass", contract.ContextZeroed)
 	}
-	params, err := contract.ParseParams(req.GetParameters())
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", rpcerr.ErrInvalid, err)
-	}
-	allowed, err := c.allowedNodes(params.StorageNodes)
+	params, allowed, err := c.storageClass(req.GetParameters())
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
@@ -52,6 +53,17 @@ func preferenceRank(node agentclient.StorageNode, req *csi.TopologyRequirement) 
 		}
 	}
 	return len(req.GetPreferred())
+}
+
+// storageClass parses StorageClass parameters (errors are InvalidArgument) and returns the
+// storage nodes they allow.
+func (c *Controller) storageClass(raw map[string]string) (contract.Params, []agentclient.StorageNode, error) {
+	params, err := contract.ParseParams(raw)
+	if err != nil {
+		return contract.Params{}, nil, err
+	}
+	allowed, err := c.allowedNodes(params.StorageNodes)
+	return params, allowed, err
 }
 
 // allowedNodes returns the storage nodes a storageNodes parameter allows (all when empty).
