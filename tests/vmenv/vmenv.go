@@ -32,6 +32,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agent"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
 )
@@ -95,6 +96,62 @@ func ThinPool(t testing.TB, vg string, size string) string {
 		t.Fatal(err)
 	}
 	return loop
+}
+
+// DMThinDevices makes the two devices of a dm-thin pool: loop devices over sparse files of the
+// scratch disk (metadata and data of the given sizes, e.g. "1G", "16G"). When the test ends,
+// every device-mapper device whose name starts with name+"-" (the pool's stack, as
+// pkg/pool/dmthin names it) is removed, then the loop devices and files. It returns the
+// metadata and data devices.
+func DMThinDevices(t testing.TB, name, metaSize, dataSize string) (meta, data string) {
+	t.Helper()
+	loop := func(suffix, size string) string {
+		img := filepath.Join(vmtest.ScratchDir(), name+"-"+suffix+".img")
+		Run(t, "truncate", "-s", size, img)
+		dev := Run(t, "losetup", "-f", "--show", img)
+		t.Cleanup(func() {
+			_, _ = RunE("losetup", "-d", dev)
+			os.Remove(img)
+		})
+		return dev
+	}
+	meta, data = loop("meta", metaSize), loop("data", dataSize)
+	t.Cleanup(func() { RemoveDMDevices(t, name+"-") })
+	return meta, data
+}
+
+// RemoveDMDevices removes every device-mapper device whose name starts with prefix, those
+// stacked on others first (thin devices, then pools, then their sub-devices), retrying while
+// some are still busy, for at most a minute.
+func RemoveDMDevices(t testing.TB, prefix string) {
+	t.Helper()
+	c, err := dm.Open()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer c.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		devs, err := c.List(prefix)
+		if err != nil || len(devs) == 0 {
+			if err != nil {
+				t.Error(err)
+			}
+			return
+		}
+		// A device that others are stacked on is busy until they are gone; each round
+		// removes what it can.
+		for _, d := range devs {
+			_, _ = c.Resume(d.Name) // a device a crashed process left suspended
+			_ = c.Remove(d.Name)
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("device-mapper devices %v could not be removed", devs)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Agent is a real agent process.
