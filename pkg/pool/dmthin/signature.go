@@ -27,10 +27,11 @@ func le64(b []byte, off int) uint64 { return binary.LittleEndian.Uint64(b[off:])
 // foreignSignatures are the contents Open refuses to format over. The first match names what
 // was found.
 var foreignSignatures = []signature{
-	{"an LVM2 physical volume label (LABELONE)", func(b []byte) bool {
-		// The label is in one of the first four sectors.
+	{"an LVM2 physical volume label", func(b []byte) bool {
+		// The label is in one of the first four sectors: "LABELONE", and the type
+		// "LVM2 001" at +24 (what wipefs erases).
 		for s := range 4 {
-			if at(b, s*sector, "LABELONE") {
+			if at(b, s*sector, "LABELONE") && at(b, s*sector+24, "LVM2 001") {
 				return true
 			}
 		}

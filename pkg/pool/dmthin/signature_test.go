@@ -2,6 +2,7 @@ package dmthin
 
 import (
 	"encoding/binary"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -50,7 +51,7 @@ func TestForeignSignaturesAreRecognized(t *testing.T) {
 		want  string
 	}{
 		{"LVM2 label in sector 1 (pvcreate)", map[int][]byte{512: []byte("LABELONE"), 512 + 24: []byte("LVM2 001")}, "LVM2"},
-		{"LVM2 label in sector 3", map[int][]byte{1536: []byte("LABELONE")}, "LVM2"},
+		{"LVM2 label in sector 3", map[int][]byte{1536: []byte("LABELONE"), 1536 + 24: []byte("LVM2 001")}, "LVM2"},
 		{"ext4", ext4(), "ext2/ext3/ext4"},
 		{"XFS", map[int][]byte{0: []byte("XFSB")}, "XFS"},
 		{"btrfs", map[int][]byte{0x10040: []byte("_BHRfS_M")}, "btrfs"},
@@ -90,6 +91,10 @@ func TestBlankDevices(t *testing.T) {
 	}
 	if p := probeImage(t, map[int][]byte{0: junk}); !p.blank {
 		t.Fatalf("random device: %+v", p)
+	}
+	// An LVM label whose type wipefs erased is no longer a physical volume.
+	if p := probeImage(t, map[int][]byte{512: []byte("LABELONE")}); !p.blank {
+		t.Fatalf("a wiped LVM label: %+v", p)
 	}
 	// An ext4 magic alone, with an impossible block size, is not an ext4 file system.
 	if p := probeImage(t, map[int][]byte{1024 + 56: u16(0xEF53), 1024 + 24: u32(77), 1024 + 4: u32(1)}); !p.blank {
@@ -188,5 +193,31 @@ func TestLayout(t *testing.T) {
 	l, _ := newLayout(64*mib, 256)
 	if got := l.dataSectors(mib + 10*128*1024 + 5000); got != 10*256 {
 		t.Errorf("data sectors %d, want whole 128 KiB blocks (2560)", got)
+	}
+}
+
+func TestOneOpenerAtATime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meta.img")
+	if err := os.WriteFile(path, make([]byte, mib), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := openDevice(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.lock(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := openDevice(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.lock(); !errors.Is(err, ErrPoolBusy) {
+		t.Fatalf("second lock: %v, want ErrPoolBusy", err)
+	}
+	a.Close()
+	if err := b.lock(); err != nil {
+		t.Fatalf("lock after the first holder closed: %v", err)
 	}
 }
