@@ -54,6 +54,9 @@ func (p *Pool) existing(id string) (pool.Volume, error) {
 }
 
 func (p *Pool) createOnce(ctx context.Context, rec pool.Record) (_ pool.Volume, retry bool, _ error) {
+	if err := p.writable(); err != nil {
+		return pool.Volume{}, false, err
+	}
 	ids, err := p.st.allocThin(1, maxRecordLen)
 	if err != nil {
 		return pool.Volume{}, false, fmt.Errorf("dmthin: create %s: %w", rec.ID, err)
@@ -160,9 +163,9 @@ func (p *Pool) Snapshot(ctx context.Context, origin string, rec pool.Record, rea
 
 // origin returns the record of the origin of rec, checking that rec is not smaller.
 func (p *Pool) origin(id string, rec pool.Record) (*volRec, error) {
-	o, ok := p.lookup(id)
-	if !ok {
-		return nil, fmt.Errorf("%w: origin %s", pool.ErrNotFound, id)
+	o, err := p.target(id)
+	if err != nil {
+		return nil, fmt.Errorf("origin: %w", err)
 	}
 	if rec.SizeBytes < o.SizeBytes {
 		return nil, fmt.Errorf("%w: %s of %d bytes is smaller than its origin %s (%d bytes)",
@@ -225,6 +228,9 @@ func (p *Pool) SnapshotGroup(ctx context.Context, specs []pool.SnapshotSpec) ([]
 // snapshots makes the snapshots of reqs under one intent and one write hold (see the
 // package documentation for the steps and their crash points).
 func (p *Pool) snapshots(ctx context.Context, op string, reqs []snapReq, readOnly bool) ([]pool.Volume, error) {
+	if err := p.writable(); err != nil {
+		return nil, err
+	}
 	ids, err := p.st.allocThin(len(reqs), int64(len(reqs))*maxRecordLen)
 	if err != nil {
 		return nil, fmt.Errorf("dmthin: %s: %w", op, err)
@@ -280,6 +286,12 @@ func (p *Pool) snapshotsHeld(ctx context.Context, op string, it *intent, reqs []
 	p.mu.Unlock()
 	var h *hold
 	if len(names) > 0 {
+		// Commit the pool's metadata now (a status with flush does), so that the commit
+		// each create_snap makes inside the hold has only its own change to write, not
+		// every block the origins' writes provisioned since the last one.
+		if _, err := p.tp.Status(false); err != nil {
+			return nil, fmt.Errorf("dmthin: %s: pool status: %w", op, err)
+		}
 		if h, err = p.startHold(ctx, names); err != nil {
 			return nil, err
 		}

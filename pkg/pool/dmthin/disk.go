@@ -85,6 +85,27 @@ func (d *device) WriteAt(p []byte, off int64) (int, error) {
 
 func (d *device) Close() error { return d.f.Close() }
 
+// lock takes an exclusive advisory lock (flock) on the device node, held until the device is
+// closed or the process dies: one process at a time may open a pool (two would interleave
+// their journals).
+func (d *device) lock() error {
+	conn, err := d.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var lerr error
+	if err := conn.Control(func(fd uintptr) { lerr = unix.Flock(int(fd), unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
+		return err
+	}
+	if errors.Is(lerr, unix.EWOULDBLOCK) {
+		return fmt.Errorf("%w: the pool on %s is open in another process (or another Pool of this one)", ErrPoolBusy, d.path)
+	}
+	if lerr != nil {
+		return fmt.Errorf("flock %s: %w", d.path, lerr)
+	}
+	return nil
+}
+
 // readHead reads the first probeBytes of the device (less if it is smaller).
 func (d *device) readHead() ([]byte, error) {
 	n := min(int64(probeBytes), d.size/blockSize*blockSize)

@@ -15,10 +15,12 @@ import (
 // kernel when the hold ends resumes its device as soon as it returns. Whatever happens to the
 // operation (an error, a panic, the caller gone), every origin is resumed.
 type hold struct {
-	p     *Pool
-	start time.Time
-	timer *time.Timer
-	stop  func() bool // stops the context watch
+	p           *Pool
+	start       time.Time
+	origins     int
+	suspendTook time.Duration
+	timer       *time.Timer
+	stop        func() bool // stops the context watch
 
 	mu        sync.Mutex
 	ended     bool
@@ -29,7 +31,7 @@ type hold struct {
 // startHold suspends names (in parallel) and returns the hold; on failure every suspended
 // origin is resumed again.
 func (p *Pool) startHold(ctx context.Context, names []string) (*hold, error) {
-	h := &hold{p: p, start: time.Now()}
+	h := &hold{p: p, start: time.Now(), origins: len(names)}
 	h.timer = time.AfterFunc(p.opts.HoldTimeout, func() { h.end(true) })
 	h.stop = context.AfterFunc(ctx, func() { h.end(true) })
 	errs := make([]error, len(names))
@@ -42,6 +44,9 @@ func (p *Pool) startHold(ctx context.Context, names []string) (*hold, error) {
 		}()
 	}
 	wg.Wait()
+	h.mu.Lock()
+	h.suspendTook = time.Since(h.start)
+	h.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		h.release()
 		return nil, err
@@ -92,7 +97,10 @@ func (h *hold) end(expired bool) bool {
 	}
 	wg.Wait()
 	if hook := h.p.opts.Hooks.HoldEnded; hook != nil {
-		hook(time.Since(h.start), expired)
+		h.mu.Lock()
+		st := HoldStats{Origins: h.origins, Suspend: h.suspendTook, Total: time.Since(h.start), Expired: expired}
+		h.mu.Unlock()
+		hook(st)
 	}
 	return true
 }

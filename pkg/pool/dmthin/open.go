@@ -60,6 +60,9 @@ func (p *Pool) openDevices(ctx context.Context) error {
 	if p.meta, err = openDevice(p.opts.MetadataDevice, false); err != nil {
 		return fmt.Errorf("dmthin: metadata device: %w", err)
 	}
+	if err := p.meta.lock(); err != nil {
+		return err
+	}
 	if p.data, err = openDevice(p.opts.DataDevice, false); err != nil {
 		return fmt.Errorf("dmthin: data device: %w", err)
 	}

@@ -95,9 +95,9 @@ func (p *Pool) Resize(ctx context.Context, id string, sizeBytes int64) (pool.Vol
 		return pool.Volume{}, err
 	}
 	return run(ctx, p, []string{id}, func(ctx context.Context) (pool.Volume, error) {
-		v, ok := p.lookup(id)
-		if !ok {
-			return pool.Volume{}, fmt.Errorf("%w: %s", pool.ErrNotFound, id)
+		v, err := p.target(id)
+		if err != nil {
+			return pool.Volume{}, err
 		}
 		if sizeBytes <= v.SizeBytes {
 			return p.volume(v), nil
@@ -173,9 +173,9 @@ func (p *Pool) SetHosts(ctx context.Context, id string, hosts []pool.Host, trans
 		return pool.Volume{}, err
 	}
 	return run(ctx, p, []string{id}, func(ctx context.Context) (pool.Volume, error) {
-		v, ok := p.lookup(id)
-		if !ok {
-			return pool.Volume{}, fmt.Errorf("%w: %s", pool.ErrNotFound, id)
+		v, err := p.target(id)
+		if err != nil {
+			return pool.Volume{}, err
 		}
 		nv := v.with(func(v *volRec) {
 			v.Hosts = diskHosts(hosts)
@@ -200,9 +200,9 @@ func (p *Pool) Activate(ctx context.Context, id string) (pool.Volume, error) {
 		return pool.Volume{}, err
 	}
 	return run(ctx, p, []string{id}, func(context.Context) (pool.Volume, error) {
-		v, ok := p.lookup(id)
-		if !ok {
-			return pool.Volume{}, fmt.Errorf("%w: %s", pool.ErrNotFound, id)
+		v, err := p.target(id)
+		if err != nil {
+			return pool.Volume{}, err
 		}
 		p.mu.Lock()
 		a, active := p.active[id]

@@ -60,9 +60,19 @@ type Hooks struct {
 	// DuringHold runs while the writes of a snapshot's origins are held, before the
 	// snapshot messages (a slow step, to prove HoldTimeout).
 	DuringHold func()
-	// HoldEnded is told how long each write hold lasted (from the first suspend to the last
-	// resume) and whether it expired.
-	HoldEnded func(d time.Duration, expired bool)
+	// HoldEnded is told about each write hold when it ends.
+	HoldEnded func(HoldStats)
+}
+
+// HoldStats describe one write hold.
+type HoldStats struct {
+	// Origins is the number of devices suspended.
+	Origins int
+	// Suspend is how long suspending them took, Total the whole hold: from the first
+	// suspend to the last resume.
+	Suspend, Total time.Duration
+	// Expired: the hold was ended by HoldTimeout or by the end of the call's context.
+	Expired bool
 }
 
 // withDefaults fills in defaults and checks the options.

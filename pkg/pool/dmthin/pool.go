@@ -66,6 +66,8 @@ var (
 	ErrForeignDevice = rpcerr.Sentinel(rpcerr.ErrPrecondition, "device is not this pool's")
 	// ErrStale: the thin metadata is older than the records say it must be.
 	ErrStale = rpcerr.Sentinel(rpcerr.ErrPrecondition, "thin metadata is older than the pool's records")
+	// ErrPoolBusy: another process (or another Pool in this one) has the pool open.
+	ErrPoolBusy = rpcerr.Sentinel(rpcerr.ErrUnavailable, "pool is open elsewhere")
 	// ErrHoldExpired: a snapshot could not be made within HoldTimeout (or its context
 	// ended while the origins were held); none was made.
 	ErrHoldExpired = rpcerr.Sentinel(rpcerr.ErrUnavailable, "snapshot write hold expired")
@@ -115,6 +117,42 @@ func (p *Pool) lookup(id string) (*volRec, bool) {
 	var ok bool
 	p.st.view(func(st *state) { v, ok = st.recordOf(id) })
 	return v, ok
+}
+
+// target returns the record of id for an operation that changes it: ErrNotFound if there is
+// none, and an error if an interrupted operation on it is still pending (a delete whose
+// device was open when recovery ran: only Delete may go on with it).
+func (p *Pool) target(id string) (*volRec, error) {
+	var v *volRec
+	var it *intent
+	p.st.view(func(st *state) {
+		v = st.vols[id]
+		it, _ = st.pendingFor(id)
+	})
+	switch {
+	case v == nil:
+		return nil, fmt.Errorf("%w: %s", pool.ErrNotFound, id)
+	case it != nil:
+		return nil, rpcerr.Unavailablef("dmthin: %s: an interrupted %s is pending for it (Delete it again, or reopen the pool)", id, it.Op)
+	}
+	return v, nil
+}
+
+// writable refuses to make new thin devices in a pool that cannot take them: out of data
+// space, read-only (out of metadata space, or damaged) or failed.
+func (p *Pool) writable() error {
+	s, err := p.tp.Status(true)
+	if err != nil {
+		return fmt.Errorf("dmthin: pool status: %w", err)
+	}
+	switch h := health(s); {
+	case h == "":
+		return nil
+	case s.Mode == thin.PoolOutOfDataSpace || (s.Mode == thin.PoolReadOnly && s.UsedMetadataBlocks+1 >= s.TotalMetadataBlocks):
+		return fmt.Errorf("%w: the pool is %s", pool.ErrNoSpace, h)
+	default:
+		return rpcerr.Unavailablef("dmthin: the pool cannot take new devices: %s", h)
+	}
 }
 
 // Get returns one volume or snapshot.
