@@ -180,10 +180,16 @@
 //  3. Every pending intent is ended, in sequence order:
 //     create, snapshot, clone, group: never acknowledged, so rolled back: each new thin id is
 //     deleted if the pool has it, and the intent settled as not done;
-//     delete: finished: the thin id deleted if still there, the record dropped (if its device
-//     is open, it stays pending and the next Delete finishes it);
+//     delete: finished: the thin id deleted if still there, the record dropped;
 //     expand: completed: an active device gets the new size, then the record.
+//     An intent that cannot be ended now (its device is open, the pool is read-only) stays
+//     pending and is logged: its IDs refuse other operations (a pending delete is finished by
+//     the next Delete), the next Open tries again, and the pool opens all the same, so that
+//     its volumes are still served.
 //  4. The records take the pool's transaction id.
+//
+// One process at a time opens a pool: Open takes an exclusive flock on the metadata device
+// (ErrPoolBusy), released when the process dies.
 //
 // So after a crash at any instant nothing acknowledged is lost, no thin id is left without a
 // record, and no device is left suspended.
@@ -199,6 +205,26 @@
 // volumes the old copy lacks removed by appending settle or put entries, or thin devices
 // recreated), raise its transaction id to the records' with thin_dump, an edit of the
 // superblock's transaction attribute, and thin_restore.
+//
+// # What the kernel does that this package relies on (Linux 6.12)
+//
+//   - DM_DEV_CREATE refuses a UUID in use (EBUSY): the only guard against one thin id active
+//     under two dm devices, which the thin target itself allows.
+//   - Every pool message commits the thin metadata; set_transaction_id needs the current id
+//     and takes any new one (this package only ever adds one).
+//   - create_snap of an active origin needs the origin suspended; the suspend is done
+//     without flush, so bios the pool holds back (a full pool queueing writes) are requeued
+//     for after the resume instead of waited for, and a full pool cannot stretch the hold.
+//   - A thin device cannot be activated while its pool is suspended: the pool is never
+//     suspended, and a pool left suspended is resumed by Open.
+//   - A table's size is checked only when Resume swaps it in; a failed swap leaves the device
+//     suspended with its old table (resumed again here).
+//   - A thin-pool status with flush commits the metadata: Usage and the checks use noflush;
+//     a snapshot's hold is preceded by one status with flush, so that its create_snap
+//     commits have little to write.
+//   - Removing a dm device takes about 20 ms under emulation and leaves its node: nodes are
+//     removed here.
+//   - A pool out of data space goes back to writing by itself once blocks are freed.
 //
 // # Concurrency
 //

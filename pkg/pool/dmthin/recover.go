@@ -14,26 +14,23 @@ import (
 
 // recoverIntents ends every operation the journal says was started and not settled, in the
 // order they were started: creations are rolled back (they were never acknowledged), deletes
-// finished, expansions completed. Then the records learn the pool's transaction id.
+// finished, expansions completed. Then the records learn the pool's transaction id. An
+// intent that cannot be ended now (its device is open, the pool is read-only) stays pending:
+// it is logged, its IDs refuse other operations, and the next Open (or, for a delete, the
+// next Delete) tries again; the pool still opens, so that its volumes are served.
 func (p *Pool) recoverIntents(ctx context.Context) error {
 	var pending []*intent
 	p.st.view(func(st *state) {
 		pending = slices.SortedFunc(maps.Values(st.intents), func(a, b *intent) int { return cmp.Compare(a.Seq, b.Seq) })
 	})
-	var errs []error
 	for _, it := range pending {
 		p.log.Info("Recovering an interrupted operation", "op", it.Op, "intent", it.Seq, "id", it.ID, "new", len(it.New))
 		if err := p.resolve(ctx, it); err != nil {
-			// A delete that cannot finish (its device is open) stays pending: the volume
-			// stays listed, and the next Delete of it finishes it.
-			p.log.Error(err, "Cannot end an interrupted operation", "op", it.Op, "intent", it.Seq)
-			if it.Op != opDelete || !errors.Is(err, errDeviceOpen) {
-				errs = append(errs, err)
+			p.log.Error(err, "Cannot end an interrupted operation now; it stays pending", "op", it.Op, "intent", it.Seq)
+			if errors.Is(err, errStoreFailed) {
+				return err
 			}
 		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
 	}
 	var recorded uint64
 	p.st.view(func(st *state) { recorded = st.txid })
@@ -88,14 +85,11 @@ func (p *Pool) rollback(ctx context.Context, it *intent, ids []uint32) error {
 	return p.settle(ctx, it, false)
 }
 
-// errDeviceOpen: a device to delete is open.
-var errDeviceOpen = errors.New("device is open")
-
 // finishDelete completes a delete: the device deactivated, the thin id deleted (already
 // gone is fine), the record dropped.
 func (p *Pool) finishDelete(ctx context.Context, it *intent) error {
 	if err := p.removeThinDevices(it.Thin); err != nil {
-		return fmt.Errorf("%w: %w", errDeviceOpen, err)
+		return err
 	}
 	p.dropActive(it.ID)
 	err := p.tp.Delete(it.Thin)

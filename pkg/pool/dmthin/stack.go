@@ -261,12 +261,21 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	p.ops.Wait()
 	reopen := func(err error) error {
 		p.mu.Lock()
 		p.closed = false
 		p.mu.Unlock()
 		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		p.ops.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return reopen(fmt.Errorf("dmthin: shutdown: operations still running: %w", ctx.Err()))
 	}
 	ours, err := p.ours()
 	if err != nil {
