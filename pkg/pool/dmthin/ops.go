@@ -134,7 +134,7 @@ func (p *Pool) Resize(ctx context.Context, id string, sizeBytes int64) (pool.Vol
 // (without flush, bounded by ctx) and resumed, which swaps the table in. If it fails, the
 // device is left running with its old table. op names the crash points ("" for none).
 func (p *Pool) reload(ctx context.Context, id string, a activeDev, thinID uint32, sectors uint64, op string) error {
-	t, err := thin.ThinTable{PoolDev: dm.FormatDev(p.poolDev), ID: thinID}.Target(sectors)
+	t, err := thinTarget(p.poolDev, thinID, sectors)
 	if err != nil {
 		return fmt.Errorf("%w: %w", pool.ErrInvalid, err)
 	}
@@ -165,6 +165,11 @@ func (p *Pool) reload(ctx context.Context, id string, a activeDev, thinID uint32
 	}
 	p.mu.Unlock()
 	return nil
+}
+
+// thinTarget is the table of thin device id of the pool device poolDev, of sectors.
+func thinTarget(poolDev uint64, id uint32, sectors uint64) (dm.Target, error) {
+	return thin.ThinTable{PoolDev: dm.FormatDev(poolDev), ID: id}.Target(sectors)
 }
 
 // SetHosts replaces the record's hosts and transports: one journal entry.
@@ -208,7 +213,7 @@ func (p *Pool) Activate(ctx context.Context, id string) (pool.Volume, error) {
 		a, active := p.active[id]
 		p.mu.Unlock()
 		if !active {
-			t, err := thin.ThinTable{PoolDev: dm.FormatDev(p.poolDev), ID: v.Thin}.Target(v.sectors())
+			t, err := thinTarget(p.poolDev, v.Thin, v.sectors())
 			if err != nil {
 				return pool.Volume{}, fmt.Errorf("%w: %w", pool.ErrInvalid, err)
 			}

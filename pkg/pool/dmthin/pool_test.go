@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm/thin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 )
@@ -43,5 +45,37 @@ func TestDeviceNamesAndUUIDs(t *testing.T) {
 	}
 	if maxPoolNameLen+1+maxIDLen > 127 {
 		t.Error("the longest names do not fit in a device-mapper name")
+	}
+}
+
+func TestTablesRoundTrip(t *testing.T) {
+	dev := unix.Mkdev(253, 7)
+	tg, err := thinTarget(dev, 4242, 2*1024*1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := thin.ParseThinTable(tg.Params)
+	if err != nil || got.PoolDev != "253:7" || got.ID != 4242 || tg.Length != 2*1024*1024 || tg.Type != thin.ThinTargetType {
+		t.Fatalf("thin table %+v parses to %+v, %v", tg, got, err)
+	}
+	if _, err := thinTarget(dev, 1, 0); err == nil {
+		t.Error("a thin table of no size")
+	}
+	for _, eins := range []bool{false, true} {
+		pt := poolTable(unix.Mkdev(253, 1), unix.Mkdev(253, 2), 256, eins)
+		target, err := pt.Target(1 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := thin.ParsePoolTable(target.Params)
+		if err != nil || back != pt {
+			t.Fatalf("pool table %q parses to %+v, %v; want %+v", target.Params, back, err, pt)
+		}
+		if back.SkipBlockZeroing || strings.Contains(target.Params, "skip_block_zeroing") {
+			t.Fatalf("pool table %q skips block zeroing", target.Params)
+		}
+		if back.ErrorIfNoSpace != eins {
+			t.Errorf("pool table %q: error_if_no_space %v, want %v", target.Params, back.ErrorIfNoSpace, eins)
+		}
 	}
 }

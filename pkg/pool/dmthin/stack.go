@@ -53,8 +53,7 @@ func (p *Pool) buildStack(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	want := thin.PoolTable{MetadataDev: dm.FormatDev(meta.Dev), DataDev: dm.FormatDev(data.Dev),
-		BlockSectors: uint64(p.hdr.BlockSectors), PoolFeatures: thin.PoolFeatures{ErrorIfNoSpace: p.opts.ErrorIfNoSpace}}
+	want := poolTable(meta.Dev, data.Dev, p.hdr.BlockSectors, p.opts.ErrorIfNoSpace)
 	name := p.poolName()
 	if d, ok := ours[p.uuidPrefix()+"pool"]; ok {
 		name = d.Name
@@ -93,6 +92,13 @@ func (p *Pool) buildStack(ctx context.Context) error {
 	}
 	p.tp = thin.Pool{Control: p.ctl, Name: name}
 	return p.checkTxID(ctx)
+}
+
+// poolTable is the pool's thin-pool table over its two sub-devices. Block zeroing stays on:
+// a block is zeroed before its first use, so no volume reads another's old data.
+func poolTable(meta, data uint64, blockSectors uint32, errorIfNoSpace bool) thin.PoolTable {
+	return thin.PoolTable{MetadataDev: dm.FormatDev(meta), DataDev: dm.FormatDev(data), BlockSectors: uint64(blockSectors),
+		PoolFeatures: thin.PoolFeatures{ErrorIfNoSpace: errorIfNoSpace}}
 }
 
 func mustTarget(t thin.PoolTable, sectors uint64) dm.Target {
