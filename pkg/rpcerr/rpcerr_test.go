@@ -25,6 +25,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
@@ -147,6 +148,10 @@ var sentinels = map[string]struct {
 	"pool.ErrInUse":              {pool.ErrInUse, codes.FailedPrecondition},
 	"pool.ErrInvalid":            {pool.ErrInvalid, codes.InvalidArgument},
 	"pool.ErrUnsupported":        {pool.ErrUnsupported, codes.FailedPrecondition},
+	"dmthin.ErrForeignDevice":    {dmthin.ErrForeignDevice, codes.FailedPrecondition},
+	"dmthin.ErrStale":            {dmthin.ErrStale, codes.FailedPrecondition},
+	"dmthin.ErrPoolBusy":         {dmthin.ErrPoolBusy, codes.Unavailable},
+	"dmthin.ErrHoldExpired":      {dmthin.ErrHoldExpired, codes.Unavailable},
 }
 
 // notRPCErrors are exported sentinels that never reach a caller as an RPC error.

@@ -1,0 +1,158 @@
+package dmthin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// hold is the write hold of a snapshot: the active, writable origins suspended (without
+// flush: bios the pool holds back are requeued for after the resume instead of waited for),
+// and resumed exactly once — when the operation releases the hold, or when HoldTimeout passes
+// or the operation's context ends, whichever is first. A suspend that is still running in the
+// kernel when the hold ends resumes its device as soon as it returns. Whatever happens to the
+// operation (an error, a panic, the caller gone), every origin is resumed.
+type hold struct {
+	p           *Pool
+	start       time.Time
+	origins     int
+	suspendTook time.Duration
+	timer       *time.Timer
+	stop        func() bool // stops the context watch
+
+	mu        sync.Mutex
+	ended     bool
+	expired   bool
+	suspended []string
+}
+
+// startHold suspends names (in parallel) and returns the hold; on failure every suspended
+// origin is resumed again.
+func (p *Pool) startHold(ctx context.Context, names []string) (*hold, error) {
+	h := &hold{p: p, start: time.Now(), origins: len(names)}
+	h.timer = time.AfterFunc(p.opts.HoldTimeout, func() { h.end(true) })
+	h.stop = context.AfterFunc(ctx, func() { h.end(true) })
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = h.suspend(name)
+		}()
+	}
+	wg.Wait()
+	h.mu.Lock()
+	h.suspendTook = time.Since(h.start)
+	h.mu.Unlock()
+	if err := errors.Join(errs...); err != nil {
+		h.release()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *hold) suspend(name string) error {
+	err := h.p.ctl.Suspend(name, true)
+	h.mu.Lock()
+	if h.ended {
+		h.mu.Unlock()
+		if err == nil {
+			h.p.resume(name) // the hold ended while this suspend was in the kernel
+		}
+		return h.expiredErr()
+	}
+	if err == nil {
+		h.suspended = append(h.suspended, name)
+	}
+	h.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("dmthin: suspend %s: %w", name, err)
+	}
+	return nil
+}
+
+// end resumes every suspended origin, once. It reports whether this call ended the hold.
+func (h *hold) end(expired bool) bool {
+	h.mu.Lock()
+	if h.ended {
+		h.mu.Unlock()
+		return false
+	}
+	h.ended, h.expired = true, expired
+	names := h.suspended
+	h.suspended = nil
+	h.mu.Unlock()
+	h.timer.Stop()
+	h.stop()
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h.p.resume(name)
+		}()
+	}
+	wg.Wait()
+	if hook := h.p.opts.Hooks.HoldEnded; hook != nil {
+		h.mu.Lock()
+		st := HoldStats{Origins: h.origins, Suspend: h.suspendTook, Total: time.Since(h.start), Expired: expired}
+		h.mu.Unlock()
+		hook(st)
+	}
+	return true
+}
+
+// intact reports whether the hold still holds (it has neither ended nor expired).
+func (h *hold) intact() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.ended
+}
+
+// release ends the hold; it reports whether the hold was intact until then, so that what was
+// done under it is consistent. Safe to call more than once (later calls report false).
+func (h *hold) release() bool { return h.end(false) }
+
+func (h *hold) expiredErr() error {
+	return fmt.Errorf("%w: the origins' writes were held for longer than %s (or the call ended)", ErrHoldExpired, h.p.opts.HoldTimeout)
+}
+
+// suspendBounded suspends a device without flush, returning when it is suspended or when ctx
+// ends, whichever is first. In the second case the suspend goes on in the kernel (an ioctl
+// cannot be interrupted) and the device is resumed as soon as it returns.
+func (p *Pool) suspendBounded(ctx context.Context, name string) error {
+	var mu sync.Mutex
+	abandoned := false
+	done := make(chan error, 1)
+	go func() {
+		err := p.ctl.Suspend(name, true)
+		mu.Lock()
+		defer mu.Unlock()
+		if abandoned && err == nil {
+			p.resume(name)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("dmthin: suspend %s: %w", name, err)
+		}
+		return nil
+	case <-ctx.Done():
+		mu.Lock()
+		abandoned = true
+		mu.Unlock()
+		select {
+		case err := <-done: // it returned in the meantime, and was not resumed
+			if err == nil {
+				p.resume(name)
+			}
+		default:
+		}
+		return fmt.Errorf("dmthin: suspend %s: %w", name, ctx.Err())
+	}
+}
