@@ -10,6 +10,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/lvmthin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
 )
@@ -44,16 +45,30 @@ func OpenPool(ctx context.Context, cfg Config) (pool.Pool, error) {
 		if err := lvm.CheckTargets(ctx, command.Exec{}); err != nil {
 			return nil, err
 		}
-		return lvmthin.Open(ctx, lvmthin.Options{
+		p, err := lvmthin.Open(ctx, lvmthin.Options{
 			VolumeGroup: cfg.Pool.VolumeGroup, ThinPool: cfg.Pool.ThinPool, Config: cfg.LVMConfigString(),
 		})
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
 	case BackendDMThin:
 		return openDMThin(ctx, cfg)
 	}
 	return nil, fmt.Errorf("pool.backend %q: want %s or %s", cfg.Pool.Backend, BackendDMThin, BackendLVM)
 }
 
-// openDMThin opens the dm-thin backend (wired once pkg/pool/dmthin lands).
-func openDMThin(context.Context, Config) (pool.Pool, error) {
-	return nil, fmt.Errorf("pool.backend %s is not available in this build", BackendDMThin)
+// openDMThin opens the dm-thin backend. Its device-mapper devices are named after the storage
+// node ("nvmeof-<node>-pool", "nvmeof-<node>-<volume ID>"), its device nodes live in
+// /dev/nvmeof/nvmeof-<node>/.
+func openDMThin(ctx context.Context, cfg Config) (pool.Pool, error) {
+	p, err := dmthin.Open(ctx, dmthin.Options{
+		MetadataDevice: cfg.Pool.MetadataDevice,
+		DataDevice:     cfg.Pool.DataDevice,
+		Name:           "nvmeof-" + cfg.NodeName,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }

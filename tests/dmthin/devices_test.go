@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
@@ -33,7 +34,7 @@ func TestRefusesDevicesThatHoldSomething(t *testing.T) {
 		{"ext4", func(dev string) []string { return []string{"mkfs.ext4", "-q", "-F", dev} }, "ext2/ext3/ext4"},
 		{"xfs", func(dev string) []string { return []string{"mkfs.xfs", "-q", "-f", dev} }, "XFS"},
 		{"lvm", func(dev string) []string {
-			return []string{"pvcreate", "--config", vmenv.LVMFilter(dev), "-q", dev}
+			return []string{"pvcreate", "--config", lvm.DeviceFilter(dev), "-q", dev}
 		}, "LVM2"},
 		{"swap", func(dev string) []string { return []string{"mkswap", dev} }, "swap"},
 		{"luks", func(dev string) []string {

@@ -7,23 +7,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
 )
 
 const (
@@ -115,53 +113,16 @@ func (e *env) open(t testing.TB) *dmthin.Pool {
 	return p
 }
 
-// shutdown deactivates the pool and checks the thin metadata with thin_check, and that
-// thin_ls lists exactly the thin ids the records hold.
+// shutdown deactivates the pool and checks it with thin_check and thin_ls.
 func (e *env) shutdown(t testing.TB, p *dmthin.Pool) {
 	t.Helper()
-	ids := p.ThinIDs()
-	if err := p.Shutdown(ctx(t)); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	e.checkThin(t, ids)
+	vmenv.ShutdownAndCheckThin(ctx(t), t, p, e.opts)
 }
 
-// checkThin runs thin_check and thin_ls on the thin metadata of the (inactive) pool and
-// compares the thin ids with want (ID → thin id).
+// checkThin checks an inactive pool with thin_check and thin_ls (ID → thin id).
 func (e *env) checkThin(t testing.TB, want map[string]uint32) {
 	t.Helper()
-	c, _ := dm.Open()
-	if devs, _ := c.List(e.opts.Name + "-"); len(devs) > 0 {
-		t.Errorf("after Shutdown these devices remain: %+v", devs)
-	}
-	c.Close()
-	off, length, err := dmthin.ThinMetadataRange(e.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loop := vmenv.Run(t, "losetup", "--find", "--show", "--read-only", "--offset", strconv.FormatInt(off, 10),
-		"--sizelimit", strconv.FormatInt(length, 10), e.opts.MetadataDevice)
-	defer vmenv.RunE("losetup", "--detach", loop)
-	if out, err := vmenv.RunE("thin_check", loop); err != nil {
-		t.Errorf("thin_check: %v\n%s", err, out)
-	}
-	out, err := vmenv.RunE("thin_ls", "--no-headers", "-o", "DEV", loop)
-	if err != nil {
-		t.Fatalf("thin_ls: %v", err)
-	}
-	var got []uint32
-	for _, f := range strings.Fields(out) {
-		n, err := strconv.ParseUint(f, 10, 32)
-		if err != nil {
-			t.Fatalf("thin_ls line %q", f)
-		}
-		got = append(got, uint32(n))
-	}
-	slices.Sort(got)
-	wantIDs := slices.Sorted(maps.Values(want))
-	if !slices.Equal(got, wantIDs) {
-		t.Errorf("thin_ls lists thin ids %v; the records hold %v (%v)", got, wantIDs, want)
-	}
+	vmenv.CheckThin(t, e.opts, want)
 }
 
 // record is a volume record for tests.

@@ -10,7 +10,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmtest"
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 )
 
 func TestMain(m *testing.M) {

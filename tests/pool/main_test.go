@@ -12,7 +12,7 @@ import (
 )
 
 // backends are every backend the suite runs; crash tests' child processes find theirs here.
-var backends = []pooltest.Backend{lvmBackend()}
+var backends = []pooltest.Backend{dmthinBackend(), lvmBackend()}
 
 func TestMain(m *testing.M) {
 	pooltest.MaybeRunChild(backends...)
