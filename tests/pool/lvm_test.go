@@ -25,7 +25,10 @@ func lvmBackend() pooltest.Backend {
 			// A VG per test, named from the test so that parallel packages never collide.
 			vg := fmt.Sprintf("pt%x", sha256.Sum256([]byte(t.Name())))[:14]
 			loop := vmenv.ThinPool(t, vg, "2G")
-			raw, _ := json.Marshal(lvmthin.Options{VolumeGroup: vg, ThinPool: "pool", Config: lvm.DeviceFilter(loop)})
+			raw, err := json.Marshal(lvmthin.Options{VolumeGroup: vg, ThinPool: "pool", Config: lvm.DeviceFilter(loop)})
+			if err != nil {
+				t.Fatal(err)
+			}
 			return string(raw)
 		},
 		Open: func(ctx context.Context, config string) (pool.Pool, error) {
