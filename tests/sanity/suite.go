@@ -1,8 +1,8 @@
 //go:build vm
 
 // Package sanity runs the CSI conformance suite (kubernetes-csi/csi-test sanity) against the
-// nvmeof-csi plugin and two real storage-node agents, in the VM, with no fakes: real LVM thin
-// pools, the kernel NVMe target, real NVMe/TCP or NVMe/RDMA connects, mkfs and mounts.
+// nvmeof-csi plugin and two real storage-node agents, in the VM, with no fakes: real dm-thin
+// pools (the default backend), the kernel NVMe target, real NVMe/TCP or NVMe/RDMA connects, mkfs and mounts.
 package sanity
 
 import (
@@ -104,18 +104,17 @@ func startStorageNodes(t *testing.T, dir string, run int) string {
 		{"sn-b", vmtest.PortalB, "tcp://" + agentTCP,
 			fmt.Sprintf("tls: {cert: %s, key: %s, ca: %s}", server.Cert, server.Key, server.CA)},
 	} {
-		vg := fmt.Sprintf("san%d%c", run, 'a'+i)
-		loop := vmenv.ThinPool(t, vg, "6G")
+		meta, data := vmenv.DMThinDevices(t, "nvmeof-"+sn.name, "256M", "6G")
 		id := 100*run + 10*i
 		vmenv.StartAgent(t, fmt.Sprintf(`
 nodeName: %s
-pool: {volumeGroup: %s, thinPool: pool, overcommitRatio: 200, devices: [%s]}
+pool: {backend: dmthin, metadataDevice: %s, dataDevice: %s, overcommitRatio: 200}
 portals:
 - {id: %d, transport: tcp, address: %s, port: %d}
 - {id: %d, transport: rdma, address: %s, port: %d}
 listen: %s
 %s
-`, sn.name, vg, loop, id+1, sn.addr, svc, id+2, sn.addr, svc, sn.listen, sn.tls))
+`, sn.name, meta, data, id+1, sn.addr, svc, id+2, sn.addr, svc, sn.listen, sn.tls))
 	}
 	vmenv.Dial(t, "unix://"+filepath.Join(dir, "sn-a.sock"), nil)
 	vmenv.Dial(t, agentTCP, vmenv.MTLS(t, client, "127.0.0.1"))
