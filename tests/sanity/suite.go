@@ -2,7 +2,8 @@
 
 // Package sanity runs the CSI conformance suite (kubernetes-csi/csi-test sanity) against the
 // nvmeof-csi plugin and two real storage-node agents, in the VM, with no fakes: real dm-thin
-// pools (the default backend), the kernel NVMe target, real NVMe/TCP or NVMe/RDMA connects, mkfs and mounts.
+// pools (the default backend), the kernel NVMe target, real NVMe/TCP or NVMe/RDMA connects,
+// mkfs and mounts.
 package sanity
 
 import (
