@@ -5,27 +5,53 @@ package agent_test
 import (
 	"fmt"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
+
+// startDMThinAgent starts an agent on a fresh dm-thin pool and returns its client, its pool's
+// options (for the thin oracle once it is stopped) and the process.
+func startDMThinAgent(t *testing.T, node, dataSize string, overcommit int, port int) (agentapi.AgentClient, dmthin.Options, *vmenv.Agent) {
+	meta, data := vmenv.DMThinDevices(t, "nvmeof-"+node, "256M", dataSize)
+	sock := t.TempDir() + "/agent.sock"
+	proc := vmenv.StartAgent(t, fmt.Sprintf(`
+nodeName: %s
+pool: {backend: dmthin, metadataDevice: %s, dataDevice: %s, overcommitRatio: %d}
+portals: [{id: %d, transport: tcp, address: 192.0.2.1, port: %d}]
+listen: unix://%s
+`, node, meta, data, overcommit, port, port, sock))
+	opts := dmthin.Options{MetadataDevice: meta, DataDevice: data, Name: "nvmeof-" + node}
+	return vmenv.Dial(t, "unix://"+sock, nil), opts, proc
+}
+
+// checkPool stops the agent and checks its pool with thin_check and thin_ls: exactly want
+// volumes and snapshots, nothing orphaned.
+func checkPool(t *testing.T, proc *vmenv.Agent, opts dmthin.Options, want int) {
+	t.Helper()
+	proc.Stop(syscall.SIGTERM)
+	ctx := vmenv.Context(t, 2*time.Minute)
+	p, err := dmthin.Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(p.ThinIDs()); n != want {
+		t.Errorf("the pool records %d thin devices, want %d", n, want)
+	}
+	vmenv.ShutdownAndCheckThin(ctx, t, p, opts)
+}
 
 // TestConcurrentCreatesAreExactlyOncePerName sends 50 CreateVolume calls at once, 10 of them
 // repeating a name: exactly 40 volumes must exist afterwards, each name once.
 func TestConcurrentCreatesAreExactlyOncePerName(t *testing.T) {
-	loop := vmenv.ThinPool(t, "concvg", "8G")
-	sock := t.TempDir() + "/agent.sock"
-	vmenv.StartAgent(t, fmt.Sprintf(`
-nodeName: sn2
-pool: {volumeGroup: concvg, thinPool: pool, devices: [%s]}
-portals: [{id: 21, transport: tcp, address: 192.0.2.1, port: 4421}]
-listen: unix://%s
-`, loop, sock))
-	c := vmenv.Dial(t, "unix://"+sock, nil)
+	c, opts, proc := startDMThinAgent(t, "sn2", "8G", 1, 4421)
 	ctx := vmenv.Context(t, 10*time.Minute)
 
 	names := make([]string, 0, 50)
@@ -39,15 +65,13 @@ listen: unix://%s
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			resp, err := c.CreateVolume(ctx, &agentapi.CreateVolumeRequest{Name: name, SizeBytes: 64 << 20})
 			errs[i] = err
 			if err == nil {
 				ids[i] = resp.Volume.Id
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	byName := map[string]string{}
@@ -67,11 +91,53 @@ listen: unix://%s
 	if len(list.Volumes) != 40 {
 		t.Fatalf("%d volumes listed, want 40", len(list.Volumes))
 	}
-	lvs, err := (&lvm.Pool{VG: "concvg", ThinPool: "pool", Runner: command.Exec{}}).List(ctx)
+	checkPool(t, proc, opts, 40)
+}
+
+// TestConcurrentCreatesNearTheLimitNeverOvercommit races 64 creations for a pool that holds
+// fewer of them (no overcommit): exactly as many as fit succeed, the rest are
+// ResourceExhausted, and what the pool holds never exceeds its size.
+func TestConcurrentCreatesNearTheLimitNeverOvercommit(t *testing.T) {
+	c, opts, proc := startDMThinAgent(t, "sn3", "2G", 1, 4423)
+	ctx := vmenv.Context(t, 10*time.Minute)
+	capBefore, err := c.GetCapacity(ctx, &agentapi.GetCapacityRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(lvs) != 40 {
-		t.Fatalf("%d thin LVs in the pool, want 40", len(lvs))
+	const size = 64 << 20
+	fit := int(capBefore.GetAvailableBytes() / size)
+	if fit < 8 || fit >= 64 {
+		t.Fatalf("the pool fits %d volumes of 64 MiB: the test needs a limit well inside 64", fit)
 	}
+	errs := make([]error, 64)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			_, errs[i] = c.CreateVolume(ctx, &agentapi.CreateVolumeRequest{Name: fmt.Sprintf("race-%02d", i), SizeBytes: size})
+		})
+	}
+	wg.Wait()
+	var ok, full int
+	for i, err := range errs {
+		switch status.Code(err) {
+		case codes.OK:
+			ok++
+		case codes.ResourceExhausted:
+			full++
+		default:
+			t.Errorf("CreateVolume(race-%02d): %v", i, err)
+		}
+	}
+	capAfter, err := c.GetCapacity(ctx, &agentapi.GetCapacityRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d created, %d refused; provisioned %d of %d bytes", ok, full, capAfter.GetProvisionedBytes(), capAfter.GetDataBytes())
+	if ok != fit || full != 64-fit {
+		t.Fatalf("%d created and %d refused, want exactly %d and %d", ok, full, fit, 64-fit)
+	}
+	if capAfter.GetProvisionedBytes() > capAfter.GetDataBytes() {
+		t.Fatalf("provisioned %d bytes in a pool of %d with no overcommit", capAfter.GetProvisionedBytes(), capAfter.GetDataBytes())
+	}
+	checkPool(t, proc, opts, fit)
 }

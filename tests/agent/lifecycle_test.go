@@ -20,21 +20,21 @@ import (
 )
 
 // TestVolumeLifecycleOverTheRealTarget drives a real agent process (TCP + mTLS) against real
-// LVM and nvmet, and checks every step from a real initiator in the same kernel.
+// dm-thin and nvmet, and checks every step from a real initiator in the same kernel.
 func TestVolumeLifecycleOverTheRealTarget(t *testing.T) {
-	loop := vmenv.ThinPool(t, "lifevg", "8G")
+	meta, data := vmenv.DMThinDevices(t, "nvmeof-sn1", "256M", "8G")
 	ca := mtlstest.NewCA(t, "ops")
 	server := ca.Issue(t, "127.0.0.1")
 	cfg := fmt.Sprintf(`
 nodeName: sn1
-pool: {volumeGroup: lifevg, thinPool: pool, overcommitRatio: 4, devices: [%s]}
+pool: {backend: dmthin, metadataDevice: %s, dataDevice: %s, overcommitRatio: 4}
 portals:
 - {id: 11, transport: tcp, address: %s, port: 4420}
 - {id: 12, transport: tcp, address: %s, port: 4420}
 listen: tcp://127.0.0.1:9500
 tls: {cert: %s, key: %s, ca: %s}
 reconcileInterval: 5s
-`, loop, vmtest.PortalA, vmtest.PortalB, server.Cert, server.Key, server.CA)
+`, meta, data, vmtest.PortalA, vmtest.PortalB, server.Cert, server.Key, server.CA)
 	proc := vmenv.StartAgent(t, cfg)
 	c := vmenv.Dial(t, "127.0.0.1:9500", vmenv.MTLS(t, ca.Issue(t, "controller"), "127.0.0.1"))
 	ctx := vmenv.Context(t, 10*time.Minute)
