@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 )
 
@@ -59,7 +60,7 @@ func testSnapshotsAndClones(t *testing.T, h *harness) {
 	wantBlock(t, snapDev, 32*MiB, 'A', "snapshot")
 	wantBlock(t, snapDev, 16*MiB, 0, "snapshot, never written")
 	wantBlock(t, cloneDev, 0, 'A', "clone of the snapshot")
-	if err := tryWriteBlock(snapDev, 0, 'X'); err == nil {
+	if err := blocktest.WriteAt(snapDev, 0, pattern('X')); err == nil {
 		t.Fatal("a read-only snapshot took a write")
 	}
 	writeBlock(t, cloneDev, 0, 'C')
@@ -78,7 +79,7 @@ func testCloneSizes(t *testing.T, h *harness) {
 	big.Source = vol.ID
 	sameRecord(t, h.snapshot(vol.ID, big, false), big)
 	dev := h.activate(big.ID)
-	if got := deviceSize(t, dev); got != big.SizeBytes {
+	if got := blocktest.Size(t, dev); got != big.SizeBytes {
 		t.Fatalf("grown clone's device is %d bytes, want %d", got, big.SizeBytes)
 	}
 	wantBlock(t, dev, 60*MiB, 'A', "grown clone, inside its origin's size")
@@ -145,7 +146,7 @@ func testResize(t *testing.T, h *harness) {
 	if err != nil || v.SizeBytes != 192*MiB {
 		t.Fatalf("Resize = %+v, %v", v.Record, err)
 	}
-	if got := deviceSize(t, h.activate(vol.ID)); got != 192*MiB {
+	if got := blocktest.Size(t, h.activate(vol.ID)); got != 192*MiB {
 		t.Fatalf("active device is %d bytes after Resize, want %d", got, 192*MiB)
 	}
 	writeBlock(t, dev, 150*MiB, 'Z')

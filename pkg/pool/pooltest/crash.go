@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/crashpoint"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 )
@@ -196,7 +197,7 @@ func checkAfterCrash(t *testing.T, h *harness, op string) {
 		if exists(crashNew) {
 			dev := h.activate(crashNew)
 			wantBlock(t, dev, 0, 'O', "clone made before the crash")
-			if got := deviceSize(t, dev); got != crashSizeNew {
+			if got := blocktest.Size(t, dev); got != crashSizeNew {
 				t.Fatalf("clone's device is %d bytes after the crash, want %d", got, crashSizeNew)
 			}
 		}
@@ -207,7 +208,7 @@ func checkAfterCrash(t *testing.T, h *harness, op string) {
 		if v.SizeBytes != 64*MiB && v.SizeBytes != crashSizeNew {
 			t.Fatalf("size after a crash during expand: %d, want the old or the new size", v.SizeBytes)
 		}
-		if got := deviceSize(t, h.activate(crashOrigin)); got != v.SizeBytes {
+		if got := blocktest.Size(t, h.activate(crashOrigin)); got != v.SizeBytes {
 			t.Fatalf("device is %d bytes, its record says %d", got, v.SizeBytes)
 		}
 	case "group":
