@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 )
 
@@ -28,14 +27,9 @@ func ShutdownAndCheckThin(ctx context.Context, t testing.TB, p *dmthin.Pool, opt
 // its thin ids with want (record ID → thin id).
 func CheckThin(t testing.TB, opts dmthin.Options, want map[string]uint32) {
 	t.Helper()
-	c, err := dm.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if devs, _ := c.List(opts.Name + "-"); len(devs) > 0 {
+	if devs := DMDevices(t, opts.Name+"-"); len(devs) > 0 {
 		t.Errorf("after Shutdown these devices remain: %+v", devs)
 	}
-	c.Close()
 	off, length, err := dmthin.ThinMetadataRange(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,9 @@
-// Package vmenv builds the storage side of VM tests: thin pools on loop devices of the scratch
-// disk, and real agent processes. Agents run as the test binary itself re-executed in agent
-// mode (the same code path as cmd/nvmeof-agent after flag parsing), so a test can SIGKILL and
-// restart one. It also holds the few helpers several VM test packages share (commands,
-// contexts, sysfs attributes, module reloads, DH-HMAC-CHAP secrets). Only for tests that run
-// inside the VM (see internal/vmtest).
+// Package vmenv builds the storage side of VM tests: loop devices and thin pools on the
+// scratch disk, device-mapper listings and cleanup, and real agent processes. Agents run as
+// the test binary itself re-executed in agent mode (the same code path as cmd/nvmeof-agent
+// after flag parsing), so a test can SIGKILL and restart one. It also holds the few helpers
+// several VM test packages share (commands, contexts, sysfs attributes, module reloads,
+// DH-HMAC-CHAP secrets). Only for tests that run inside the VM (see internal/vmtest).
 package vmenv
 
 import (
@@ -80,17 +80,36 @@ func Run(t testing.TB, name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// ThinPool creates a volume group vg on a sparse loop file of the scratch disk, with a thin
-// pool named "pool"; both go when the test ends. It returns the loop device.
+// Loop attaches a loop device to a fresh sparse file of size (as truncate(1) reads it: "64M",
+// "2G") named name+".img" on the scratch disk. When the test ends the device is detached (a
+// failure fails the test) and the file removed. It returns the device.
+func Loop(t testing.TB, name, size string) string {
+	t.Helper()
+	img := filepath.Join(vmtest.ScratchDir(), name+".img")
+	if err := os.WriteFile(img, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	Run(t, "truncate", "-s", size, img)
+	dev := Run(t, "losetup", "--find", "--show", img)
+	t.Cleanup(func() {
+		if _, err := RunE("losetup", "--detach", dev); err != nil {
+			t.Error(err)
+		}
+		os.Remove(img)
+	})
+	return dev
+}
+
+// ThinPool creates a volume group vg on a Loop of the given size, with a thin pool named
+// "pool" over 90% of it; both go when the test ends. It returns the loop device.
 func ThinPool(t testing.TB, vg string, size string) string {
 	t.Helper()
-	img := filepath.Join(vmtest.ScratchDir(), vg+".img")
-	Run(t, "truncate", "-s", size, img)
-	loop := Run(t, "losetup", "-f", "--show", img)
+	loop := Loop(t, vg, size)
 	t.Cleanup(func() {
-		_, _ = RunE("vgremove", "--config", lvm.DeviceFilter(loop), "-f", vg)
-		_, _ = RunE("losetup", "-d", loop)
-		os.Remove(img)
+		// A test that failed half-way may leave LVs open or active.
+		if _, err := RunE("vgremove", "--config", lvm.DeviceFilter(loop), "-f", vg); err != nil {
+			t.Log(err)
+		}
 	})
 	if err := lvm.CreatePool(Context(t, 2*time.Minute), command.Exec{}, vg, "pool", []string{loop}, 90); err != nil {
 		t.Fatal(err)
@@ -98,26 +117,37 @@ func ThinPool(t testing.TB, vg string, size string) string {
 	return loop
 }
 
-// DMThinDevices makes the two devices of a dm-thin pool: loop devices over sparse files of the
-// scratch disk (metadata and data of the given sizes, e.g. "1G", "16G"). When the test ends,
-// every device-mapper device whose name starts with name+"-" (the pool's stack, as
-// pkg/pool/dmthin names it) is removed, then the loop devices and files. It returns the
-// metadata and data devices.
+// DMThinDevices makes the two devices of a dm-thin pool: Loops of the given sizes (e.g. "1G",
+// "16G") named name+"-meta" and name+"-data". When the test ends, every device-mapper device
+// whose name starts with name+"-" (the pool's stack, as pkg/pool/dmthin names it) is removed
+// (RemoveDMDevices), then the loop devices. It returns the metadata and data devices.
 func DMThinDevices(t testing.TB, name, metaSize, dataSize string) (meta, data string) {
 	t.Helper()
-	loop := func(suffix, size string) string {
-		img := filepath.Join(vmtest.ScratchDir(), name+"-"+suffix+".img")
-		Run(t, "truncate", "-s", size, img)
-		dev := Run(t, "losetup", "-f", "--show", img)
-		t.Cleanup(func() {
-			_, _ = RunE("losetup", "-d", dev)
-			os.Remove(img)
-		})
-		return dev
-	}
-	meta, data = loop("meta", metaSize), loop("data", dataSize)
+	meta, data = Loop(t, name+"-meta", metaSize), Loop(t, name+"-data", dataSize)
 	t.Cleanup(func() { RemoveDMDevices(t, name+"-") })
 	return meta, data
+}
+
+// DMDevices returns the state of each device-mapper device whose name starts with prefix, in
+// name order; an error fails the test.
+func DMDevices(t testing.TB, prefix string) []dm.DeviceInfo {
+	t.Helper()
+	c, err := dm.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	devs, err := c.List(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos := make([]dm.DeviceInfo, len(devs))
+	for i, d := range devs {
+		if infos[i], err = c.Info(d.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return infos
 }
 
 // RemoveDMDevices removes every device-mapper device whose name starts with prefix, those
