@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
+	"github.com/nvmeof-csi/nvmeof-csi/internal/timing"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
 )
 
@@ -84,7 +86,7 @@ func TestOpenMakesTheControlNode(t *testing.T) {
 func TestLinearLifecycle(t *testing.T) {
 	c := open(t)
 	lo := newLoop(t, "linear", 64)
-	removeOnCleanup(t, c, "dmtest-lin")
+	removeOnCleanup(t, "dmtest-lin")
 	const name, uuid = "dmtest-lin", "NVMEOF-TEST-lin"
 
 	created, err := c.Create(name, uuid)
@@ -127,9 +129,9 @@ func TestLinearLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := pattern(1, mib)
-	writeAt(t, node, 0, data)
-	expectData(t, lo.path, 0, data, "the loop device under the linear device")
+	data := blocktest.Pattern(1, mib)
+	blocktest.Write(t, node, 0, data)
+	blocktest.Expect(t, lo.path, 0, data, "the loop device under the linear device")
 
 	// Reload: a second segment, mapped further into the loop device. Load alone changes
 	// nothing; Resume swaps it in.
@@ -143,7 +145,7 @@ func TestLinearLifecycle(t *testing.T) {
 	if info, err = c.Resume(name); err != nil || info.TargetCount != 2 {
 		t.Fatalf("Resume after reload = %+v, %v", info, err)
 	}
-	expectData(t, node, int64(lo.size/2*sectors), data, "the second segment (same loop blocks)")
+	blocktest.Expect(t, node, int64(lo.size/2*sectors), data, "the second segment (same loop blocks)")
 
 	// Wrong steps.
 	for _, tc := range []struct {
@@ -184,7 +186,7 @@ func TestLinearLifecycle(t *testing.T) {
 	if info, err := c.Resume(name); err != nil || info.Suspended {
 		t.Errorf("Resume after the failed swap = %+v, %v", info, err)
 	}
-	expectData(t, node, 0, data, "after the failed swap and a resume")
+	blocktest.Expect(t, node, 0, data, "after the failed swap and a resume")
 
 	if err := c.Remove(name); err != nil {
 		t.Fatal(err)
@@ -201,7 +203,7 @@ func TestLinearLifecycle(t *testing.T) {
 // and an existing device of that name is not touched.
 func TestCreateAndLoadRemovesWhatFailed(t *testing.T) {
 	c := open(t)
-	removeOnCleanup(t, c, "dmtest-cal")
+	removeOnCleanup(t, "dmtest-cal")
 	bad := []dm.Target{{Length: 8, Type: "linear", Params: "not-a-device 0"}}
 	if _, err := c.CreateAndLoad("dmtest-cal", "", bad, false); err == nil {
 		t.Fatal("CreateAndLoad of a bad table succeeded")
@@ -228,7 +230,7 @@ func TestCreateAndLoadRemovesWhatFailed(t *testing.T) {
 func TestSuspendHoldsIOUntilResume(t *testing.T) {
 	c := open(t)
 	lo := newLoop(t, "suspend", 16)
-	removeOnCleanup(t, c, "dmtest-susp")
+	removeOnCleanup(t, "dmtest-susp")
 	info, err := c.CreateAndLoad("dmtest-susp", "", []dm.Target{{Length: lo.size, Type: "linear", Params: dm.FormatDev(lo.dev) + " 0"}}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -237,8 +239,8 @@ func TestSuspendHoldsIOUntilResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := pattern(2, 4096)
-	writeAt(t, node, 0, data)
+	data := blocktest.Pattern(2, 4096)
+	blocktest.Write(t, node, 0, data)
 	fd := openDirect(t, node, unix.O_RDONLY)
 	defer unix.Close(fd)
 
@@ -246,14 +248,14 @@ func TestSuspendHoldsIOUntilResume(t *testing.T) {
 	if err := c.Suspend("dmtest-susp", false); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("Suspend: %s", since(start))
+	t.Logf("Suspend: %s", timing.Since(start))
 	if info, _ := c.Info("dmtest-susp"); !info.Suspended {
 		t.Errorf("Info after Suspend = %+v", info)
 	}
 	if err := c.Suspend("dmtest-susp", true); err != nil {
 		t.Errorf("Suspend of a suspended device: %v", err)
 	}
-	buf := alignedBuf(t, 4096)
+	buf := blocktest.Aligned(4096)
 	done := make(chan error, 1)
 	go func() {
 		_, err := unix.Pread(fd, buf, 0)
@@ -273,7 +275,7 @@ func TestSuspendHoldsIOUntilResume(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("the held read completed %s after Resume", since(start))
+		t.Logf("the held read completed %s after Resume", timing.Since(start))
 	case <-time.After(10 * time.Second):
 		t.Fatal("read still held 10 s after Resume")
 	}
@@ -288,7 +290,7 @@ func TestSuspendHoldsIOUntilResume(t *testing.T) {
 // TestRemoveOfAnOpenDeviceIsBusy: the device stays while anyone holds it open.
 func TestRemoveOfAnOpenDeviceIsBusy(t *testing.T) {
 	c := open(t)
-	removeOnCleanup(t, c, "dmtest-busy")
+	removeOnCleanup(t, "dmtest-busy")
 	info, err := c.CreateAndLoad("dmtest-busy", "", []dm.Target{{Length: 8, Type: "error"}}, false)
 	if err != nil {
 		t.Fatal(err)
@@ -385,7 +387,7 @@ func TestEnsureNode(t *testing.T) {
 func TestListOf1100Devices(t *testing.T) {
 	c := open(t)
 	const n, serial, prefix = 1100, 100, "dmtest-many-"
-	removeOnCleanup(t, c, prefix)
+	removeOnCleanup(t, prefix)
 	want := make(map[string]dm.Device, n)
 	var mu sync.Mutex
 	create := func(i int) error {
@@ -405,13 +407,13 @@ func TestListOf1100Devices(t *testing.T) {
 
 	start := time.Now()
 	devs, err := c.List(prefix)
-	t.Logf("List(%q) of %d devices: %s (first call, buffer grows)", prefix, len(devs), since(start))
+	t.Logf("List(%q) of %d devices: %s (first call, buffer grows)", prefix, len(devs), timing.Since(start))
 	if err != nil {
 		t.Fatal(err)
 	}
 	start = time.Now()
 	devs, err = c.List(prefix)
-	t.Logf("List(%q) again: %s", prefix, since(start))
+	t.Logf("List(%q) again: %s", prefix, timing.Since(start))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +469,7 @@ func timed(t *testing.T, what string, n, workers int, op func(i int) error) {
 		t.Fatalf("%s: %v", what, err)
 	}
 	d := time.Since(start)
-	t.Logf("%-20s %4d devices, %d goroutine(s): %9s, %8s per device", what, n, workers, d.Round(time.Millisecond), since(start)/time.Duration(n))
+	t.Logf("%-20s %4d devices, %d goroutine(s): %9s, %8s per device", what, n, workers, d.Round(time.Millisecond), timing.Since(start)/time.Duration(n))
 }
 
 // TestTableOf1100Targets: Table and Status of one device with 1100 targets, a reply far larger
@@ -475,7 +477,7 @@ func timed(t *testing.T, what string, n, workers int, op func(i int) error) {
 func TestTableOf1100Targets(t *testing.T) {
 	c := open(t)
 	lo := newLoop(t, "targets", 16)
-	removeOnCleanup(t, c, "dmtest-targets")
+	removeOnCleanup(t, "dmtest-targets")
 	const n = 1100
 	table := make([]dm.Target, n)
 	for i := range table {
@@ -486,7 +488,7 @@ func TestTableOf1100Targets(t *testing.T) {
 	}
 	start := time.Now()
 	got, err := c.Table("dmtest-targets")
-	t.Logf("Table of %d targets: %s", len(got), since(start))
+	t.Logf("Table of %d targets: %s", len(got), timing.Since(start))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
+	"github.com/nvmeof-csi/nvmeof-csi/internal/timing"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm/thin"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
@@ -74,8 +76,8 @@ func TestThinPoolLifecycle(t *testing.T) {
 	if table, err := c.Table(p.thinName(1)); err != nil || table[0].Params != dm.FormatDev(p.info.Dev)+" 1" {
 		t.Errorf("thin table %+v, %v", table, err)
 	}
-	dataA := pattern(1, 4*mib)
-	writeAt(t, vol, 0, dataA)
+	dataA := blocktest.Pattern(1, 4*mib)
+	blocktest.Write(t, vol, 0, dataA)
 	if st := thinStatus(t, c, p.thinName(1)); st.MappedSectors != 4*mib/sectors || st.HighestMappedSector != 4*mib/sectors-1 {
 		t.Errorf("thin status after 4 MiB %+v", st)
 	}
@@ -92,20 +94,20 @@ func TestThinPoolLifecycle(t *testing.T) {
 	if snapErr != nil {
 		t.Fatal(snapErr)
 	}
-	t.Logf("snapshot of an active origin (suspend, create_snap, resume): %s", since(start))
+	t.Logf("snapshot of an active origin (suspend, create_snap, resume): %s", timing.Since(start))
 
 	snap := p.thinDev(t, 2, 256, true)
 	if info, _ := c.Info(p.thinName(2)); !info.ReadOnly {
 		t.Errorf("snapshot activated read-only is not: %+v", info)
 	}
-	expectData(t, snap, 0, dataA, "snapshot")
-	dataB := pattern(2, mib)
-	writeAt(t, vol, 0, dataB)
-	expectData(t, snap, 0, dataA, "snapshot after the origin was overwritten")
-	expectData(t, vol, 0, dataB, "origin after overwrite")
+	blocktest.Expect(t, snap, 0, dataA, "snapshot")
+	dataB := blocktest.Pattern(2, mib)
+	blocktest.Write(t, vol, 0, dataB)
+	blocktest.Expect(t, snap, 0, dataA, "snapshot after the origin was overwritten")
+	blocktest.Expect(t, vol, 0, dataB, "origin after overwrite")
 	fd, err := unix.Open(snap, unix.O_WRONLY|unix.O_DIRECT, 0)
 	if err == nil {
-		_, err = unix.Pwrite(fd, alignedBuf(t, 4096), 0)
+		_, err = unix.Pwrite(fd, blocktest.Aligned(4096), 0)
 		unix.Close(fd)
 	}
 	if err == nil {
@@ -249,8 +251,8 @@ func TestPoolReloadFindsItsThinDevices(t *testing.T) {
 			t.Fatal(err)
 		}
 		node := p.thinDev(t, id, 64, false)
-		data[id] = pattern(uint64(id), mib)
-		writeAt(t, node, int64(id)*mib, data[id])
+		data[id] = blocktest.Pattern(uint64(id), mib)
+		blocktest.Write(t, node, int64(id)*mib, data[id])
 		deactivate(t, c, p.thinName(id))
 	}
 	if err := p.CreateSnap(4, 2); err != nil {
@@ -285,7 +287,7 @@ func TestPoolReloadFindsItsThinDevices(t *testing.T) {
 		if id == 4 {
 			off = 2 * mib
 		}
-		expectData(t, node, off, data[id], fmt.Sprintf("thin device %d after the pool reload", id))
+		blocktest.Expect(t, node, off, data[id], fmt.Sprintf("thin device %d after the pool reload", id))
 	}
 	if err := p.CreateThin(1); !errors.Is(err, thin.ErrIDExists) {
 		t.Errorf("create_thin 1 in the reloaded pool = %v, want ErrIDExists", err)
@@ -312,16 +314,8 @@ func TestThinLatency(t *testing.T) {
 	const n = 50
 	measure := func(what string, op func(i int) error) {
 		t.Helper()
-		d := make([]time.Duration, n)
-		for i := range n {
-			start := time.Now()
-			if err := op(i); err != nil {
-				t.Fatalf("%s %d: %v", what, i, err)
-			}
-			d[i] = time.Since(start)
-		}
-		p50, p90 := percentiles(d)
-		t.Logf("%-52s p50 %9s  p90 %9s", what, p50, p90)
+		s := timing.Repeat(t, what, n, op)
+		t.Logf("%-52s p50 %9s  p90 %9s", what, timing.Round(s.P50()), timing.Round(s.Percentile(90)))
 	}
 
 	measure("create_thin", func(i int) error { return p.CreateThin(uint32(100 + i)) })
@@ -337,7 +331,7 @@ func TestThinLatency(t *testing.T) {
 		return err
 	})
 	origin := p.thinName(100)
-	writeAt(t, filepath.Join(dm.NodeDir, origin), 0, pattern(3, 4*mib)) // the origin holds data
+	blocktest.Write(t, filepath.Join(dm.NodeDir, origin), 0, blocktest.Pattern(3, 4*mib)) // the origin holds data
 	measure("create_snap of an active origin (suspend/resume)", func(i int) error {
 		if err := c.Suspend(origin, false); err != nil {
 			return err
