@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
+	"github.com/nvmeof-csi/nvmeof-csi/internal/timing"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 )
@@ -33,7 +35,7 @@ func TestCrashPoints(t *testing.T) {
 			for n, point := range dmthin.CrashPoints[op] {
 				start := time.Now()
 				crashAt(t, e, op, point, n)
-				t.Logf("%-28s recovered and checked in %s", point, since(start))
+				t.Logf("%-28s recovered and checked in %s", point, timing.Since(start))
 			}
 		})
 	}
@@ -54,7 +56,7 @@ func crashAt(t *testing.T, e *env, op, point string, n int) {
 	t.Helper()
 	p := e.open(t)
 	id := fmt.Sprintf("new-%d", n)
-	data := pattern(uint64(n), mib)
+	data := blocktest.Pattern(uint64(n), mib)
 	j := job{Op: op, ID: id, SizeMiB: 64}
 	var origins []string
 	switch op {
@@ -75,7 +77,7 @@ func crashAt(t *testing.T, e *env, op, point string, n int) {
 	}
 	for _, o := range origins {
 		mustCreate(t, p, o, 64)
-		writeAt(t, mustActivate(t, p, o), 0, data)
+		blocktest.Write(t, mustActivate(t, p, o), 0, data)
 	}
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
@@ -92,12 +94,12 @@ func crashAt(t *testing.T, e *env, op, point string, n int) {
 		expectPresent(t, p, id, acked)
 	case "snapshot", "clone":
 		if expectPresent(t, p, id, acked) {
-			expectData(t, mustActivate(t, p, id), 0, data, "snapshot after a crash at "+point)
+			blocktest.Expect(t, mustActivate(t, p, id), 0, data, "snapshot after a crash at "+point)
 		}
 	case "group":
 		for _, gid := range j.IDs {
 			if expectPresent(t, p, gid, acked) {
-				expectData(t, mustActivate(t, p, gid), 0, data, "group snapshot after a crash at "+point)
+				blocktest.Expect(t, mustActivate(t, p, gid), 0, data, "group snapshot after a crash at "+point)
 			}
 		}
 	case "delete":
@@ -107,8 +109,8 @@ func crashAt(t *testing.T, e *env, op, point string, n int) {
 		v, err := p.Get(ctx(t), id)
 		if err != nil || v.SizeBytes != 96*mib {
 			t.Errorf("after a crash at %s: %+v, %v; want the volume grown to 96 MiB", point, v, err)
-		} else if v.Path != "" && deviceSize(t, v.Path) != 96*mib {
-			t.Errorf("after a crash at %s the active device has %d bytes", point, deviceSize(t, v.Path))
+		} else if v.Path != "" && blocktest.Size(t, v.Path) != 96*mib {
+			t.Errorf("after a crash at %s the active device has %d bytes", point, blocktest.Size(t, v.Path))
 		}
 	}
 	// Every active thin device has a record, and is listed with its path.

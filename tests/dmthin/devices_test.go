@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
@@ -51,13 +52,13 @@ func TestRefusesDevicesThatHoldSomething(t *testing.T) {
 				}
 				args := tc.make(dev)
 				vmenv.Run(t, args[0], args[1:]...)
-				before := readAt(t, dev, 0, 128<<10)
+				before := blocktest.Read(t, dev, 0, 128<<10)
 				_, err := dmthin.Open(ctx(t), e.opts)
 				t.Logf("%s device with %s → %v", which, tc.name, err)
 				if !errors.Is(err, dmthin.ErrForeignDevice) || !strings.Contains(err.Error(), dev) || !strings.Contains(err.Error(), tc.want) {
 					t.Errorf("Open over a %s device holding %s: %v", which, tc.name, err)
 				}
-				if !bytes.Equal(readAt(t, dev, 0, 128<<10), before) {
+				if !bytes.Equal(blocktest.Read(t, dev, 0, 128<<10), before) {
 					t.Errorf("the refused %s device was written to", which)
 				}
 				vmenv.Run(t, "wipefs", "-a", "-q", dev)
@@ -76,12 +77,12 @@ func TestInterruptedFormat(t *testing.T) {
 	e := newEnv(t, "fmt", 32, 256)
 	p := e.open(t)
 	e.shutdown(t, p)
-	writeAt(t, e.opts.DataDevice, 0, make([]byte, 8192)) // the data header never written
+	blocktest.Write(t, e.opts.DataDevice, 0, make([]byte, 8192)) // the data header never written
 	p = e.open(t)
 	mustCreate(t, p, "vol-1", 16)
 	e.shutdown(t, p)
 
-	writeAt(t, e.opts.DataDevice, 0, make([]byte, 8192)) // the data device swapped for a blank one
+	blocktest.Write(t, e.opts.DataDevice, 0, make([]byte, 8192)) // the data device swapped for a blank one
 	_, err := dmthin.Open(ctx(t), e.opts)
 	t.Logf("a pool with volumes over a blank data device → %v", err)
 	if !errors.Is(err, dmthin.ErrForeignDevice) {
@@ -106,12 +107,12 @@ func TestStaleThinMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := readAt(t, e.opts.MetadataDevice, off, int(length))
+	old := blocktest.Read(t, e.opts.MetadataDevice, off, int(length))
 
 	p = e.open(t)
 	mustCreate(t, p, "vol-2", 16)
 	e.shutdown(t, p)
-	writeAt(t, e.opts.MetadataDevice, off, old)
+	blocktest.Write(t, e.opts.MetadataDevice, off, old)
 
 	_, err = dmthin.Open(ctx(t), e.opts)
 	t.Logf("stale thin metadata → %v", err)
@@ -133,7 +134,7 @@ func TestFullPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf := alignedBuf(t, mib)
+	buf := blocktest.Aligned(mib)
 	var werr error
 	for off := int64(0); off < 8*mib && werr == nil; off += mib {
 		_, werr = unix.Pwrite(fd, buf, off)

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
+	"github.com/nvmeof-csi/nvmeof-csi/internal/timing"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 )
@@ -45,12 +47,12 @@ func TestSnapshotGroupUnderWrites(t *testing.T) {
 	e.opts.Hooks.HoldEnded = h.hook
 	p := e.open(t)
 	var paths []string
-	before := pattern(7, mib)
+	before := blocktest.Pattern(7, mib)
 	for i := range 4 {
 		id := fmt.Sprintf("vol-%d", i)
 		mustCreate(t, p, id, 256)
 		path := mustActivate(t, p, id)
-		writeAt(t, path, 0, before)
+		blocktest.Write(t, path, 0, before)
 		paths = append(paths, path)
 	}
 	fctx, stop := context.WithCancel(context.Background())
@@ -67,7 +69,7 @@ func TestSnapshotGroupUnderWrites(t *testing.T) {
 	defer fio.Wait()
 	time.Sleep(2 * time.Second) // writes in flight
 
-	var durations []time.Duration
+	var durations timing.Samples
 	for g := range 5 {
 		var specs []pool.SnapshotSpec
 		for i := range 4 {
@@ -75,7 +77,7 @@ func TestSnapshotGroupUnderWrites(t *testing.T) {
 		}
 		start := time.Now()
 		vols, err := p.SnapshotGroup(ctx(t), specs)
-		call := since(start)
+		call := timing.Since(start)
 		if err != nil {
 			t.Fatalf("group %d: %v", g, err)
 		}
@@ -94,12 +96,12 @@ func TestSnapshotGroupUnderWrites(t *testing.T) {
 	}
 	stop()
 	fio.Wait()
-	t.Logf("group write hold p50 %s (HoldTimeout %s)", p50(durations), dmthin.DefaultHoldTimeout)
+	t.Logf("group write hold p50 %s (HoldTimeout %s)", timing.Round(durations.P50()), dmthin.DefaultHoldTimeout)
 	noSuspended(t, e.opts.Name)
 	for g := range 5 {
 		for i := range 4 {
 			path := mustActivate(t, p, fmt.Sprintf("snap-%d-%d", g, i))
-			expectData(t, path, 0, before, "group snapshot")
+			blocktest.Expect(t, path, 0, before, "group snapshot")
 		}
 	}
 	e.shutdown(t, p)
@@ -129,7 +131,7 @@ func TestHoldTimeout(t *testing.T) {
 	st := h.last()
 	hold, expired := st.Total, st.Expired
 	t.Logf("a step of %s inside a hold bounded by %s → %v after %s; the hold lasted %s (expired %v)",
-		slow, e.opts.HoldTimeout, err, since(start), hold.Round(time.Millisecond), expired)
+		slow, e.opts.HoldTimeout, err, timing.Since(start), hold.Round(time.Millisecond), expired)
 	if !errors.Is(err, dmthin.ErrHoldExpired) {
 		t.Errorf("SnapshotGroup with a slow step: %v, want ErrHoldExpired", err)
 	}
@@ -142,7 +144,7 @@ func TestHoldTimeout(t *testing.T) {
 			t.Errorf("%s after the expired hold: %v", s.Record.ID, err)
 		}
 	}
-	writeAt(t, e.opts.NodeDir+"/"+e.opts.Name+"/vol-0", 0, pattern(1, 4096)) // the origins take writes
+	blocktest.Write(t, e.opts.NodeDir+"/"+e.opts.Name+"/vol-0", 0, blocktest.Pattern(1, 4096)) // the origins take writes
 
 	// The context ends during the hold.
 	slow = 200 * time.Millisecond

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 )
@@ -47,11 +48,11 @@ func TestLifecycle(t *testing.T) {
 	if path2 := mustActivate(t, p, "vol-a"); path2 != path {
 		t.Errorf("second Activate: %s, first %s", path2, path)
 	}
-	if got := deviceSize(t, path); got != 256*mib {
+	if got := blocktest.Size(t, path); got != 256*mib {
 		t.Errorf("device of %d bytes, want %d", got, 256*mib)
 	}
-	before := pattern(1, 4*mib)
-	writeAt(t, path, mib, before)
+	before := blocktest.Pattern(1, 4*mib)
+	blocktest.Write(t, path, mib, before)
 
 	// Read-only snapshot of the active origin.
 	snap, err := p.Snapshot(ctx(t), "vol-a", record("snap-a", 256), true)
@@ -62,11 +63,11 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("snapshot %+v", snap)
 	}
 	noSuspended(t, e.opts.Name)
-	after := pattern(2, 4*mib)
-	writeAt(t, path, mib, after)
+	after := blocktest.Pattern(2, 4*mib)
+	blocktest.Write(t, path, mib, after)
 	snapPath := mustActivate(t, p, "snap-a")
-	expectData(t, snapPath, mib, before, "snapshot")
-	expectData(t, path, mib, after, "origin after the snapshot")
+	blocktest.Expect(t, snapPath, mib, before, "snapshot")
+	blocktest.Expect(t, path, mib, after, "origin after the snapshot")
 	if fd, err := unix.Open(snapPath, unix.O_WRONLY, 0); err == nil {
 		_, werr := unix.Pwrite(fd, make([]byte, 4096), 0)
 		unix.Close(fd)
@@ -81,12 +82,12 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("clone: %+v, %v", clone, err)
 	}
 	clonePath := mustActivate(t, p, "clone-a")
-	if got := deviceSize(t, clonePath); got != 512*mib {
+	if got := blocktest.Size(t, clonePath); got != 512*mib {
 		t.Errorf("grown clone of %d bytes", got)
 	}
-	expectData(t, clonePath, mib, before, "clone")
-	tail := pattern(3, mib)
-	writeAt(t, clonePath, 400*mib, tail) // beyond the origin's size
+	blocktest.Expect(t, clonePath, mib, before, "clone")
+	tail := blocktest.Pattern(3, mib)
+	blocktest.Write(t, clonePath, 400*mib, tail) // beyond the origin's size
 
 	// Errors.
 	for what, err := range map[string]error{
@@ -109,13 +110,13 @@ func TestLifecycle(t *testing.T) {
 	if v, err := p.Resize(ctx(t), "vol-a", 384*mib); err != nil || v.SizeBytes != 384*mib {
 		t.Fatalf("Resize: %+v, %v", v, err)
 	}
-	if got := deviceSize(t, path); got != 384*mib {
+	if got := blocktest.Size(t, path); got != 384*mib {
 		t.Errorf("device of %d bytes after Resize, want %d", got, 384*mib)
 	}
 	if v, err := p.Resize(ctx(t), "vol-a", 128*mib); err != nil || v.SizeBytes != 384*mib {
 		t.Errorf("Resize to less: %+v, %v; want no change", v, err)
 	}
-	expectData(t, path, mib, after, "origin after Resize")
+	blocktest.Expect(t, path, mib, after, "origin after Resize")
 
 	// Hosts.
 	hosts := []pool.Host{{NQN: "nqn.2014-08.org.nvmexpress:uuid:host-1", NodeID: "node-1"}, {NQN: "nqn.h2", ReadOnly: true}}
@@ -144,7 +145,7 @@ func TestLifecycle(t *testing.T) {
 	if err := p.Delete(ctx(t), "snap-a"); err != nil {
 		t.Fatal(err)
 	}
-	expectData(t, clonePath, mib, before, "clone after its origins were deleted")
+	blocktest.Expect(t, clonePath, mib, before, "clone after its origins were deleted")
 
 	list, err := p.List(ctx(t))
 	if err != nil || len(list) != 1 || list[0].ID != "clone-a" || list[0].Path != clonePath {
@@ -165,7 +166,7 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("after reopen: %+v, want %+v", got, list)
 	}
 	noSuspended(t, e.opts.Name)
-	expectData(t, clonePath, 400*mib, tail, "clone after reopen")
+	blocktest.Expect(t, clonePath, 400*mib, tail, "clone after reopen")
 
 	// Shutdown (a reboot): thin_check, and everything back after Open.
 	e.shutdown(t, p)
@@ -175,8 +176,8 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("after a reboot: %+v", got)
 	}
 	clonePath = mustActivate(t, p, "clone-a")
-	expectData(t, clonePath, mib, before, "clone after a reboot")
-	expectData(t, clonePath, 400*mib, tail, "clone after a reboot")
+	blocktest.Expect(t, clonePath, mib, before, "clone after a reboot")
+	blocktest.Expect(t, clonePath, 400*mib, tail, "clone after a reboot")
 	e.shutdown(t, p)
 }
 
@@ -189,7 +190,7 @@ func TestMovedDisks(t *testing.T) {
 	b := newEnv(t, "movb", 16, 256)
 	pa := a.open(t)
 	mustCreate(t, pa, "vol-1", 64)
-	writeAt(t, mustActivate(t, pa, "vol-1"), 0, pattern(9, mib))
+	blocktest.Write(t, mustActivate(t, pa, "vol-1"), 0, blocktest.Pattern(9, mib))
 	a.shutdown(t, pa)
 	pb := b.open(t)
 	b.shutdown(t, pb)
@@ -213,6 +214,6 @@ func TestMovedDisks(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(v.Record, record("vol-1", 64)) {
 		t.Fatalf("after the move: %+v, %v", v, err)
 	}
-	expectData(t, mustActivate(t, p, "vol-1"), 0, pattern(9, mib), "volume after the move")
+	blocktest.Expect(t, mustActivate(t, p, "vol-1"), 0, blocktest.Pattern(9, mib), "volume after the move")
 	moved.shutdown(t, p)
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
+	"github.com/nvmeof-csi/nvmeof-csi/internal/timing"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm/thin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
@@ -21,7 +23,7 @@ func TestLatency(t *testing.T) {
 	const n = 30
 	mustCreate(t, p, "origin", 256)
 	origin := mustActivate(t, p, "origin")
-	writeAt(t, origin, 0, pattern(1, 4*mib))
+	blocktest.Write(t, origin, 0, blocktest.Pattern(1, 4*mib))
 	measure(t, "Create", n, func(i int) error { _, err := p.Create(ctx(t), record(fmt.Sprintf("vol-%d", i), 256)); return err })
 	measure(t, "Snapshot of an active origin", n, func(i int) error {
 		_, err := p.Snapshot(ctx(t), "origin", record(fmt.Sprintf("snap-%d", i), 256), true)
@@ -74,33 +76,29 @@ func TestThousandVolumes(t *testing.T) {
 	// set_transaction_id sent to the pool device directly, then undone).
 	type costs struct{ create, setHosts, kernel time.Duration }
 	measureAt := func(n int) (c costs) {
-		var dc, dh, dk []time.Duration
+		var dc, dh, dk timing.Samples
 		for i := range sample {
 			id := n + i
-			start := time.Now()
-			if err := create(id); err != nil {
-				t.Fatal(err)
-			}
-			dc = append(dc, time.Since(start))
-			start = time.Now()
-			if _, err := p.SetHosts(ctx(t), fmt.Sprintf("vol-%04d", id), hosts, nil); err != nil {
-				t.Fatal(err)
-			}
-			dh = append(dh, time.Since(start))
+			dc.Time(t, func() error { return create(id) })
+			dh.Time(t, func() error {
+				_, err := p.SetHosts(ctx(t), fmt.Sprintf("vol-%04d", id), hosts, nil)
+				return err
+			})
 		}
 		st, _ := tp.Status(true)
 		orig := st.TransactionID
 		for i := range sample {
 			thinID := uint32(16_000_000 + i)
-			start := time.Now()
-			if err := tp.CreateThin(thinID); err != nil {
-				t.Fatal(err)
-			}
-			if err := tp.SetTransactionID(st.TransactionID, st.TransactionID+1); err != nil {
-				t.Fatal(err)
-			}
-			st.TransactionID++
-			dk = append(dk, time.Since(start))
+			dk.Time(t, func() error {
+				if err := tp.CreateThin(thinID); err != nil {
+					return err
+				}
+				if err := tp.SetTransactionID(st.TransactionID, st.TransactionID+1); err != nil {
+					return err
+				}
+				st.TransactionID++
+				return nil
+			})
 			if err := tp.Delete(thinID); err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +107,7 @@ func TestThousandVolumes(t *testing.T) {
 		if err := tp.SetTransactionID(st.TransactionID, orig); err != nil {
 			t.Fatal(err)
 		}
-		c.create, c.setHosts, c.kernel = p50(dc), p50(dh), p50(dk)
+		c.create, c.setHosts, c.kernel = timing.Round(dc.P50()), timing.Round(dh.P50()), timing.Round(dk.P50())
 		return c
 	}
 	for i := range 10 {
@@ -130,7 +128,7 @@ func TestThousandVolumes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("created volumes 10 to %d in %s", total-sample, since(start))
+	t.Logf("created volumes 10 to %d in %s", total-sample, timing.Since(start))
 	at1000 := measureAt(total - sample)
 	ratio := func(a, b time.Duration) float64 { return float64(b) / float64(a) }
 	t.Logf("p50 with 10 volumes → with ~1000: Create %s → %s (ratio %.2f); SetHosts (the record store) %s → %s (%.2f); "+
@@ -151,14 +149,14 @@ func TestThousandVolumes(t *testing.T) {
 	p.Close()
 	start = time.Now()
 	p = e.open(t)
-	t.Logf("Open (re-attach) with 1000 volumes, 20 active: %s", since(start))
+	t.Logf("Open (re-attach) with 1000 volumes, 20 active: %s", timing.Since(start))
 	if l, _ := p.List(ctx(t)); len(l) != total {
 		t.Fatalf("%d volumes after reopen", len(l))
 	}
 	e.shutdown(t, p)
 	start = time.Now()
 	p = e.open(t)
-	t.Logf("Open after a reboot with 1000 volumes: %s", since(start))
+	t.Logf("Open after a reboot with 1000 volumes: %s", timing.Since(start))
 	e.shutdown(t, p)
 }
 
@@ -204,7 +202,7 @@ func TestConcurrentOperations(t *testing.T) {
 		t.Error(err)
 	}
 	l, _ := p.List(ctx(t))
-	t.Logf("%d workers × %d rounds (%d operations) in %s; %d volumes", workers, rounds, workers*rounds*6, since(start), len(l))
+	t.Logf("%d workers × %d rounds (%d operations) in %s; %d volumes", workers, rounds, workers*rounds*6, timing.Since(start), len(l))
 	noSuspended(t, e.opts.Name)
 	e.shutdown(t, p)
 }
