@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
@@ -42,7 +43,7 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("Create = %+v", vol)
 	}
 	mustExist(t, vol.Path)
-	if got := blockSize(t, vol.Path); got != vol.SizeBytes {
+	if got := blocktest.Size(t, vol.Path); got != vol.SizeBytes {
 		t.Errorf("kernel size %d, lvs size %d", got, vol.SizeBytes)
 	}
 	if v, ok := lvm.TagValue(vol.Tags, "nvmeof.csi.io/odd key"); !ok || v != "a=b, #c é\x00" {
@@ -54,8 +55,8 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("second Create = %+v, %v; want the LV and ErrExists", again, err)
 	}
 
-	dataA := pattern(1, 8*mib)
-	writeDevice(t, vol.Path, dataA)
+	dataA := blocktest.Pattern(1, 8*mib)
+	blocktest.Write(t, vol.Path, 0, dataA)
 	if u, err := p.Usage(ctx(t)); err != nil || u.DataUsedBytes < u0.DataUsedBytes+7*mib || u.VirtualBytes != vol.SizeBytes {
 		t.Errorf("usage after writing 8 MiB = %+v, %v (before: %+v)", u, err, u0)
 	}
@@ -87,17 +88,17 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("clone = %+v", clone)
 	}
 	mustExist(t, clone.Path)
-	expectData(t, clone.Path, dataA, "clone before writes")
+	blocktest.Expect(t, clone.Path, 0, dataA, "clone before writes")
 
 	// The clone diverges; origin and snapshot do not move. Then the origin diverges.
-	dataB := pattern(2, 4*mib)
-	writeDevice(t, clone.Path, dataB)
-	expectData(t, clone.Path, dataB, "clone after its write")
-	expectData(t, vol.Path, dataA, "origin after the clone's write")
-	dataC := pattern(3, 4*mib)
-	writeDevice(t, vol.Path, dataC)
-	expectData(t, snap.Path, dataA, "snapshot after the origin's write")
-	expectData(t, clone.Path, dataB, "clone after the origin's write")
+	dataB := blocktest.Pattern(2, 4*mib)
+	blocktest.Write(t, clone.Path, 0, dataB)
+	blocktest.Expect(t, clone.Path, 0, dataB, "clone after its write")
+	blocktest.Expect(t, vol.Path, 0, dataA, "origin after the clone's write")
+	dataC := blocktest.Pattern(3, 4*mib)
+	blocktest.Write(t, vol.Path, 0, dataC)
+	blocktest.Expect(t, snap.Path, 0, dataA, "snapshot after the origin's write")
+	blocktest.Expect(t, clone.Path, 0, dataB, "clone after the origin's write")
 
 	// Extend grows, the kernel sees it, and smaller requests are no-ops.
 	start = time.Now()
@@ -106,13 +107,13 @@ func TestLifecycle(t *testing.T) {
 	if err != nil || big.SizeBytes != 200*mib {
 		t.Fatalf("Extend = %+v, %v", big, err)
 	}
-	if got := blockSize(t, vol.Path); got != 200*mib {
+	if got := blocktest.Size(t, vol.Path); got != 200*mib {
 		t.Errorf("kernel size after Extend = %d", got)
 	}
 	if same, err := p.Extend(ctx(t), "pvc-1", 150*mib); err != nil || same.SizeBytes != 200*mib {
 		t.Errorf("smaller Extend = %+v, %v", same, err)
 	}
-	expectData(t, vol.Path, dataC[:4*mib], "origin after Extend")
+	blocktest.Expect(t, vol.Path, 0, dataC[:4*mib], "origin after Extend")
 
 	// Tags.
 	host := lvm.EncodeTag("host", "nqn.2014-08.org.nvmexpress:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427")
@@ -182,7 +183,7 @@ func TestLifecycle(t *testing.T) {
 	if _, err := os.Stat(vol.Path); !os.IsNotExist(err) {
 		t.Errorf("%s after Remove: %v", vol.Path, err)
 	}
-	expectData(t, snap.Path, dataA, "snapshot after its origin was removed")
+	blocktest.Expect(t, snap.Path, 0, dataA, "snapshot after its origin was removed")
 	for _, name := range []string{"clone-1", "snap-1"} {
 		if err := p.Remove(ctx(t), name); err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
@@ -22,8 +23,8 @@ func TestReactivation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := pattern(4, 4*mib)
-	writeDevice(t, vol.Path, data)
+	data := blocktest.Pattern(4, 4*mib)
+	blocktest.Write(t, vol.Path, 0, data)
 	snap, err := p.Snapshot(ctx(t), "vol", "snap", true, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +63,7 @@ func TestReactivation(t *testing.T) {
 			t.Fatalf("Activate(%s): %v", lv.Name, err)
 		}
 		mustExist(t, lv.Path)
-		expectData(t, lv.Path, data, lv.Name+" after reactivation")
+		blocktest.Expect(t, lv.Path, 0, data, lv.Name+" after reactivation")
 		if err := p.Activate(ctx(t), lv.Name); err != nil {
 			t.Errorf("second Activate(%s): %v", lv.Name, err)
 		}
