@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -91,24 +90,6 @@ listen: unix://%s
 	}
 	e.node = contract.NodeID("worker", e.host.HostNQN)
 	return e
-}
-
-// timer collects durations; p50 is their median.
-type timer []time.Duration
-
-func (tm *timer) time(t *testing.T, f func() error) {
-	t.Helper()
-	start := time.Now()
-	if err := f(); err != nil {
-		t.Fatal(err)
-	}
-	*tm = append(*tm, time.Since(start))
-}
-
-func (tm timer) p50() time.Duration {
-	s := slices.Clone(tm)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }

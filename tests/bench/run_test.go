@@ -9,6 +9,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/timing"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 )
@@ -66,70 +67,70 @@ func measure(t *testing.T, b backend) *result {
 
 	// Scale: create and publish with the pool small, then large.
 	scaled := func(tag string) (create, publish time.Duration) {
-		var c, p timer
+		var c, p timing.Samples
 		for i := range samples {
 			var vol *agentapi.Volume
-			c.time(t, func() (err error) { vol, err = e.createVolume(fmt.Sprintf("%s-%d", tag, i)); return err })
-			p.time(t, func() error {
+			c.Time(t, func() (err error) { vol, err = e.createVolume(fmt.Sprintf("%s-%d", tag, i)); return err })
+			p.Time(t, func() error {
 				_, err := e.csi.ControllerPublishVolume(e.ctx, &csi.ControllerPublishVolumeRequest{
 					VolumeId: contract.ObjectID(fmt.Sprintf("bench%d", e.n), vol.Id), NodeId: e.node, VolumeCapability: volumeCap(),
 					VolumeContext: map[string]string{contract.ParamTransport: "tcp"}})
 				return err
 			})
 		}
-		return c.p50(), p.p50()
+		return c.P50(), p.P50()
 	}
 	// Scale, small: 10 volumes in the pool (and the ones this measurement adds).
 	r.createSmall, r.publishSmall = scaled("small")
 
-	timers := map[string]*timer{}
+	timers := map[string]*timing.Samples{}
 	for _, op := range opNames {
-		timers[op] = &timer{}
+		timers[op] = &timing.Samples{}
 	}
 	for i := range samples {
 		var vol *agentapi.Volume
 		var snap *agentapi.Snapshot
-		timers["CreateVolume"].time(t, func() (err error) { vol, err = e.createVolume(fmt.Sprintf("op-%d", i)); return err })
-		timers["CreateSnapshot"].time(t, func() error {
+		timers["CreateVolume"].Time(t, func() (err error) { vol, err = e.createVolume(fmt.Sprintf("op-%d", i)); return err })
+		timers["CreateSnapshot"].Time(t, func() error {
 			s, err := e.agent.CreateSnapshot(e.ctx, &agentapi.CreateSnapshotRequest{Name: fmt.Sprintf("snap-%d", i), SourceVolumeId: vol.Id})
 			snap = s.GetSnapshot()
 			return err
 		})
 		var clone *agentapi.Volume
-		timers["clone (CreateVolume from a snapshot)"].time(t, func() error {
+		timers["clone (CreateVolume from a snapshot)"].Time(t, func() error {
 			c, err := e.agent.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: fmt.Sprintf("clone-%d", i), SizeBytes: gib,
 				Source: &agentapi.ContentSource{Source: &agentapi.ContentSource_SnapshotId{SnapshotId: snap.Id}}})
 			clone = c.GetVolume()
 			return err
 		})
-		timers["PublishVolume"].time(t, func() error {
+		timers["PublishVolume"].Time(t, func() error {
 			_, err := e.agent.PublishVolume(e.ctx, &agentapi.PublishVolumeRequest{VolumeId: vol.Id, HostNqn: e.host.HostNQN, NodeId: e.node, Transport: agentapi.Transport_TRANSPORT_TCP})
 			return err
 		})
-		timers["UnpublishVolume"].time(t, func() error {
+		timers["UnpublishVolume"].Time(t, func() error {
 			_, err := e.agent.UnpublishVolume(e.ctx, &agentapi.UnpublishVolumeRequest{VolumeId: vol.Id, HostNqn: e.host.HostNQN})
 			return err
 		})
-		timers["DeleteVolume"].time(t, func() error {
+		timers["DeleteVolume"].Time(t, func() error {
 			_, err := e.agent.DeleteVolume(e.ctx, &agentapi.DeleteVolumeRequest{Id: clone.Id})
 			return err
 		})
 	}
 	for op, tm := range timers {
-		r.ops[op] = tm.p50()
+		r.ops[op] = tm.P50()
 	}
 
 	// The controller in front: interleaved, so both see the same pool and machine.
-	var agentCreate, csiCreate timer
+	var agentCreate, csiCreate timing.Samples
 	for i := range samples {
-		agentCreate.time(t, func() error { _, err := e.createVolume(fmt.Sprintf("a-%d", i)); return err })
-		csiCreate.time(t, func() error {
+		agentCreate.Time(t, func() error { _, err := e.createVolume(fmt.Sprintf("a-%d", i)); return err })
+		csiCreate.Time(t, func() error {
 			_, err := e.csi.CreateVolume(e.ctx, &csi.CreateVolumeRequest{Name: fmt.Sprintf("c-%d", i), VolumeCapabilities: []*csi.VolumeCapability{volumeCap()},
 				CapacityRange: &csi.CapacityRange{RequiredBytes: gib}})
 			return err
 		})
 	}
-	r.agentCreate, r.csiCreate = agentCreate.p50(), csiCreate.p50()
+	r.agentCreate, r.csiCreate = agentCreate.P50(), csiCreate.P50()
 
 	// Scale, large: fill the pool to the scale (counting what the measurements made).
 	count := 10 + 5*samples
