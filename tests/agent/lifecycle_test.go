@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nvmeof-csi/nvmeof-csi/internal/blocktest"
 	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls/mtlstest"
@@ -70,8 +71,8 @@ reconcileInterval: 5s
 		t.Fatalf("portals %v", pub.Portals)
 	}
 	dev := connect(t, in, hostA, pub)
-	p := pattern(t, 1<<20)
-	writeAt(t, dev, 0, p)
+	p := blocktest.Pattern(1, 1<<20)
+	blocktest.Write(t, dev, 0, p)
 
 	snap, err := c.CreateSnapshot(ctx, &agentapi.CreateSnapshotRequest{Name: "nightly", SourceVolumeId: prod.Volume.Id})
 	if err != nil {
@@ -90,11 +91,11 @@ reconcileInterval: 5s
 	if cdev == dev {
 		t.Fatalf("clone and origin share device %s", dev)
 	}
-	if !bytes.Equal(mustRead(t, cdev, 0, len(p)), p) {
+	if !bytes.Equal(blocktest.Read(t, cdev, 0, len(p)), p) {
 		t.Fatal("the clone does not hold the origin's data")
 	}
-	writeAt(t, cdev, 0, pattern(t, 1<<20))
-	if !bytes.Equal(mustRead(t, dev, 0, len(p)), p) {
+	blocktest.Write(t, cdev, 0, blocktest.Pattern(2, 1<<20))
+	if !bytes.Equal(blocktest.Read(t, dev, 0, len(p)), p) {
 		t.Fatal("a write to the clone changed the origin")
 	}
 
@@ -143,7 +144,7 @@ reconcileInterval: 5s
 		vmenv.StartAgentFile(outer, proc.ConfigPath)
 		c = vmenv.Dial(outer, "127.0.0.1:9500", vmenv.MTLS(t, ca.Issue(t, "controller2"), "127.0.0.1"))
 		waitFor(t, 90*time.Second, "I/O through the reconnected host", func() error {
-			got, err := readAt(dev, 0, len(p))
+			got, err := blocktest.ReadAt(dev, 0, len(p))
 			if err == nil && !bytes.Equal(got, p) {
 				return errors.New("data differs")
 			}
