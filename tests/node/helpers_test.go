@@ -44,7 +44,6 @@ type volume struct {
 	NQN       string
 	UUID      string
 	Loop      string
-	Backing   string
 	Transport string
 	Ports     []nvmet.Port
 	target    *nvmet.Target
@@ -106,17 +105,11 @@ func (e *env) newVolume(sizeMiB int64, ports ...nvmet.Port) *volume {
 		ID:        contract.ObjectID("vm", fmt.Sprintf("vol-%032x", n)),
 		NQN:       fmt.Sprintf("%svol-%d", prefix, n),
 		UUID:      vmenv.NewUUID(t),
-		Backing:   filepath.Join(vmtest.ScratchDir(), fmt.Sprintf("node-test-%d.img", n)),
 		Transport: ports[0].Transport,
 		Ports:     ports,
 		target:    e.target,
 	}
-	vmenv.Run(t, "truncate", "-s", fmt.Sprintf("%dM", sizeMiB), v.Backing)
-	v.Loop = vmenv.Run(t, "losetup", "-f", "--show", v.Backing)
-	t.Cleanup(func() {
-		vmenv.RunE("losetup", "-d", v.Loop)
-		os.Remove(v.Backing)
-	})
+	v.Loop = vmenv.Loop(t, fmt.Sprintf("node-test-%d", n), fmt.Sprintf("%dM", sizeMiB))
 	var ids []uint16
 	for _, p := range ports {
 		ids = append(ids, p.ID)
@@ -150,8 +143,7 @@ func (e *env) newVolume(sizeMiB int64, ports ...nvmet.Port) *volume {
 // grow enlarges the backing device to sizeMiB and makes nvmet notice.
 func (v *volume) grow(t *testing.T, sizeMiB int64) {
 	t.Helper()
-	vmenv.Run(t, "truncate", "-s", fmt.Sprintf("%dM", sizeMiB), v.Backing)
-	vmenv.Run(t, "losetup", "-c", v.Loop)
+	vmenv.GrowLoop(t, v.Loop, fmt.Sprintf("%dM", sizeMiB))
 	if err := v.target.RevalidateNamespace(context.Background(), v.NQN, 1); err != nil {
 		t.Fatal(err)
 	}

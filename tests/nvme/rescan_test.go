@@ -26,8 +26,7 @@ func TestRescanShowsATargetSideResize(t *testing.T) {
 	}
 
 	// Grow the backing device. nvmet notices only when the host asks (identify namespace).
-	vmenv.Run(t, "truncate", "-s", "128M", tg.Backing)
-	vmenv.Run(t, "losetup", "-c", tg.Loop)
+	vmenv.GrowLoop(t, tg.Loop, "128M")
 	time.Sleep(500 * time.Millisecond)
 	if size, err := in.DeviceSize(dev); err != nil || size != 64<<20 {
 		t.Fatalf("before Rescan: DeviceSize = %d, %v; want still 64 MiB", size, err)

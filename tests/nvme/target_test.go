@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
@@ -28,10 +27,9 @@ type portal struct{ trtype, traddr string }
 
 // target is one subsystem with namespace 1 backed by a loop device on the scratch disk.
 type target struct {
-	NQN     string
-	UUID    string // namespace UUID (device_uuid)
-	Loop    string // /dev/loopN
-	Backing string // the loop device's backing file
+	NQN  string
+	UUID string // namespace UUID (device_uuid)
+	Loop string // /dev/loopN
 }
 
 var serial atomic.Int64
@@ -43,14 +41,10 @@ func newTarget(t *testing.T, hostNQN string, sizeMiB int64, portals ...portal) *
 	t.Helper()
 	n := serial.Add(1)
 	tg := &target{
-		NQN:     fmt.Sprintf("nqn.2024-01.io.nvmeof-csi.test:%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), n),
-		UUID:    vmenv.NewUUID(t),
-		Backing: filepath.Join(vmtest.ScratchDir(), fmt.Sprintf("nvme-test-%d.img", n)),
+		NQN:  fmt.Sprintf("nqn.2024-01.io.nvmeof-csi.test:%s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), n),
+		UUID: vmenv.NewUUID(t),
 	}
-	vmenv.Run(t, "truncate", "-s", fmt.Sprintf("%dM", sizeMiB), tg.Backing)
-	t.Cleanup(func() { os.Remove(tg.Backing) })
-	tg.Loop = vmenv.Run(t, "losetup", "-f", "--show", tg.Backing)
-	t.Cleanup(func() { vmenv.RunE("losetup", "-d", tg.Loop) })
+	tg.Loop = vmenv.Loop(t, fmt.Sprintf("nvme-test-%d", n), fmt.Sprintf("%dM", sizeMiB))
 
 	subsys := filepath.Join(nvmetRoot, "subsystems", tg.NQN)
 	ns := filepath.Join(subsys, "namespaces", "1")

@@ -16,7 +16,7 @@ import (
 
 func TestHostKeyIsRequiredAndKeptOnTheKernel(t *testing.T) {
 	ctx := context.Background()
-	dev, _ := loopDevice(t, 64<<20)
+	dev := vmenv.Loop(t, "nvmet-dhchap", "64M")
 	tg := setUp(t)
 	secret := vmenv.DHCHAPSecret(t)
 	mustDo(t, tg.EnsureHost(ctx, nvmet.Host{NQN: hostA.nqn, DHCHAPKey: secret}))

@@ -10,32 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
-	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
-
-// loopDevice backs a loop device with a sparse file of size bytes on the scratch disk and
-// detaches it when the test ends. It returns the device and the file.
-func loopDevice(t *testing.T, size int64) (string, string) {
-	t.Helper()
-	f, err := os.CreateTemp(vmtest.ScratchDir(), "nvmet-*.img")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	dev := strings.TrimSpace(vmenv.Run(t, "losetup", "-f", "--show", f.Name()))
-	t.Cleanup(func() {
-		if _, err := vmenv.RunE("losetup", "-d", dev); err != nil {
-			t.Error(err)
-		}
-		os.Remove(f.Name())
-	})
-	return dev, f.Name()
-}
 
 // connect writes an option string to /dev/nvme-fabrics, as the node plugin will, and returns
 // the new controller's name (nvmeN).

@@ -71,7 +71,7 @@ func setUp(t *testing.T) *nvmet.Target {
 
 func TestTargetLifecycleOnTheKernel(t *testing.T) {
 	ctx := context.Background()
-	dev, file := loopDevice(t, 256<<20)
+	dev := vmenv.Loop(t, "nvmet-target", "256M")
 	tg := setUp(t)
 	vol := nvmet.Subsystem{
 		NQN:       prefix + "vol-1",
@@ -182,8 +182,7 @@ func TestTargetLifecycleOnTheKernel(t *testing.T) {
 	step("revalidation shows a grown device to a connected host", func(t *testing.T) {
 		ctrl := mustConnect(t, connectOpts("tcp", vmtest.PortalB, vol.NQN, hostB))
 		head := headDevice(t, uuid1)
-		mustDo(t, os.Truncate(file, 512<<20))
-		vmenv.Run(t, "losetup", "-c", dev)
+		vmenv.GrowLoop(t, dev, "512M")
 		mustDo(t, tg.RevalidateNamespace(ctx, vol.NQN, 1))
 		waitFor(t, "the host to see 512 MiB", func() bool {
 			return vmenv.ReadAttr(t, filepath.Join("/sys/block", head, "size")) == "1048576"
@@ -192,7 +191,7 @@ func TestTargetLifecycleOnTheKernel(t *testing.T) {
 	})
 
 	step("a foreign subsystem is neither listed nor touched", func(t *testing.T) {
-		dev2, _ := loopDevice(t, 64<<20)
+		dev2 := vmenv.Loop(t, "nvmet-foreign", "64M")
 		createForeign(t, dev2)
 		before := tree(t, filepath.Join(root, "subsystems", foreign))
 		if err := tg.RemoveSubsystem(ctx, foreign); !errors.Is(err, nvmet.ErrForeign) {

@@ -100,6 +100,15 @@ func Loop(t testing.TB, name, size string) string {
 	return dev
 }
 
+// GrowLoop grows the file behind the loop device dev to size (as truncate(1) reads it) and
+// has the device take the new size (losetup --set-capacity).
+func GrowLoop(t testing.TB, dev, size string) {
+	t.Helper()
+	file := ReadAttr(t, filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file"))
+	Run(t, "truncate", "-s", size, file)
+	Run(t, "losetup", "--set-capacity", dev)
+}
+
 // ThinPool creates a volume group vg on a Loop of the given size, with a thin pool named
 // "pool" over 90% of it; both go when the test ends. It returns the loop device.
 func ThinPool(t testing.TB, vg string, size string) string {
