@@ -59,12 +59,6 @@ func (e *env) shutdown(t testing.TB, p *dmthin.Pool) {
 	vmenv.ShutdownAndCheckThin(ctx(t), t, p, e.opts)
 }
 
-// checkThin checks an inactive pool with thin_check and thin_ls (ID → thin id).
-func (e *env) checkThin(t testing.TB, want map[string]uint32) {
-	t.Helper()
-	vmenv.CheckThin(t, e.opts, want)
-}
-
 // record is a volume record for tests.
 func record(id string, sizeMiB int64) pool.Record {
 	return pool.Record{ID: id, SizeBytes: sizeMiB * mib, Name: "name-" + id, UUID: uuidOf(id),
