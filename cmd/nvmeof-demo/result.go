@@ -58,7 +58,7 @@ func (d *demo) table() {
 	if len(res.sizes) == 2 {
 		small, large := res.sizes[0], res.sizes[1]
 		sr := ratio(large.p50(), small.p50())
-		goalRow(fmt.Sprintf("clone to mounted, %s vs %s source (p50 of %d)", human(large.size), human(small.size), len(large.samples)),
+		goalRow(fmt.Sprintf("clone to mounted, %s vs %s (p50 of %d)", human(large.size), human(small.size), len(large.samples)),
 			fmt.Sprintf("%s / %s = %.2fx", secs(large.p50()), secs(small.p50()), sr),
 			fmt.Sprintf("goal <= %.1fx: %s", goalSize, goal(sr, goalSize)))
 	}
