@@ -33,7 +33,8 @@ deps:
 
 ## demo: the main job: a production volume, a snapshot, 16 dev environments cloned from it and a
 ## full copy to compare, through the real CSI API against the real kernel (in the VM unless this
-## host has NVMe-oF); quicker: make demo DEMO_FLAGS='--clones 4 --dataset-size 64Mi'
+## host has NVMe-oF), on a dm-thin pool (DEMO_FLAGS=--backend=lvm for LVM); CI's short run:
+## make demo DEMO_FLAGS='--clones 4 --dataset-size 64Mi --volume-size 2Gi'
 demo: deps bin/nvmeof-demo
 	bin/nvmeof-demo $(DEMO_FLAGS)
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 	"k8s.io/mount-utils"
@@ -93,21 +92,4 @@ func mountedDevice(path string) (string, error) {
 		return m.Source, nil
 	}
 	return "", fmt.Errorf("nothing is mounted at %s", path)
-}
-
-// frozen runs fn with the file system at path frozen (fsfreeze), as a backup tool does for a
-// consistent copy; it is thawed whatever happens. It returns how long it stayed frozen.
-func frozen(ctx context.Context, path string, fn func() error) (held time.Duration, err error) {
-	if _, err := run(ctx, "fsfreeze", "--freeze", path); err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	defer func() {
-		_, terr := run(context.WithoutCancel(ctx), "fsfreeze", "--unfreeze", path)
-		held = time.Since(start)
-		if err == nil {
-			err = terr
-		}
-	}()
-	return 0, fn()
 }

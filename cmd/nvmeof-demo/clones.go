@@ -10,21 +10,24 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 )
 
-// devEnv is a dev environment: a clone of the snapshot, mounted in its pod.
+// devEnv is a dev environment: a clone of a snapshot, mounted in its pod.
 type devEnv struct {
 	name string
 	v    *pv
 	path string
 	took time.Duration // CreateVolume to mounted
+	// stage is where NodeStageVolume spent its time, as the node logged it.
+	stage []phase
 }
 
-// cloneEnv provisions a claim from the snapshot and starts its pod: CreateVolume with the
-// snapshot as content source, ControllerPublishVolume, NodeStageVolume, NodePublishVolume.
-func (d *demo) cloneEnv(ctx context.Context, name string) (*devEnv, error) {
+// cloneEnv provisions a claim of size bytes from snapshot s and starts its pod: CreateVolume
+// with the snapshot as content source, ControllerPublishVolume, NodeStageVolume,
+// NodePublishVolume.
+func (d *demo) cloneEnv(ctx context.Context, name string, s *snap, size int64) (*devEnv, error) {
 	start := time.Now()
 	src := &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{
-		Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: d.snap.id}}}
-	v, err := d.k.provision(ctx, name, int64(d.o.volumeSize), false, src)
+		Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: s.id}}}
+	v, err := d.k.provision(ctx, name, size, false, src)
 	if err != nil {
 		return nil, err
 	}
@@ -35,25 +38,28 @@ func (d *demo) cloneEnv(ctx context.Context, name string) (*devEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &devEnv{name: name, v: v, path: path, took: time.Since(start)}, nil
+	return &devEnv{name: name, v: v, path: path, took: time.Since(start), stage: d.e.stages.phases(v.id)}, nil
 }
 
 func (d *demo) clones(ctx context.Context) error {
 	r, n := d.r, d.o.clones
-	r.section("3/5 Dev environments: clones of the snapshot, each staged and mounted in its pod")
+	r.section("3/6 Dev environments: clones of the snapshot, each staged and mounted in its pod")
+	size := int64(d.o.volumeSize)
 	var first *devEnv
 	var err error
-	if d.res.oneClone, err = r.step("dev-00 on its own: CreateVolume from the snapshot, publish, stage, mount", func() error {
-		first, err = d.cloneEnv(ctx, "dev-00")
+	if _, err = r.step("dev-00 on its own: CreateVolume from the snapshot, publish, stage, mount", func() error {
+		first, err = d.cloneEnv(ctx, "dev-00", d.snap, size)
 		return err
 	}); err != nil {
 		return err
 	}
+	d.res.one = first
+	r.note("%s", first.breakdown())
 	envs := make([]*devEnv, n)
 	p := r.progress("mounted", int64(n), int64(n), nil)
 	if d.res.batch, err = r.step(fmt.Sprintf("%d more at once (dev-01 … dev-%02d), all in parallel", n, n), func() error {
 		return parallel(ctx, n, n, func(i int) error {
-			env, err := d.cloneEnv(ctx, fmt.Sprintf("dev-%02d", i+1))
+			env, err := d.cloneEnv(ctx, fmt.Sprintf("dev-%02d", i+1), d.snap, size)
 			envs[i] = env
 			if err == nil {
 				p.add(1)
@@ -63,13 +69,12 @@ func (d *demo) clones(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	var each []time.Duration
-	for _, env := range envs {
-		each = append(each, env.took)
-	}
-	slices.Sort(each)
-	r.note("each environment, CreateVolume to mounted: fastest %s, median %s, slowest %s",
-		secs(each[0]), secs(each[len(each)/2]), secs(each[len(each)-1]))
+	d.res.envs = envs
+	each := durations(envs, func(e *devEnv) (time.Duration, bool) { return e.took, true })
+	r.note("each environment, CreateVolume to mounted: fastest %s, median %s, slowest %s; %d at once took %.1fx one alone",
+		secs(each[0]), secs(median(each)), secs(each[len(each)-1]), n, ratio(d.res.batch, first.took))
+	r.note("%s", phaseSpread(envs, "connect"))
+	r.note("%s", phaseSpread(envs, "mount"))
 	all := append([]*devEnv{first}, envs...)
 	if used, err := d.e.poolUsed(ctx); err == nil {
 		d.res.poolMid = used

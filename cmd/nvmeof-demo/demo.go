@@ -26,10 +26,13 @@ type demo struct {
 
 // results are the measurements of the final table.
 type results struct {
-	oneClone, batch      time.Duration
+	one                  *devEnv   // dev-00, on its own
+	envs                 []*devEnv // the ones made at once
+	batch                time.Duration
+	sizes                []sizeResult
 	copyToMount, copying time.Duration
 	copied               int64
-	snapFrozen, copyHeld time.Duration
+	snapHold, copyHold   hold
 	poolBefore, poolMid  int64
 }
 
@@ -41,7 +44,7 @@ func runDemo(ctx context.Context, o options) int {
 		return 1
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "nvmeof-demo: the demo needs root here (LVM, nvmet configfs, /dev/nvme-fabrics, mount); or run it in the VM with --vm")
+		fmt.Fprintln(os.Stderr, "nvmeof-demo: the demo needs root here (device-mapper or LVM, nvmet configfs, /dev/nvme-fabrics, mount); or run it in the VM with --vm")
 		return 1
 	}
 	e, err := newEnv(o)
@@ -58,7 +61,7 @@ func runDemo(ctx context.Context, o options) int {
 
 func (d *demo) run(ctx context.Context) (err error) {
 	d.r.printf("nvmeof-csi demo: a production volume, a snapshot, %d dev environments cloned from it, and a full copy for comparison\n", d.o.clones)
-	d.r.printf("kernel %s; work directory %s (agent and plugin logs: demo.log)\n", kernelRelease(), d.e.dir)
+	d.r.printf("kernel %s; pool backend %s; work directory %s (agent and plugin logs: demo.log)\n", kernelRelease(), d.o.backend, d.e.dir)
 	if err := d.e.logToFile(); err != nil {
 		d.r.printf("FAILED: %v\n", err)
 		return err
@@ -74,7 +77,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 		d.cleanupAfterFailure()
 	}()
-	for _, step := range []func(context.Context) error{d.setup, d.production, d.snapshot, d.clones, d.fullCopy, d.teardown} {
+	for _, step := range []func(context.Context) error{d.setup, d.production, d.snapshot, d.clones, d.sizes, d.fullCopy, d.teardown} {
 		if err := step(ctx); err != nil {
 			switch ctx.Err() {
 			case context.DeadlineExceeded:
@@ -99,8 +102,7 @@ func (d *demo) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cleaning up after an earlier run: %w", err)
 	}
-	if _, err := r.step(fmt.Sprintf("LVM thin pool %s/%s on a %s sparse file (loop device)", vgName, thinPool, d.o.poolSize),
-		func() error { return e.createPool(ctx) }); err != nil {
+	if _, err := r.step(e.poolLabel(), func() error { return e.createPool(ctx) }); err != nil {
 		return err
 	}
 	if _, err := r.step(fmt.Sprintf("nvmeof-agent %s in-process, NVMe/%s portals %s", storageNode, strings.ToUpper(d.o.transport), e.o.portals), e.startAgent); err != nil {
@@ -132,7 +134,7 @@ func (d *demo) setup(ctx context.Context) error {
 func (d *demo) production(ctx context.Context) error {
 	r, k := d.r, d.k
 	size := int64(d.o.volumeSize)
-	r.section(fmt.Sprintf("1/5 Production: prod-db, %s, ext4, holding a database", human(size)))
+	r.section(fmt.Sprintf("1/6 Production: prod-db, %s, ext4, holding a database", human(size)))
 	var err error
 	if _, err := r.step(fmt.Sprintf("CreateVolume prod-db (%s, StorageClass transport=%s)", human(size), d.o.transport), func() error {
 		d.prod, err = k.provision(ctx, "prod-db", size, false, nil)
@@ -176,10 +178,10 @@ func (d *demo) production(ctx context.Context) error {
 
 func (d *demo) snapshot(ctx context.Context) error {
 	r := d.r
-	r.section("2/5 Snapshot: consistent, production stays mounted")
+	r.section("2/6 Snapshot: consistent, production stays mounted")
 	var err error
-	if _, err := r.step("fsfreeze prod-db, CreateSnapshot prod-db-snap, thaw", func() error {
-		d.res.snapFrozen, err = frozen(ctx, d.prodPath, func() error {
+	if _, err := r.step("sync prod-db, freeze it, CreateSnapshot prod-db-snap, thaw", func() error {
+		d.res.snapHold, err = frozen(d.prodPath, func() error {
 			d.snap, err = d.k.snapshot(ctx, "prod-db-snap", d.prod)
 			return err
 		})
@@ -187,7 +189,8 @@ func (d *demo) snapshot(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	r.note("snapshot ID %s; production writes were held for %s", d.snap.id, secs(d.res.snapFrozen))
+	r.note("snapshot ID %s", d.snap.id)
+	r.note("production writes were held for %s", d.res.snapHold)
 	return nil
 }
 

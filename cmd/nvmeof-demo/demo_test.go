@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
 )
 
 func TestByteSizeParsesBinarySuffixes(t *testing.T) {
@@ -171,5 +174,155 @@ func TestCallRetriesLikeTheSidecars(t *testing.T) {
 			t.Errorf("%s ×%d: %d calls, %d warnings, err %v; want %d calls, %d warnings, ok=%v",
 				tc.code, tc.failures, calls, warnings, err, tc.wantCalls, tc.warnings, tc.wantOK)
 		}
+	}
+}
+
+func TestFlagsTakeABackend(t *testing.T) {
+	o, err := parseFlags(nil)
+	if err != nil || o.backend != backendDMThin {
+		t.Fatalf("default backend %q, %v; want %s", o.backend, err, backendDMThin)
+	}
+	if o, err := parseFlags([]string{"--backend", "lvm"}); err != nil || o.backend != backendLVM {
+		t.Errorf("--backend lvm: %q, %v", o.backend, err)
+	}
+	if _, err := parseFlags([]string{"--backend", "zfs"}); err == nil {
+		t.Error("--backend zfs accepted")
+	}
+}
+
+// TestStageLogReadsTheNodesLines logs as the node does, through klog set up as the demo sets
+// it up, and expects the stage log to have the phases of that volume, whole lines only.
+func TestStageLogReadsTheNodesLines(t *testing.T) {
+	e := &env{dir: t.TempDir()}
+	e.logPath = filepath.Join(e.dir, "demo.log")
+	if err := e.logToFile(); err != nil {
+		t.Fatal(err)
+	}
+	defer klog.SetOutput(io.Discard)
+	log := klog.Background().WithName("nvmeof-csi").WithValues("method", "/csi.v1.Node/NodeStageVolume", "volumeID", "demo-storage/vol-1", "subsysNQN", "nqn.x:vol-1")
+	log.Info("Staged filesystem volume", "device", "/dev/nvme1n1", "fsType", "ext4", "formatted", false,
+		"stagingPath", "/a b/globalmount", "took", stringer("connect=95ms probe=40ms mount=1.31s resize=120ms"))
+	log.Info("Staged filesystem volume", "volumeID", "other", "took", stringer("connect=oops"))
+	klog.Background().Info("Volume already staged", "volumeID", "demo-storage/vol-2")
+	klog.Flush()
+	want := []phase{{"connect", 95 * time.Millisecond}, {"probe", 40 * time.Millisecond}, {"mount", 1310 * time.Millisecond}, {"resize", 120 * time.Millisecond}}
+	if got := e.stages.phases("demo-storage/vol-1"); !slices.Equal(got, want) {
+		raw, _ := os.ReadFile(e.logPath)
+		t.Fatalf("phases %v, want %v; the log:\n%s", got, want, raw)
+	}
+	if got := e.stages.phases("other"); got != nil {
+		t.Errorf("a malformed took: %v", got)
+	}
+	if got := e.stages.phases("demo-storage/vol-2"); got != nil {
+		t.Errorf("a line that is no stage result: %v", got)
+	}
+
+	s := newStageLog()
+	line := `I0101 00:00:00.000000 1 stage.go:1] "Staged block volume" volumeID="v\"3" took="connect=1s"` + "\n"
+	for _, part := range []string{line[:20], line[20:60], line[60:]} {
+		if _, err := s.Write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.phases(`v"3`); !slices.Equal(got, []phase{{"connect", time.Second}}) {
+		t.Errorf("a line written in parts: %v", got)
+	}
+}
+
+type stringer string
+
+func (s stringer) String() string { return string(s) }
+
+func TestPoolSizing(t *testing.T) {
+	for data, want := range map[int64]int64{
+		40 << 30:                256 << 20, // the minimum
+		1 << 40:                 4 << 30,   // 1/256
+		8 << 40:                 16 << 30,  // the most the kernel uses, and a little
+		(100 << 30) + (1 << 20): 401 << 20, // whole MiB, rounded up
+	} {
+		if got := metadataSize(data); got != want {
+			t.Errorf("metadataSize(%s) = %s, want %s", human(data), human(got), human(want))
+		}
+	}
+	for _, args := range [][]string{nil, {"--clones", "64"}, {"--clones", "4", "--volume-size", "2Gi"}, {"--pool-size", "1Ti"}} {
+		o, err := parseFlags(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit := overcommitRatio(o) * float64(o.poolSize)
+		if need := float64(provisioned(o)); limit < need || overcommitRatio(o) < 10 {
+			t.Errorf("%q: overcommit %g allows %s, the demo provisions %s", args, overcommitRatio(o), human(int64(limit)), human(int64(need)))
+		}
+	}
+}
+
+func TestBreakdownRows(t *testing.T) {
+	env := func(name string, create, stage, total time.Duration, phases ...phase) *devEnv {
+		return &devEnv{name: name, v: &pv{took: callTimes{create: create, attach: 10 * time.Millisecond, stage: stage, publish: time.Millisecond}},
+			took: total, stage: phases}
+	}
+	ph := func(connect, mount time.Duration) []phase {
+		return []phase{{"connect", connect}, {"probe", time.Millisecond}, {"mount", mount}, {"resize", 2 * time.Millisecond}}
+	}
+	one := env("dev-00", 5*time.Millisecond, 500*time.Millisecond, time.Second, ph(100*time.Millisecond, 300*time.Millisecond)...)
+	many := []*devEnv{
+		env("dev-01", 7*time.Millisecond, 900*time.Millisecond, 2*time.Second, ph(400*time.Millisecond, 300*time.Millisecond)...),
+		env("dev-02", 3*time.Millisecond, 700*time.Millisecond, 3*time.Second, ph(200*time.Millisecond, 300*time.Millisecond)...),
+		env("dev-03", 9*time.Millisecond, 800*time.Millisecond, 1*time.Second, ph(300*time.Millisecond, 300*time.Millisecond)...),
+	}
+	rows := map[string]breakdownRow{}
+	var order []string
+	for _, r := range breakdownRows(one, many) {
+		rows[strings.TrimSpace(r.what)] = r
+		order = append(order, strings.TrimSpace(r.what))
+	}
+	if len(order) != 10 || order[0] != "CreateVolume (clone of the snapshot)" || order[9] != "CreateVolume to mounted" {
+		t.Fatalf("rows %q", order)
+	}
+	for what, want := range map[string][3]time.Duration{
+		"CreateVolume (clone of the snapshot)":     {5 * time.Millisecond, 7 * time.Millisecond, 9 * time.Millisecond},
+		"connect (every portal, namespace device)": {100 * time.Millisecond, 300 * time.Millisecond, 400 * time.Millisecond},
+		"rest (RPC, locks, stash)":                 {97 * time.Millisecond, 197 * time.Millisecond, 197 * time.Millisecond},
+		"CreateVolume to mounted":                  {time.Second, 2 * time.Second, 3 * time.Second},
+	} {
+		r := rows[what]
+		if got := [3]time.Duration{r.one, r.median, r.slowest}; got != want || !r.known {
+			t.Errorf("%s: one, median, slowest %v (known %v); want %v", what, got, r.known, want)
+		}
+	}
+
+	// A node that logs no phases: the calls are still there, the phases not.
+	bare := env("dev-00", time.Millisecond, time.Second, time.Second)
+	rows2 := breakdownRows(bare, []*devEnv{bare})
+	for _, r := range rows2 {
+		if strings.HasPrefix(r.what, "  ") {
+			t.Errorf("phase row %q without phases", r.what)
+		}
+	}
+	if len(rows2) != 5 {
+		t.Errorf("%d rows without phases, want the 5 calls and the total", len(rows2))
+	}
+}
+
+func TestMedianAndGoals(t *testing.T) {
+	if got := median([]time.Duration{1, 2, 3}); got != 2 {
+		t.Errorf("median of 3: %v", got)
+	}
+	if got := median([]time.Duration{1, 2, 3, 4}); got != 2 {
+		t.Errorf("median of 4: %v, want the lower middle", got)
+	}
+	if median(nil) != 0 || ratio(time.Second, 0) != 0 || ratio(3*time.Second, 2*time.Second) != 1.5 {
+		t.Error("median(nil), ratio")
+	}
+	if goal(2, 2) != "met" || goal(2.01, 2) != "not met" {
+		t.Error("goal")
+	}
+	s := sizeResult{size: 64 << 30, samples: []time.Duration{3 * time.Second, time.Second, 2 * time.Second}}
+	if s.p50() != 2*time.Second || sizeName(64<<30) != "64g" || sizeName(1<<30) != "1g" {
+		t.Errorf("p50 %v, names %q %q", s.p50(), sizeName(64<<30), sizeName(1<<30))
+	}
+	h := hold{freeze: 5 * time.Millisecond, work: 80 * time.Millisecond, thaw: 2 * time.Millisecond}
+	if h.total() != 87*time.Millisecond || h.String() != "0.09s (freeze 5 ms, then 80 ms, thaw 2 ms)" {
+		t.Errorf("hold %v: %s", h.total(), h)
 	}
 }

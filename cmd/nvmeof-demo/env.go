@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,17 +33,18 @@ const (
 
 var portIDs = []uint16{4241, 4242}
 
-// env is the demo's storage node and worker: a thin pool on a loop device, an agent and the
+// env is the demo's storage node and worker: a thin pool on loop devices, an agent and the
 // CSI plugin (all-in-one), running in this process, with their logs in one file.
 type env struct {
-	o        options
-	dir      string
-	logPath  string
-	img      string
-	loop     string
-	prefix   string
-	endpoint string
-	servers  []*server // the plugin first, then the agent
+	o       options
+	dir     string
+	logPath string
+	// loop is the LVM backend's loop device; metaLoop and dataLoop are the dm-thin pool's.
+	loop, metaLoop, dataLoop string
+	prefix                   string
+	endpoint                 string
+	servers                  []*server // the plugin first, then the agent
+	stages                   *stageLog // the node's "Staged …" log lines, by volume ID
 }
 
 func newEnv(o options) (*env, error) {
@@ -70,7 +72,6 @@ func newEnv(o options) (*env, error) {
 	return &env{
 		o: o, dir: dir,
 		logPath:  filepath.Join(dir, "demo.log"),
-		img:      filepath.Join(dir, "pool.img"),
 		prefix:   cfg.NQNPrefix(),
 		endpoint: "unix://" + filepath.Join(dir, "csi.sock"),
 	}, nil
@@ -78,7 +79,8 @@ func newEnv(o options) (*env, error) {
 
 func (e *env) path(elem ...string) string { return filepath.Join(append([]string{e.dir}, elem...)...) }
 
-// logToFile sends klog (the agent's and the plugin's logs) and gRPC's own log to demo.log.
+// logToFile sends klog (the agent's and the plugin's logs) and gRPC's own log to demo.log;
+// the stage log sees klog's lines on their way.
 func (e *env) logToFile() error {
 	if err := os.MkdirAll(e.dir, 0o755); err != nil {
 		return err
@@ -96,7 +98,8 @@ func (e *env) logToFile() error {
 			return err
 		}
 	}
-	klog.SetOutput(f)
+	e.stages = newStageLog()
+	klog.SetOutput(io.MultiWriter(f, e.stages))
 	grpclog.SetLoggerV2(grpclog.NewLoggerV2(f, f, f))
 	return nil
 }
@@ -112,32 +115,12 @@ func (e *env) logTail(n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// createPool makes the thin pool on a sparse file of the work directory.
-func (e *env) createPool(ctx context.Context) error {
-	if _, err := run(ctx, "truncate", "-s", fmt.Sprint(int64(e.o.poolSize)), e.img); err != nil {
-		return err
-	}
-	out, err := run(ctx, "losetup", "--find", "--show", e.img)
-	if err != nil {
-		return err
-	}
-	e.loop = strings.TrimSpace(out)
-	return e.pool(e.loop).Setup(ctx, []string{e.loop}, 90)
-}
-
-// pool is the demo's thin pool as an lvm that only sees loop sees it.
-func (e *env) pool(loop string) *lvm.Pool {
-	return &lvm.Pool{VG: vgName, ThinPool: thinPool, Runner: bounded{}, ExtraConfig: lvmFilter(loop)}
-}
-
 // startAgent runs the storage-node agent in this process, with a portal of the chosen
 // transport on each portal address, serving its API on a unix socket.
 func (e *env) startAgent() error {
-	cfg := agent.Config{
-		NodeName:  storageNode,
-		Pool:      agent.PoolConfig{VolumeGroup: vgName, ThinPool: thinPool, OvercommitRatio: 10, Devices: []string{e.loop}},
-		Listen:    "unix://" + e.path("agent.sock"),
-		LVMConfig: "devices { " + noDevicesFile + " }",
+	cfg := agent.Config{NodeName: storageNode, Pool: e.poolConfig(), Listen: "unix://" + e.path("agent.sock")}
+	if e.o.backend == backendLVM {
+		cfg.LVMConfig = "devices { " + noDevicesFile + " }"
 	}
 	for i, addr := range strings.Split(e.o.portals, ",") {
 		if i >= len(portIDs) {

@@ -55,6 +55,15 @@ type pv struct {
 	// What teardown must undo.
 	attached, staged, published bool
 	retain                      bool // the volume lives on under another PV (see handOver)
+	// took is how long each call of its way to a pod took, retries included.
+	took callTimes
+}
+
+// callTimes are the calls that take a claim to a mounted volume in its pod: CreateVolume
+// (external-provisioner), ControllerPublishVolume (external-attacher), NodeStageVolume and
+// NodePublishVolume (kubelet).
+type callTimes struct {
+	create, attach, stage, publish time.Duration
 }
 
 type snap struct{ name, id, source string }
@@ -204,9 +213,11 @@ func (k *kube) provision(ctx context.Context, claim string, size int64, block bo
 		AccessibilityRequirements: &csi.TopologyRequirement{Requisite: []*csi.Topology{k.topology}, Preferred: []*csi.Topology{k.topology}},
 	}
 	k.track(v)
+	start := time.Now()
 	resp, err := call(ctx, k.warn, "CreateVolume "+claim, func(ctx context.Context) (*csi.CreateVolumeResponse, error) {
 		return k.ctl.CreateVolume(ctx, req)
 	})
+	v.took.create = time.Since(start)
 	if err != nil {
 		return nil, err
 	}
@@ -226,11 +237,13 @@ func (k *kube) handOver(v *pv, claim string, block bool) *pv {
 // attach is the external-attacher's ControllerPublishVolume to this node.
 func (k *kube) attach(ctx context.Context, v *pv) error {
 	v.attached = true
+	start := time.Now()
 	resp, err := call(ctx, k.warn, "ControllerPublishVolume "+v.claim, func(ctx context.Context) (*csi.ControllerPublishVolumeResponse, error) {
 		return k.ctl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{
 			VolumeId: v.id, NodeId: k.nodeID, VolumeCapability: k.capability(v.block), VolumeContext: v.volCtx,
 		})
 	})
+	v.took.attach = time.Since(start)
 	if err != nil {
 		return err
 	}
@@ -262,12 +275,14 @@ func (k *kube) mount(ctx context.Context, v *pv, pod string) (string, error) {
 		return "", err
 	}
 	v.staged = true
+	start := time.Now()
 	_, err := call(ctx, k.warn, "NodeStageVolume "+v.claim, func(ctx context.Context) (*csi.NodeStageVolumeResponse, error) {
 		return k.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{
 			VolumeId: v.id, PublishContext: v.pubCtx, StagingTargetPath: staging,
 			VolumeCapability: k.capability(v.block), VolumeContext: v.volCtx,
 		})
 	})
+	v.took.stage = time.Since(start)
 	if err != nil {
 		return "", err
 	}
@@ -275,12 +290,14 @@ func (k *kube) mount(ctx context.Context, v *pv, pod string) (string, error) {
 		return "", err
 	}
 	v.published = true
+	start = time.Now()
 	_, err = call(ctx, k.warn, "NodePublishVolume "+v.claim, func(ctx context.Context) (*csi.NodePublishVolumeResponse, error) {
 		return k.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{
 			VolumeId: v.id, PublishContext: v.pubCtx, StagingTargetPath: staging, TargetPath: target,
 			VolumeCapability: k.capability(v.block), VolumeContext: v.volCtx,
 		})
 	})
+	v.took.publish = time.Since(start)
 	return target, err
 }
 

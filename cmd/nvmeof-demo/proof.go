@@ -8,39 +8,83 @@ import (
 	"strings"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/inventory"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 )
 
-// scope is where the demo's things live, for pkg/inventory: the pool (nil to leave LVs out),
-// nvmet subsystems and NVMe controllers under the agent's NQN prefix, and mounts under the
-// work directory (every staging and publish path of the demo is there).
-func (e *env) scope(pool *lvm.Pool) inventory.Scope {
-	return inventory.Scope{Pool: pool, NQNPrefix: e.prefix, MountDirs: []string{e.dir}}
+// scope is where the demo's things live, for pkg/inventory: nvmet subsystems and NVMe
+// controllers under the agent's NQN prefix, and mounts under the work directory (every
+// staging and publish path of the demo is there). The pool's part is added by the proofs.
+func (e *env) scope() inventory.Scope {
+	return inventory.Scope{NQNPrefix: e.prefix, MountDirs: []string{e.dir}}
 }
 
-// prove checks that the CSI teardown left nothing behind: no LV in the volume group but the
-// thin pool, no nvmet subsystem under the agent's prefix and no nvmet host object of the
-// worker, no NVMe controller of those subsystems, no mount under the work directory. Others'
-// subsystems and controllers (a host's own PCIe drives) are not counted. It returns what it
-// checked, one line each.
-func (e *env) prove(ctx context.Context) ([]string, error) {
-	h, err := inventory.Take(ctx, e.scope(e.pool(e.loop)))
+// prove checks that the CSI teardown left nothing behind, once the agent has stopped: nothing
+// in the pool (LVM: no LV in the volume group but the thin pool; dm-thin: no volume or
+// snapshot in the records listed after the agent (left), and no device-mapper device of the
+// pool after its Shutdown), no nvmet subsystem under the agent's prefix and no nvmet host
+// object of the worker, no NVMe controller of those subsystems, no mount under the work
+// directory. Others' subsystems and controllers (a host's own PCIe drives) are not counted. It
+// returns what it checked, one line each.
+func (e *env) prove(ctx context.Context, left []pool.Volume) ([]string, error) {
+	s := e.scope()
+	var lines []string
+	if e.o.backend == backendLVM {
+		s.Pool = e.lvmPool(e.loop)
+		lines = append(lines, fmt.Sprintf("LVs in volume group %s besides the thin pool: none", vgName))
+	} else {
+		s.DMPrefix = e.dmPrefix()
+		lines = append(lines, "volumes and snapshots in the dm-thin pool's records, listed after the agent stopped: none",
+			fmt.Sprintf("device-mapper devices named %s* after the pool's Shutdown: none", e.dmPrefix()))
+	}
+	h, err := inventory.Take(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	left := h.Items()
+	items := h.Items()
+	for _, v := range left {
+		items = append(items, "volume "+v.ID+" in the dm-thin pool")
+	}
 	if host := e.nvmetHost(); host != "" {
-		left = append(left, "nvmet host object "+host)
+		items = append(items, "nvmet host object "+host)
 	}
-	if len(left) > 0 {
-		return nil, fmt.Errorf("%d thing(s) left: %s", len(left), strings.Join(left, "; "))
+	if len(items) > 0 {
+		return nil, fmt.Errorf("%d thing(s) left: %s", len(items), strings.Join(items, "; "))
 	}
-	return []string{
-		fmt.Sprintf("LVs in volume group %s besides the thin pool: none", vgName),
+	return append(lines,
 		fmt.Sprintf("nvmet subsystems named %s*: none; the worker's nvmet host object: gone", e.prefix),
 		"NVMe controllers of those subsystems: none",
-		"mounts under " + e.dir + ": none",
+		"mounts under "+e.dir+": none",
+	), nil
+}
+
+// proveReleased checks, after the sweep, that the pool's devices are gone too: no
+// device-mapper device of the pool (for LVM: of its volume group), and no loop device over
+// the pool's files. It returns what it checked.
+func (e *env) proveReleased() ([]string, error) {
+	devs, err := inventory.DMDevices(nil, e.dmPrefix())
+	if err != nil {
+		return nil, err
+	}
+	var items []string
+	for _, d := range devs {
+		items = append(items, "device-mapper device "+d.Name)
+	}
+	for _, img := range poolImages {
+		loops, err := loopsBackedBy(e.path(img))
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range loops {
+			items = append(items, "loop device "+l+" over "+img)
+		}
+	}
+	if len(items) > 0 {
+		return nil, fmt.Errorf("%d thing(s) left: %s", len(items), strings.Join(items, "; "))
+	}
+	return []string{
+		fmt.Sprintf("device-mapper devices named %s*: none", e.dmPrefix()),
+		fmt.Sprintf("loop devices over %s: none", strings.Join(poolImages, ", ")),
 	}, nil
 }
 
@@ -55,10 +99,4 @@ func (e *env) nvmetHost() string {
 		return ""
 	}
 	return host
-}
-
-// poolUsed returns the bytes of the thin pool's data space in use.
-func (e *env) poolUsed(ctx context.Context) (int64, error) {
-	u, err := e.pool(e.loop).Usage(ctx)
-	return u.DataUsedBytes, err
 }

@@ -18,11 +18,12 @@ import (
 
 // sweep removes whatever the demo may have left in the kernel and on disk, below the CSI
 // surface and in dependency order: mounts under the work directory, NVMe controllers of the
-// agent's subsystems, those subsystems, the demo's nvmet ports and host object, the volume
-// group on the demo's loop device, the loop device, and the work directory's files (demo.log
-// stays). It is the safety net behind the CSI teardown, and runs before a demo too, in case an
-// earlier one was killed. It never touches anything outside the demo's names. It returns what
-// it removed.
+// agent's subsystems, those subsystems, the demo's nvmet ports and host object, the dm-thin
+// pool's device-mapper devices and device nodes, the volume group on the demo's LVM loop
+// device, the loop devices of the pool's files, and the work directory's files (demo.log
+// stays). Both backends' leftovers go, whichever --backend this run has. It is the safety net
+// behind the CSI teardown, and runs before a demo too, in case an earlier one was killed. It
+// never touches anything outside the demo's names. It returns what it removed.
 func (e *env) sweep(ctx context.Context) ([]string, error) {
 	var did []string
 	var errs []error
@@ -34,10 +35,10 @@ func (e *env) sweep(ctx context.Context) ([]string, error) {
 		}
 	}
 
-	h, err := inventory.Take(ctx, e.scope(nil))
+	h, err := inventory.Take(ctx, e.scope())
 	errs = append(errs, err)
 	for _, m := range h.Mounts {
-		_, _ = run(ctx, "fsfreeze", "--unfreeze", m) // a frozen file system would not unmount
+		_ = thaw(m) // a frozen file system would not unmount
 		note("unmounted "+m, unix.Unmount(m, 0))
 	}
 
@@ -67,28 +68,55 @@ func (e *env) sweep(ctx context.Context) ([]string, error) {
 		}
 	}
 
-	loops, err := loopsBackedBy(e.img)
-	errs = append(errs, err)
-	for _, loop := range loops {
-		if ok, _ := e.pool(loop).VGExists(ctx); ok {
-			_, err := run(ctx, "vgremove", "--config", lvmFilter(loop), "--force", vgName)
-			note("removed volume group "+vgName, err)
-		}
-		_, err := run(ctx, "losetup", "--detach", loop)
-		note("detached "+loop, err)
-	}
+	errs = append(errs, e.sweepPool(ctx, note))
 
 	if left, err := inventory.MountsUnder("", e.dir); err != nil || len(left) > 0 {
 		errs = append(errs, fmt.Errorf("not removing the files of %s: still mounted there: %v %v", e.dir, left, err))
 		return did, errors.Join(errs...)
 	}
-	for _, name := range []string{"pool.img", "csi.sock", "agent.sock", "storage-nodes.yaml", "kubelet", "plugin-state", "etc-nvme"} {
+	for _, name := range []string{lvmImage, metaImage, dataImage, "csi.sock", "agent.sock", "storage-nodes.yaml", "kubelet", "plugin-state", "etc-nvme"} {
 		if _, err := os.Lstat(e.path(name)); err == nil {
 			note("removed "+e.path(name), os.RemoveAll(e.path(name)))
 		}
 	}
 	return did, errors.Join(errs...)
 }
+
+// sweepPool removes the pool's devices, either backend's: a dm-thin pool left active by an
+// earlier run (a normal run's teardown shuts it down), removed without opening it (its files
+// go anyway), with its device nodes; the volume group on the LVM loop device; the loop
+// devices of the pool's files. It tells note what it did.
+func (e *env) sweepPool(ctx context.Context, note func(string, error)) error {
+	var errs []error
+	removed, err := removeDMDevices(dmName + "-")
+	for _, name := range removed {
+		note("removed device-mapper device "+name, nil)
+	}
+	errs = append(errs, err)
+	if _, err := os.Stat(dmNodeDir()); err == nil {
+		note("removed "+dmNodeDir(), os.RemoveAll(dmNodeDir()))
+	}
+
+	for _, img := range poolImages {
+		loops, err := loopsBackedBy(e.path(img))
+		errs = append(errs, err)
+		for _, loop := range loops {
+			if img == lvmImage {
+				if ok, _ := e.lvmPool(loop).VGExists(ctx); ok {
+					_, err := run(ctx, "vgremove", "--config", lvmFilter(loop), "--force", vgName)
+					note("removed volume group "+vgName, err)
+				}
+			}
+			_, err := run(ctx, "losetup", "--detach", loop)
+			note("detached "+loop, err)
+		}
+	}
+
+	return errors.Join(errs...)
+}
+
+// poolImages are the files of either backend's pool.
+var poolImages = []string{lvmImage, metaImage, dataImage}
 
 // loopsBackedBy lists the loop devices whose backing file is img (also once it was deleted).
 func loopsBackedBy(img string) ([]string, error) {

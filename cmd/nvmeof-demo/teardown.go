@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 )
 
 // fullCopy copies production the slow way: a new raw block volume, a consistent (frozen)
@@ -12,7 +15,7 @@ import (
 func (d *demo) fullCopy(ctx context.Context) error {
 	r, k := d.r, d.k
 	size := int64(d.o.volumeSize)
-	r.section(fmt.Sprintf("4/5 The slow way: a full block copy of the %s production volume", human(size)))
+	r.section(fmt.Sprintf("5/6 The slow way: a full block copy of the %s production volume", human(size)))
 	start := time.Now()
 	var blk *pv
 	var dev string
@@ -35,8 +38,8 @@ func (d *demo) fullCopy(ctx context.Context) error {
 	}
 	r.note("from %s (prod-db's namespace) to prod-copy's device in the copy job's pod", src)
 	p := r.progress("copied", size, 10, bytesProgress)
-	if d.res.copying, err = r.step(fmt.Sprintf("fsfreeze prod-db, copy the device in %s O_DIRECT chunks, thaw", human(copyChunk)), func() error {
-		d.res.copyHeld, err = frozen(ctx, d.prodPath, func() error {
+	if d.res.copying, err = r.step(fmt.Sprintf("sync prod-db, freeze it, copy the device in %s O_DIRECT chunks, thaw", human(copyChunk)), func() error {
+		d.res.copyHold, err = frozen(d.prodPath, func() error {
 			d.res.copied, err = blockCopy(ctx, src, dev, p.add)
 			return err
 		})
@@ -44,7 +47,7 @@ func (d *demo) fullCopy(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	r.note("%s at %s; production writes were held for %s", human(d.res.copied), rate(d.res.copied, d.res.copying), secs(d.res.copyHeld))
+	r.note("%s at %s; production writes were held for %s", human(d.res.copied), rate(d.res.copied, d.res.copying), secs(d.res.copyHold.total()))
 	var path string
 	if _, err := r.step("hand prod-copy over as ext4: release the block PV, publish, stage, mount", func() error {
 		if err := k.release(ctx, blk); err != nil {
@@ -73,7 +76,7 @@ func (d *demo) fullCopy(ctx context.Context) error {
 
 func (d *demo) teardown(ctx context.Context) error {
 	r, e := d.r, d.e
-	r.section("5/5 Teardown, and proof that nothing is left")
+	r.section("6/6 Teardown, and proof that nothing is left")
 	n := 0
 	for _, v := range d.k.pvs {
 		if !v.retain {
@@ -81,7 +84,7 @@ func (d *demo) teardown(ctx context.Context) error {
 		}
 	}
 	p := r.progress("removed", int64(n), 4, nil)
-	if _, err := r.step(fmt.Sprintf("unpublish, unstage, ControllerUnpublish, DeleteVolume: %d volumes", n), func() error {
+	if _, err := r.step(fmt.Sprintf("unpublish, unstage, ControllerUnpublish, DeleteVolume: %d volumes; DeleteSnapshot: %d", n, len(d.k.snaps)), func() error {
 		return d.removeAll(ctx, p)
 	}); err != nil {
 		return err
@@ -89,18 +92,44 @@ func (d *demo) teardown(ctx context.Context) error {
 	if _, err := r.step("stop nvmeof-csi and the agent", e.stop); err != nil {
 		return err
 	}
-	checked, err := e.prove(ctx)
+	var left []pool.Volume
+	if e.o.backend == backendDMThin {
+		// The agent leaves its pool's devices active when it stops (a restarted agent
+		// re-attaches): the demo opens the pool itself and shuts it down.
+		var stack []string
+		if _, err := r.step("open the dm-thin pool (the agent let go of it), list its volumes, Shutdown", func() error {
+			var err error
+			stack, left, err = e.releaseDMThin(ctx)
+			return err
+		}); err != nil {
+			return err
+		}
+		r.note("removed the pool's device-mapper stack: %s", strings.Join(stack, ", "))
+	}
+	checked, err := e.prove(ctx, left)
 	if err != nil {
 		return fmt.Errorf("left behind: %w", err)
 	}
 	for _, msg := range checked {
 		r.note("ok: %s", msg)
 	}
-	_, err = r.step("remove the pool, its loop device and file, the agent's nvmet ports", func() error {
+	label := "detach the pool's loop devices, remove its files and the agent's nvmet ports"
+	if e.o.backend == backendLVM {
+		label = "remove volume group " + vgName + ", its loop device and file, the agent's nvmet ports"
+	}
+	if _, err := r.step(label, func() error {
 		_, err := e.sweep(ctx)
 		return err
-	})
-	return err
+	}); err != nil {
+		return err
+	}
+	if checked, err = e.proveReleased(); err != nil {
+		return fmt.Errorf("left behind: %w", err)
+	}
+	for _, msg := range checked {
+		r.note("ok: %s", msg)
+	}
+	return nil
 }
 
 // removeAll tears every tracked volume down as Kubernetes would when the pods and claims go
@@ -129,33 +158,4 @@ func (d *demo) removeAll(ctx context.Context, p *progress) error {
 		return fmt.Errorf("%d teardown call(s) failed, first: %w", len(failed), failed[0])
 	}
 	return ctx.Err()
-}
-
-// table prints the comparison.
-func (d *demo) table() {
-	r, res := d.r, d.res
-	size := human(int64(d.o.volumeSize))
-	r.section("Result")
-	r.printf("  %-50s %10s   %s\n", "from production data to a mounted environment", "wall time", "vs full copy")
-	row := func(what string, t time.Duration, n int) {
-		cmp := "baseline"
-		if t != res.copyToMount {
-			cmp = fmt.Sprintf("%.1fx faster", float64(res.copyToMount)/float64(t)*float64(n))
-			if n > 1 {
-				cmp += " per environment"
-			}
-		}
-		r.printf("  %-50s %10s   %s\n", what, secs(t), cmp)
-	}
-	row(fmt.Sprintf("full copy of %s (block copy + hand-over)", size), res.copyToMount, 1)
-	row("clone of the snapshot, 1 environment", res.oneClone, 1)
-	row(fmt.Sprintf("clones of the snapshot, %d environments at once", d.o.clones), res.batch, d.o.clones)
-	r.printf("\n  %d environments cost %s of wall time; copying would take about %s (%d x %s).\n",
-		d.o.clones, secs(res.batch), secs(time.Duration(d.o.clones)*res.copyToMount), d.o.clones, secs(res.copyToMount))
-	r.printf("  Production writes were held %s for the snapshot, %s for the copy.\n", secs(res.snapFrozen), secs(res.copyHeld))
-	if res.poolMid > 0 {
-		r.printf("  The %d clones of %s added %s to the thin pool; the copy wrote %s.\n",
-			d.o.clones+1, size, human(max(0, res.poolMid-res.poolBefore)), human(res.copied))
-	}
-	r.printf("  Total: %s.\n", secs(time.Since(r.start)))
 }

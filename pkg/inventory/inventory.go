@@ -1,7 +1,8 @@
 // Package inventory lists what a host holds of what nvmeof-csi makes: the LVs of a thin pool's
-// volume group, nvmet subsystems, NVMe controllers and mounts. Each is read through the package
-// that owns it: pkg/lvm (a JSON report), pkg/nvmet (configfs), pkg/nvme (sysfs), and mountinfo
-// parsed by k8s.io/mount-utils, as pkg/mounter does.
+// volume group, device-mapper devices (a dm-thin pool's stack), nvmet subsystems, NVMe
+// controllers and mounts. Each is read through the package that owns it: pkg/lvm (a JSON
+// report), pkg/dm (ioctls), pkg/nvmet (configfs), pkg/nvme (sysfs), and mountinfo parsed by
+// k8s.io/mount-utils, as pkg/mounter does.
 //
 // It only reads, and holds no state: calls may run concurrently. What it returns is a snapshot;
 // the kernel may change right after. The proofs that a teardown left nothing (the demo's, the
@@ -18,6 +19,7 @@ import (
 
 	"k8s.io/mount-utils"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
@@ -31,6 +33,13 @@ const DefaultMountInfoPath = "/proc/self/mountinfo"
 type Scope struct {
 	// Pool, when set, is the thin pool whose volume group is listed.
 	Pool *lvm.Pool
+	// DMPrefix, when set, selects the device-mapper devices counted: those whose name starts
+	// with it (a dm-thin pool's stack is "<name>-pool", "<name>-<ID>", …: prefix "<name>-").
+	// Empty counts none.
+	DMPrefix string
+	// DM lists device-mapper devices; nil means the kernel's (pkg/dm, which makes
+	// /dev/mapper/control if it is missing).
+	DM DMLister
 	// NQNPrefix selects the nvmet subsystems and NVMe controllers counted: those whose
 	// subsystem NQN starts with it (an agent's prefix, see agent.Config.NQNPrefix). Empty
 	// counts them all.
@@ -52,6 +61,8 @@ type Host struct {
 	// LVs are the LVs of the pool's volume group other than the thin pool itself: thin
 	// volumes, snapshots and clones, and anything else in the volume group.
 	LVs []lvm.VGLV
+	// DMDevices are the device-mapper devices in scope, sorted by name.
+	DMDevices []dm.Device
 	// Subsystems are the nvmet subsystems in scope, sorted by NQN.
 	Subsystems []nvmet.Subsystem
 	// Controllers are the NVMe controllers of subsystems in scope, sorted by name.
@@ -77,6 +88,13 @@ func Take(ctx context.Context, s Scope) (Host, error) {
 			}
 		}
 	}
+	if s.DMPrefix != "" {
+		devs, err := DMDevices(s.DM, s.DMPrefix)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		h.DMDevices = devs
+	}
 	subs, err := Subsystems(ctx, s.NvmetRoot, s.NvmetFS, s.NQNPrefix)
 	if err != nil {
 		errs = append(errs, err)
@@ -95,15 +113,19 @@ func Take(ctx context.Context, s Scope) (Host, error) {
 
 // Empty reports whether nothing was found.
 func (h Host) Empty() bool {
-	return len(h.LVs)+len(h.Subsystems)+len(h.Controllers)+len(h.Mounts) == 0
+	return len(h.LVs)+len(h.DMDevices)+len(h.Subsystems)+len(h.Controllers)+len(h.Mounts) == 0
 }
 
-// Items describes each thing found, one line each ("LV nvmeof/pvc-1 (thin)", "nvmet subsystem
-// nqn...", "NVMe controller nvme0 of nqn...", "mount /var/lib/...").
+// Items describes each thing found, one line each ("LV nvmeof/pvc-1 (thin)", "device-mapper
+// device nvmeof-sn-pool", "nvmet subsystem nqn...", "NVMe controller nvme0 of nqn...", "mount
+// /var/lib/...").
 func (h Host) Items() []string {
 	var out []string
 	for _, lv := range h.LVs {
 		out = append(out, fmt.Sprintf("LV %s (%s)", lv.Name, lv.Segtype))
+	}
+	for _, d := range h.DMDevices {
+		out = append(out, "device-mapper device "+d.Name)
 	}
 	for _, s := range h.Subsystems {
 		out = append(out, "nvmet subsystem "+s.NQN)
@@ -115,6 +137,31 @@ func (h Host) Items() []string {
 		out = append(out, "mount "+m)
 	}
 	return out
+}
+
+// DMLister lists device-mapper devices by name prefix, as *dm.Control does.
+type DMLister interface {
+	List(prefix string) ([]dm.Device, error)
+}
+
+// DMDevices lists, through l (the kernel's device-mapper when nil), the devices whose name
+// starts with prefix, sorted by name.
+func DMDevices(l DMLister, prefix string) ([]dm.Device, error) {
+	if l == nil {
+		c, err := dm.Open()
+		if err != nil {
+			return nil, fmt.Errorf("device-mapper devices: %w", err)
+		}
+		defer func() { _ = c.Close() }()
+		l = c
+	}
+	devs, err := l.List(prefix)
+	if err != nil {
+		return nil, fmt.Errorf("device-mapper devices named %s*: %w", prefix, err)
+	}
+	devs = slices.DeleteFunc(devs, func(d dm.Device) bool { return !strings.HasPrefix(d.Name, prefix) })
+	slices.SortFunc(devs, func(a, b dm.Device) int { return strings.Compare(a.Name, b.Name) })
+	return devs, nil
 }
 
 // Subsystems lists the nvmet subsystems whose NQN starts with prefix (all of them when it is

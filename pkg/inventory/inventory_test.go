@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command/commandtest"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
@@ -19,13 +21,41 @@ import (
 const (
 	ours    = "nqn.2026-11.io.nvmeof-csi:sn-a:"
 	foreign = "nqn.2014-08.org.example:"
+	// dmOurs is the name prefix of a dm-thin pool's stack.
+	dmOurs = "nvmeof-sn-a-"
 )
+
+// fakeDM is the kernel's device-mapper: a few devices, listed by prefix in no particular order.
+type fakeDM struct {
+	names []string
+	err   error
+	calls int
+}
+
+func (f *fakeDM) List(prefix string) ([]dm.Device, error) {
+	f.calls++
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []dm.Device
+	for _, n := range f.names {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, dm.Device{Name: n})
+		}
+	}
+	return out, nil
+}
+
+// dmDevices are a dm-thin pool's stack with one thin device, another pool's (whose name
+// extends ours), and an LVM volume.
+var dmDevices = []string{dmOurs + "vol-1", "nvmeof-sn-ab-pool", dmOurs + "pool", "vg0-root", dmOurs + "pool_tdata", dmOurs + "pool_tmeta"}
 
 // host is a fake host: a thin pool with one volume and one linear LV besides it, an nvmet
 // subsystem of ours and a foreign one, a controller of each, and mounts in and out of the
 // kubelet's directories.
 type host struct {
 	pool      *lvm.Pool
+	dm        *fakeDM
 	fs        *nvmettest.FS
 	sysfs     string
 	mountinfo string
@@ -53,7 +83,8 @@ func newHost(t *testing.T) host {
 	ctx := context.Background()
 	f := commandtest.New()
 	f.On("lvm", "lvs").Return(lvsReport)
-	h := host{pool: &lvm.Pool{VG: "nvmeof", ThinPool: "pool", Runner: f}, fs: nvmettest.New(), sysfs: t.TempDir()}
+	h := host{pool: &lvm.Pool{VG: "nvmeof", ThinPool: "pool", Runner: f}, dm: &fakeDM{names: dmDevices},
+		fs: nvmettest.New(), sysfs: t.TempDir()}
 
 	h.fs.AddDevice("/dev/nvmeof/pvc-1")
 	for nqn, uuid := range map[string]string{
@@ -88,8 +119,8 @@ func newHost(t *testing.T) host {
 }
 
 func (h host) scope(prefix string, dirs ...string) Scope {
-	return Scope{Pool: h.pool, NQNPrefix: prefix, NvmetFS: h.fs, Initiator: &nvme.Initiator{SysfsRoot: h.sysfs},
-		MountDirs: dirs, MountInfoPath: h.mountinfo}
+	return Scope{Pool: h.pool, DMPrefix: dmOurs, DM: h.dm, NQNPrefix: prefix, NvmetFS: h.fs,
+		Initiator: &nvme.Initiator{SysfsRoot: h.sysfs}, MountDirs: dirs, MountInfoPath: h.mountinfo}
 }
 
 func TestTakeListsWhatIsInScope(t *testing.T) {
@@ -100,6 +131,8 @@ func TestTakeListsWhatIsInScope(t *testing.T) {
 	}
 	want := []string{
 		"LV pvc-1 (thin)", "LV thick (linear)",
+		"device-mapper device " + dmOurs + "pool", "device-mapper device " + dmOurs + "pool_tdata",
+		"device-mapper device " + dmOurs + "pool_tmeta", "device-mapper device " + dmOurs + "vol-1",
 		"nvmet subsystem " + ours + "pvc-1",
 		"NVMe controller nvme0 of " + ours + "pvc-1 (live)",
 		"mount /var/lib/kubelet/plugins/kubernetes.io/csi/volumeDevices/publish/pvc-2/p2",
@@ -148,8 +181,9 @@ func TestTakeOfAnEmptyHost(t *testing.T) {
 	if err := os.WriteFile(mi, []byte(strings.SplitAfter(mountinfo, "\n")[0]), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := Scope{Pool: &lvm.Pool{VG: "nvmeof", ThinPool: "pool", Runner: f}, NvmetRoot: filepath.Join(t.TempDir(), "no-configfs"),
-		Initiator: &nvme.Initiator{SysfsRoot: t.TempDir()}, MountDirs: []string{"/var/lib/kubelet"}, MountInfoPath: mi}
+	s := Scope{Pool: &lvm.Pool{VG: "nvmeof", ThinPool: "pool", Runner: f}, DMPrefix: dmOurs, DM: &fakeDM{names: []string{"vg0-root"}},
+		NvmetRoot: filepath.Join(t.TempDir(), "no-configfs"), Initiator: &nvme.Initiator{SysfsRoot: t.TempDir()},
+		MountDirs: []string{"/var/lib/kubelet"}, MountInfoPath: mi}
 	got, err := Take(context.Background(), s)
 	if err != nil || !got.Empty() || len(got.Items()) != 0 {
 		t.Errorf("Take = %+v, %v; want nothing", got, err)
@@ -161,13 +195,26 @@ func TestTakeReportsWhatItCouldNotRead(t *testing.T) {
 	f := commandtest.New()
 	f.On("lvm", "lvs").Return("not json")
 	h.pool.Runner = f
+	h.dm.err = errors.New("no device-mapper")
 	h.mountinfo = filepath.Join(t.TempDir(), "missing")
 	got, err := Take(context.Background(), h.scope(ours, "/var/lib/kubelet"))
-	if err == nil || !strings.Contains(err.Error(), "LVs of volume group nvmeof") || !strings.Contains(err.Error(), "mounts") {
-		t.Errorf("error %v, want one naming the LVs and the mounts", err)
+	for _, want := range []string{"LVs of volume group nvmeof", "device-mapper devices named " + dmOurs + "*", "mounts"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want one naming %q", err, want)
+		}
 	}
 	if len(got.Subsystems) != 1 || len(got.Controllers) != 1 {
 		t.Errorf("the readable parts are missing: %+v", got)
+	}
+}
+
+func TestTakeWithoutDMPrefixListsNoDeviceMapperDevices(t *testing.T) {
+	h := newHost(t)
+	s := h.scope(ours)
+	s.DMPrefix = ""
+	got, err := Take(context.Background(), s)
+	if err != nil || got.DMDevices != nil || h.dm.calls != 0 {
+		t.Errorf("DMDevices %v, %v after %d List calls; want none asked for", got.DMDevices, err, h.dm.calls)
 	}
 }
 
