@@ -21,10 +21,11 @@ FROM debian:bookworm-slim
 # - node plugin (k8s.io/mount-utils and resize): mount, umount (mount); blkid, blockdev
 #   (util-linux); mkfs.ext4, fsck.ext4, resize2fs, dumpe2fs (e2fsprogs); mkfs.xfs,
 #   xfs_growfs, xfs_io (xfsprogs). NVMe-oF itself is /dev/nvme-fabrics and sysfs: no nvme-cli.
-# - agent: lvm (lvm2), thin_check/thin_repair for pool activation (thin-provisioning-tools).
-#   The nvmet target is configfs: no nvmetcli.
-# No kmod: modules (nvme-tcp, nvme-rdma, nvmet*, dm-thin-pool, dm-snapshot) are the host's to load; the
-# kernel loads transports on demand. No ca-certificates: every TLS peer is checked against
+# - agent, lvm backend: lvm (lvm2), thin_check/thin_repair for pool activation
+#   (thin-provisioning-tools). The dmthin backend runs no program (device-mapper ioctls), and
+#   the nvmet target is configfs: no nvmetcli.
+# No kmod: modules (nvme-tcp, nvme-rdma, nvmet*, dm-thin-pool; dm-snapshot for lvm) are the
+# host's to load; the kernel loads transports on demand. No ca-certificates: every TLS peer is checked against
 # the operator's CA, never the system roots.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \

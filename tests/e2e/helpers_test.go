@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/e2e/cluster"
 )
 
@@ -39,14 +40,18 @@ func poll(ctx context.Context, timeout time.Duration, f func() (done bool, waiti
 	}
 }
 
+// controllerTLS is the controller's client certificate (createTLSSecrets keeps a copy), with
+// which the test asks the agent what its pool holds.
+var controllerTLS mtls.Files
+
 // createTLSSecrets issues the agents' server certificate (for the name nvmeof-agent) and the
 // controller's client certificate from one CA, as deploy/README.md ("mTLS") tells operators.
+// The files stay in a temporary directory of the guest, for controllerTLS.
 func createTLSSecrets(ctx context.Context) error {
 	dir, err := os.MkdirTemp("", "nvmeof-tls-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
 	ca, err := cluster.NewPKI(dir, "nvmeof-csi-ca")
 	if err != nil {
 		return err
@@ -79,6 +84,9 @@ func createTLSSecrets(ctx context.Context) error {
 		}
 		if _, err := k8s.Client.CoreV1().Secrets(namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
+		}
+		if secret == "nvmeof-csi-controller-tls" {
+			controllerTLS = mtls.Files{Cert: certFile, Key: keyFile, CA: ca.CAFile()}
 		}
 	}
 	return nil

@@ -19,8 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/e2e/cluster"
 )
 
@@ -29,9 +27,12 @@ const (
 	nodeName   = "nvmeof-e2e"
 	driverName = "nvmeof.csi.io"
 	namespace  = "nvmeof-csi"
-	vgName     = "nvmeof"
-	// The overlay's agent configuration names this device.
-	poolDevice = "/dev/loop0"
+	// The overlay's agent configuration names these two devices of its dm-thin pool.
+	metadataDevice = "/dev/loop0"
+	dataDevice     = "/dev/loop1"
+	// The agent names the pool's device-mapper devices and its directory of device nodes
+	// (under /dev/nvmeof) after the storage node.
+	poolName = "nvmeof-" + nodeName
 	// Workload image (hack/build-images.sh): static busybox.
 	busybox = "nvmeof-csi.test/busybox:1"
 )
@@ -85,11 +86,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// deployDriver does what an operator does: a thin pool on the storage node, the node label,
-// the snapshot CRDs and controller, the TLS Secrets, then `kubectl apply -k` of the overlay.
+// deployDriver does what an operator does: the thin pool's devices on the storage node, the
+// node label, the snapshot CRDs and controller, the TLS Secrets, then `kubectl apply -k` of the
+// overlay.
 func deployDriver(ctx context.Context) error {
 	return cluster.RunSteps(os.Stdout, "e2e", []cluster.Step{
-		{Name: "thin pool on " + poolDevice, Do: func() error { return createPool(ctx) }},
+		{Name: "pool devices " + metadataDevice + " and " + dataDevice, Do: func() error { return createPoolDevices(ctx) }},
 		{Name: "node labelled as storage node", Do: func() error {
 			patch := []byte(`{"metadata":{"labels":{"nvmeof.csi.io/storage-node":"true"}}}`)
 			_, err := k8s.Client.CoreV1().Nodes().Patch(ctx, nodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
@@ -111,20 +113,23 @@ func deployDriver(ctx context.Context) error {
 	})
 }
 
-func createPool(ctx context.Context) error {
-	// The storage node's modules, loaded by its operator (deploy/README.md); the VM loads the
-	// NVMe target and dm-thin-pool already.
-	if _, err := cluster.Run(ctx, "modprobe", "-a", "dm-thin-pool", "dm-snapshot"); err != nil {
+// createPoolDevices makes the two blank devices of the agent's dm-thin pool: loop devices over
+// sparse files of the scratch disk. The agent formats them when it first opens the pool.
+func createPoolDevices(ctx context.Context) error {
+	// The storage node's module, loaded by its operator (deploy/README.md).
+	if _, err := cluster.Run(ctx, "modprobe", "dm-thin-pool"); err != nil {
 		return err
 	}
-	img := filepath.Join(vmtest.ScratchDir(), "pool.img")
-	if _, err := cluster.Run(ctx, "truncate", "-s", "48G", img); err != nil {
-		return err
+	for dev, size := range map[string]string{metadataDevice: "1G", dataDevice: "48G"} {
+		img := filepath.Join(vmtest.ScratchDir(), "pool-"+filepath.Base(dev)+".img")
+		if _, err := cluster.Run(ctx, "truncate", "-s", size, img); err != nil {
+			return err
+		}
+		if _, err := cluster.Run(ctx, "losetup", dev, img); err != nil {
+			return err
+		}
 	}
-	if _, err := cluster.Run(ctx, "losetup", poolDevice, img); err != nil {
-		return err
-	}
-	return lvm.CreatePool(ctx, command.Exec{}, vgName, "pool", []string{poolDevice}, 90)
+	return nil
 }
 
 // waitDriver waits for the three workloads to be ready and for the kubelet to know the driver.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -52,7 +53,23 @@ func TestSystemdUnit(t *testing.T) {
 	if cfg, ok := flagValue(args, "config"); ok && cfg != "/etc/nvmeof-agent/config.yaml" {
 		t.Errorf("nvmeof-agent.service: --config=%s; the sample is installed as /etc/nvmeof-agent/config.yaml", cfg)
 	}
-	if _, err := agent.LoadConfig(path("deploy/systemd/config.yaml")); err != nil {
-		t.Error(err)
+	cfg, err := agent.LoadConfig(path("deploy/systemd/config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The modules the sample's pool needs are loaded before the agent starts: the target and
+	// dm-thin-pool; the lvm backend also needs dm-snapshot.
+	want := []string{"nvmet", "dm-thin-pool"}
+	if cfg.Pool.Backend == agent.BackendLVM {
+		want = append(want, "dm-snapshot")
+	}
+	var loaded []string
+	for _, m := range regexp.MustCompile(`(?m)^ExecStartPre=-?/sbin/modprobe -a (.*)$`).FindAllStringSubmatch(string(raw), -1) {
+		loaded = append(loaded, strings.Fields(m[1])...)
+	}
+	for _, mod := range want {
+		if !slices.Contains(loaded, mod) {
+			t.Errorf("nvmeof-agent.service loads modules %v; the %s backend of config.yaml needs %s", loaded, cfg.Pool.Backend, mod)
+		}
 	}
 }
