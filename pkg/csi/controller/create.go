@@ -128,7 +128,11 @@ func (c *Controller) provision(ctx context.Context, req *csi.CreateVolumeRequest
 	if len(c.nodes) > 1 {
 		answers = c.survey(ctx, agentapi.VolumeID(req.GetName()))
 	}
-	if node, ok := holder(ctx, answers, "volume "+agentapi.VolumeID(req.GetName())); ok {
+	node, ok, err := holder(ctx, answers, fmt.Sprintf("volume %q", req.GetName()))
+	if err != nil {
+		return node, nil, err
+	}
+	if ok {
 		switch {
 		case src.node != "" && node.Name != src.node:
 			return node, nil, rpcerr.Existsf("volume %q exists on storage node %s, not on its source's node %s", req.GetName(), node.Name, src.node)

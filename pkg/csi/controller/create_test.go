@@ -128,12 +128,14 @@ func TestCreateVolumeIsIdempotent(t *testing.T) {
 	}
 }
 
-func TestCreateVolumeLookupSkipsUnreachableNodes(t *testing.T) {
+// A retry finds the volume on the node that answers while another is silent: the name
+// exists, so there is nothing to duplicate.
+func TestCreateVolumeRetryFindsItsNodeWhileAnotherIsSilent(t *testing.T) {
 	f := newFixture(t, nodeSpec{name: "s1", bytes: 100 * gib}, nodeSpec{name: "s2", bytes: 50 * gib})
+	first := f.mustCreate(t, createReq("pvc-1", gib))
 	f.agents["s2"].SetError(fakeagent.AllMethods, fakeagent.Unavailable)
-	vol := f.mustCreate(t, createReq("pvc-1", gib))
-	if storageNodeOf(t, vol.VolumeId) != "s1" {
-		t.Fatalf("placed on %s", vol.VolumeId)
+	if vol := f.mustCreate(t, createReq("pvc-1", gib)); vol.VolumeId != first.VolumeId {
+		t.Fatalf("retry gave %s, first %s", vol.VolumeId, first.VolumeId)
 	}
 }
 
@@ -179,7 +181,7 @@ func TestCreateVolumePlacement(t *testing.T) {
 			topo: &csi.TopologyRequirement{Preferred: []*csi.Topology{seg("zone", "a"), seg("zone", "b")}},
 			size: 25 * gib, want: "b1",
 		},
-		{name: "unreachable node skipped", down: []string{"b1"}, want: "a2"},
+		{name: "a node that may hold the name does not answer", down: []string{"b1"}, code: codes.Unavailable},
 		{name: "storageNodes and topology disjoint", params: map[string]string{"storageNodes": "b1"}, topo: &csi.TopologyRequirement{Requisite: []*csi.Topology{seg("zone", "a")}}, code: codes.ResourceExhausted},
 		{name: "no room anywhere", size: 40 * gib, code: codes.ResourceExhausted},
 		{name: "no candidate answers", params: map[string]string{"storageNodes": "a1,a2"}, down: []string{"a1", "a2"}, code: codes.Unavailable},
@@ -202,6 +204,47 @@ func TestCreateVolumePlacement(t *testing.T) {
 				t.Fatalf("placed on %s, want %s", storageNodeOf(t, resp.GetVolume().GetVolumeId()), tc.want)
 			}
 		})
+	}
+}
+
+// While the storage node holding a name is silent, a retried create must neither place the
+// name elsewhere (a second volume) nor answer with another ID; once it answers, the retry
+// finds the first volume. The same holds for snapshots.
+func TestCreateNeverDuplicatesWhileAHolderIsSilent(t *testing.T) {
+	f := newFixture(t, nodeSpec{name: "s1", bytes: 100 * gib}, nodeSpec{name: "s2", bytes: 50 * gib})
+	first := f.mustCreate(t, createReq("pvc-1", gib))
+	if storageNodeOf(t, first.VolumeId) != "s1" {
+		t.Fatalf("first placed on %s, want s1 (most room)", first.VolumeId)
+	}
+	snap := f.mustSnapshot(t, "snap-1", first.VolumeId)
+	other := f.mustCreate(t, &csi.CreateVolumeRequest{Name: "pvc-2", CapacityRange: &csi.CapacityRange{RequiredBytes: gib},
+		VolumeCapabilities: []*csi.VolumeCapability{snw}, Parameters: map[string]string{"storageNodes": "s2"}})
+
+	f.agents["s1"].SetError(fakeagent.AllMethods, fakeagent.Unavailable)
+	_, err := f.c.CreateVolume(context.Background(), createReq("pvc-1", gib))
+	wantCode(t, err, codes.Unavailable)
+	if !strings.Contains(err.Error(), "s1") || !strings.Contains(err.Error(), "retry") {
+		t.Errorf("error %q does not name the silent node or say what to do", err)
+	}
+	// A snapshot of a volume on s2 under a name s1 may hold: also refused.
+	_, err = f.c.CreateSnapshot(context.Background(), &csi.CreateSnapshotRequest{Name: "snap-1", SourceVolumeId: other.VolumeId})
+	wantCode(t, err, codes.Unavailable)
+	if _, dup := f.agents["s2"].Volume(agentapi.VolumeID("pvc-1")); dup {
+		t.Fatal("a retry while s1 was silent created pvc-1 on s2")
+	}
+	if _, dup := f.agents["s2"].Snapshot(agentapi.SnapshotID("snap-1")); dup {
+		t.Fatal("a retry while s1 was silent created snap-1 on s2")
+	}
+
+	f.agents["s1"].SetError(fakeagent.AllMethods, nil)
+	again := f.mustCreate(t, createReq("pvc-1", gib))
+	if again.VolumeId != first.VolumeId {
+		t.Fatalf("ID changed across the outage: %s, then %s", first.VolumeId, again.VolumeId)
+	}
+	_, err = f.c.CreateSnapshot(context.Background(), &csi.CreateSnapshotRequest{Name: "snap-1", SourceVolumeId: other.VolumeId})
+	wantCode(t, err, codes.AlreadyExists)
+	if again := f.mustSnapshot(t, "snap-1", first.VolumeId); again.SnapshotId != snap.SnapshotId {
+		t.Fatalf("snapshot ID changed across the outage: %s, then %s", snap.SnapshotId, again.SnapshotId)
 	}
 }
 

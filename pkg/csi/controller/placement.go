@@ -93,27 +93,44 @@ func (c *Controller) survey(ctx context.Context, lookupID string) []nodeResult[*
 	})
 }
 
-// holder returns the storage node whose survey answer says it holds the object. Nodes that
-// do not answer are skipped and logged: the object might be there, and a new one elsewhere
-// would leak it; refusing instead would let one unreachable storage node stop all
-// provisioning.
-func holder(ctx context.Context, answers []nodeResult[*agentapi.GetCapacityResponse], what string) (agentclient.StorageNode, bool) {
+// holder returns the storage node whose survey answer says it holds the object. While a
+// storage node that may hold it does not answer, and no other does, the answer is
+// Unavailable: a new object elsewhere would give the name a second object and, once the
+// silent node is back, a second ID. One volume per name and a stable ID are worth more than
+// provisioning through an outage of one storage node; the error says what to do.
+func holder(ctx context.Context, answers []nodeResult[*agentapi.GetCapacityResponse], what string) (agentclient.StorageNode, bool, error) {
 	var found []agentclient.StorageNode
+	var silent []nodeResult[*agentapi.GetCapacityResponse]
 	for _, a := range answers {
 		switch {
 		case a.err != nil:
-			klog.FromContext(ctx).Error(a.err, "Cannot tell whether the storage node already holds the object; a duplicate may be created", "storageNode", a.node.Name, "object", what)
+			silent = append(silent, a)
 		case a.val.GetLookupFound():
 			found = append(found, a.node)
 		}
 	}
-	if len(found) == 0 {
-		return agentclient.StorageNode{}, false
-	}
-	if len(found) > 1 {
+	return pickHolder(ctx, found, silent, what)
+}
+
+// pickHolder is holder's and locate's decision: the first node found, else Unavailable while
+// any node is silent, else none.
+func pickHolder[T any](ctx context.Context, found []agentclient.StorageNode, silent []nodeResult[T], what string) (agentclient.StorageNode, bool, error) {
+	switch {
+	case len(found) > 1:
 		klog.FromContext(ctx).Error(nil, "Object exists on several storage nodes; using the first", "object", what, "storageNodes", names(found))
+		fallthrough
+	case len(found) == 1:
+		return found[0], true, nil
+	case len(silent) > 0:
+		msgs := make([]string, len(silent))
+		for i, a := range silent {
+			msgs[i] = fmt.Sprintf("%s: %v", a.node.Name, a.err)
+		}
+		return agentclient.StorageNode{}, false, rpcerr.Unavailablef("cannot tell whether %s exists already: no answer from %s; "+
+			"it is not created elsewhere, which could give its name a second copy; retry once the storage node answers, "+
+			"or remove it from the controller's storage nodes if it is gone for good", what, strings.Join(msgs, "; "))
 	}
-	return found[0], true
+	return agentclient.StorageNode{}, false, nil
 }
 
 // rank orders the nodes a new volume of size bytes may go to: those allowed, meeting the
@@ -165,31 +182,27 @@ func rank(ctx context.Context, answers []nodeResult[*agentapi.GetCapacityRespons
 }
 
 // locate finds the storage node holding an object that may exist already, like holder, with
-// its own lookup call (snapshots: their node is their source volume's). With one storage node
+// its own lookup call (snapshots: their node is their source volume's), and like holder it is
+// Unavailable while a node that may hold the object does not answer. With one storage node
 // there is nothing to look up: the agent's create is idempotent by name.
-func (c *Controller) locate(ctx context.Context, what string, exists func(ctx context.Context, a agentapi.AgentClient) error) (agentclient.StorageNode, bool) {
+func (c *Controller) locate(ctx context.Context, what string, exists func(ctx context.Context, a agentapi.AgentClient) error) (agentclient.StorageNode, bool, error) {
 	if len(c.nodes) == 1 {
-		return agentclient.StorageNode{}, false
+		return agentclient.StorageNode{}, false, nil
 	}
 	answers := fanOut(ctx, c, c.nodes, func(ctx context.Context, a agentapi.AgentClient) (struct{}, error) {
 		return struct{}{}, exists(ctx, a)
 	})
 	var found []agentclient.StorageNode
+	var silent []nodeResult[struct{}]
 	for _, a := range answers {
 		switch {
 		case a.err == nil:
 			found = append(found, a.node)
 		case !rpcerr.IsCode(a.err, codes.NotFound):
-			klog.FromContext(ctx).Error(a.err, "Cannot tell whether the storage node already holds the object; a duplicate may be created", "storageNode", a.node.Name, "object", what)
+			silent = append(silent, a)
 		}
 	}
-	if len(found) == 0 {
-		return agentclient.StorageNode{}, false
-	}
-	if len(found) > 1 {
-		klog.FromContext(ctx).Error(nil, "Object exists on several storage nodes; using the first", "object", what, "storageNodes", names(found))
-	}
-	return found[0], true
+	return pickHolder(ctx, found, silent, what)
 }
 
 func names(nodes []agentclient.StorageNode) string {

@@ -48,10 +48,14 @@ func (c *Controller) createSnapshot(ctx context.Context, req *csi.CreateSnapshot
 		return nil, fmt.Errorf("source %w", err)
 	}
 	agentID := agentapi.SnapshotID(req.GetName())
-	if node, ok := c.locate(ctx, "snapshot "+agentID, func(ctx context.Context, a agentapi.AgentClient) error {
+	node, ok, err := c.locate(ctx, fmt.Sprintf("snapshot %q", req.GetName()), func(ctx context.Context, a agentapi.AgentClient) error {
 		_, err := a.GetSnapshot(ctx, &agentapi.GetSnapshotRequest{Id: agentID})
 		return err
-	}); ok && node.Name != src.node.Name {
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ok && node.Name != src.node.Name {
 		return nil, rpcerr.Existsf("snapshot %q exists on storage node %s with another source volume", req.GetName(), node.Name)
 	}
 	resp, err := src.agent.CreateSnapshot(ctx, &agentapi.CreateSnapshotRequest{Name: req.GetName(), SourceVolumeId: src.agentID})
