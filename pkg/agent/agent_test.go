@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -280,10 +281,15 @@ func TestPublishRefusesBadRequests(t *testing.T) {
 		req  *agentapi.PublishVolumeRequest
 		code codes.Code
 	}{
-		"bad host nqn":   {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: "host", NodeId: "n", Transport: tcp}, codes.InvalidArgument},
-		"no node id":     {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, Transport: tcp}, codes.InvalidArgument},
-		"no transport":   {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, NodeId: "n"}, codes.InvalidArgument},
-		"unknown volume": {&agentapi.PublishVolumeRequest{VolumeId: agentapi.VolumeID("x"), HostNqn: hostA, NodeId: "n", Transport: tcp}, codes.NotFound},
+		"bad host nqn": {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: "host", NodeId: "n", Transport: tcp}, codes.InvalidArgument},
+		"no node id":   {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, Transport: tcp}, codes.InvalidArgument},
+		"no transport": {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, NodeId: "n"}, codes.InvalidArgument},
+		// The lvm backend's host tag separates its fields with a newline.
+		"newline in node id": {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, NodeId: "n\nrw", Transport: tcp}, codes.InvalidArgument},
+		"NUL in node id":     {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, NodeId: "n\x00", Transport: tcp}, codes.InvalidArgument},
+		"node id too long":   {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, NodeId: strings.Repeat("n", 257), Transport: tcp}, codes.InvalidArgument},
+		"node id not UTF-8":  {&agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, NodeId: "n\xff", Transport: tcp}, codes.InvalidArgument},
+		"unknown volume":     {&agentapi.PublishVolumeRequest{VolumeId: agentapi.VolumeID("x"), HostNqn: hostA, NodeId: "n", Transport: tcp}, codes.NotFound},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := e.srv.PublishVolume(e.ctx, tc.req)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
@@ -22,6 +25,26 @@ func (s *Server) PublishVolume(ctx context.Context, req *agentapi.PublishVolumeR
 	return resp, nil
 }
 
+// maxNodeIDBytes is the longest node ID CSI allows.
+const maxNodeIDBytes = 256
+
+// checkNodeID refuses a node ID the pool's record cannot hold unchanged: empty, longer than
+// CSI allows, not UTF-8, or with a control character (the lvm backend's host tag separates
+// its fields with a newline).
+func checkNodeID(id string) error {
+	switch {
+	case id == "":
+		return rpcerr.Invalidf("node_id is required")
+	case len(id) > maxNodeIDBytes:
+		return rpcerr.Invalidf("node_id is %d bytes, more than %d", len(id), maxNodeIDBytes)
+	case !utf8.ValidString(id):
+		return rpcerr.Invalidf("node_id %q is not UTF-8", id)
+	case strings.IndexFunc(id, unicode.IsControl) >= 0:
+		return rpcerr.Invalidf("node_id %q has a control character", id)
+	}
+	return nil
+}
+
 // checkPublish validates a publish request and returns its transport's name.
 func (s *Server) checkPublish(req *agentapi.PublishVolumeRequest) (string, error) {
 	if err := validateID(req.GetVolumeId(), volumePrefix); err != nil {
@@ -30,8 +53,8 @@ func (s *Server) checkPublish(req *agentapi.PublishVolumeRequest) (string, error
 	if err := nvmet.ValidateNQN(req.GetHostNqn()); err != nil {
 		return "", rpcerr.Invalidf("host_nqn: %v", err)
 	}
-	if req.GetNodeId() == "" {
-		return "", rpcerr.Invalidf("node_id is required")
+	if err := checkNodeID(req.GetNodeId()); err != nil {
+		return "", err
 	}
 	transport := agentapi.TransportName(req.GetTransport())
 	if transport == "" {

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
@@ -51,11 +52,32 @@ func NodeID(nodeName, hostNQN string) string { return nodeName + "/" + hostNQN }
 // ErrBadNodeID reports a node ID not made by NodeID.
 var ErrBadNodeID = rpcerr.Sentinel(rpcerr.ErrNotFound, "malformed node ID")
 
-// ParseNodeID splits a node ID made by NodeID.
+// MaxNodeIDBytes is the longest node ID CSI allows (NodeGetInfoResponse.node_id).
+const MaxNodeIDBytes = 256
+
+// nodeNameRE is a Kubernetes node name: a DNS subdomain.
+var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+
+// ParseNodeID splits a node ID made by NodeID. It accepts exactly what the agent can record
+// and the kernel target can allow: at most MaxNodeIDBytes, a Kubernetes node name, and an NQN
+// of at most 223 bytes of UTF-8 with no '/', space or control character. Publish and
+// unpublish both parse with it, so a node ID it refuses can never have been given access.
 func ParseNodeID(id string) (nodeName, hostNQN string, err error) {
+	bad := func(why string) error {
+		return fmt.Errorf("%w %q: %s; want <node name>/<host NQN>", ErrBadNodeID, id, why)
+	}
 	name, nqn, found := strings.Cut(id, "/")
-	if !found || name == "" || !strings.HasPrefix(nqn, "nqn.") || len(nqn) > 223 || strings.Contains(nqn, "/") {
-		return "", "", fmt.Errorf("%w %q: want <node name>/<host NQN>", ErrBadNodeID, id)
+	switch {
+	case len(id) > MaxNodeIDBytes:
+		return "", "", bad(fmt.Sprintf("longer than %d bytes", MaxNodeIDBytes))
+	case !found:
+		return "", "", bad("no '/'")
+	case !nodeNameRE.MatchString(name):
+		return "", "", bad("the node name is not a Kubernetes node name")
+	case !strings.HasPrefix(nqn, "nqn.") || len(nqn) > 223 || !utf8.ValidString(nqn):
+		return "", "", bad("the host NQN is not \"nqn.\" and at most 223 bytes of UTF-8")
+	case strings.IndexFunc(nqn, func(r rune) bool { return r == '/' || r <= ' ' || r == 0x7f }) >= 0:
+		return "", "", bad("the host NQN has a '/', a space or a control character")
 	}
 	return name, nqn, nil
 }

@@ -3,6 +3,7 @@ package contract
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -25,11 +26,17 @@ func TestObjectIDRoundTripAndRejects(t *testing.T) {
 
 func TestNodeIDRoundTrip(t *testing.T) {
 	const nqn = "nqn.2014-08.org.nvmexpress:uuid:8a0c8b2e-1d4f-4f57-9a62-2d0e0f6c2b11"
+	longest := strings.Repeat("w", 32) + "/nqn." + strings.Repeat("x", 219)
+	if _, _, err := ParseNodeID(longest); err != nil || len(longest) != MaxNodeIDBytes {
+		t.Fatalf("ParseNodeID(%d bytes) = %v", len(longest), err)
+	}
 	name, got, err := ParseNodeID(NodeID("worker-1", nqn))
 	if err != nil || name != "worker-1" || got != nqn {
 		t.Fatalf("ParseNodeID = %q, %q, %v", name, got, err)
 	}
-	for _, bad := range []string{"", "worker-1", "/" + nqn, "worker-1/not-an-nqn", "worker-1/nqn.x/y"} {
+	for _, bad := range []string{"", "worker-1", "/" + nqn, "worker-1/not-an-nqn", "worker-1/nqn.x/y",
+		"Worker-1/" + nqn, "worker_1/" + nqn, "worker-1/" + nqn + "\n", "worker-1/" + nqn + "\x00", "worker-1/nqn.a b",
+		"worker-1/nqn.\xff", strings.Repeat("w", 40) + "/nqn." + strings.Repeat("x", 219)} {
 		if _, _, err := ParseNodeID(bad); !errors.Is(err, ErrBadNodeID) {
 			t.Errorf("ParseNodeID(%q) err = %v, want ErrBadNodeID", bad, err)
 		}

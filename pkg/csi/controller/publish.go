@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -91,9 +92,19 @@ func (c *Controller) unpublishVolume(ctx context.Context, req *csi.ControllerUnp
 		return nil, rpcerr.Invalidf("volume ID is required")
 	}
 	done := &csi.ControllerUnpublishVolumeResponse{}
-	t, err := c.resolve(req.GetVolumeId(), kindVolume)
-	if err != nil {
+	if _, _, ok := contract.ParseObjectID(req.GetVolumeId(), kindVolume); !ok {
+		// No volume can have this ID, so nothing is exported under it.
 		return done, nil
+	}
+	t, err := c.resolve(req.GetVolumeId(), kindVolume)
+	if errors.Is(err, rpcerr.ErrNotFound) {
+		// Its storage node is not configured: it may still export the volume, and this
+		// controller cannot revoke that. OK would let the attacher forget the access.
+		return nil, rpcerr.Preconditionf("%v: access to the volume cannot be revoked from this controller; "+
+			"add the storage node back to its configuration, or revoke on the storage node itself", err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	var nqns []string
 	if req.GetNodeId() == "" {
@@ -110,6 +121,7 @@ func (c *Controller) unpublishVolume(ctx context.Context, req *csi.ControllerUnp
 	} else {
 		_, nqn, err := contract.ParseNodeID(req.GetNodeId())
 		if err != nil {
+			// Publish refuses what ParseNodeID refuses: no host has access under this ID.
 			return done, nil
 		}
 		nqns = []string{nqn}

@@ -137,15 +137,27 @@ func TestControllerUnpublishVolume(t *testing.T) {
 		t.Fatalf("hosts after unpublishing w1: %v", h)
 	}
 	for name, tc := range map[string]struct{ volume, node string }{
-		"again":                {vol.VolumeId, nodeID("w1")},
-		"malformed node ID":    {vol.VolumeId, "fake-node-id"},
-		"malformed volume ID":  {"fake-vol-id", nodeID("w1")},
-		"unknown volume":       {"s1/vol-00000000000000000000000000000000", nodeID("w1")},
-		"unknown storage node": {"s9/vol-00000000000000000000000000000000", nodeID("w1")},
+		"again":               {vol.VolumeId, nodeID("w1")},
+		"malformed node ID":   {vol.VolumeId, "fake-node-id"},
+		"malformed volume ID": {"fake-vol-id", nodeID("w1")},
+		"unknown volume":      {"s1/vol-00000000000000000000000000000000", nodeID("w1")},
 	} {
 		if err := unpublish(tc.volume, tc.node); err != nil {
 			t.Errorf("%s: %v, want OK", name, err)
 		}
+	}
+	// The storage node may still export it, and this controller cannot revoke: never OK.
+	wantCode(t, unpublish("s9/vol-00000000000000000000000000000000", nodeID("w1")), codes.FailedPrecondition)
+	// Node IDs that publish refuses are never given access, so unpublishing them is OK.
+	for _, bad := range []string{nodeID("w9") + "\nrw", "W9/" + strings.SplitN(nodeID("w9"), "/", 2)[1], "w9/nqn.a b", nodeID("w9") + "\x00"} {
+		_, err := f.c.ControllerPublishVolume(context.Background(), publishReq(vol.VolumeId, bad, mnmw))
+		wantCode(t, err, codes.NotFound)
+		if err := unpublish(vol.VolumeId, bad); err != nil {
+			t.Errorf("unpublish %q: %v, want OK", bad, err)
+		}
+	}
+	if h := hosts(); len(h) != 2 {
+		t.Fatalf("hosts after refused publishes: %v", h)
 	}
 	// No node ID: from every node.
 	if err := unpublish(vol.VolumeId, ""); err != nil {

@@ -117,6 +117,9 @@ func New(opts Options) (*Node, error) {
 	if err := nvme.ValidUUID(opts.Identity.HostID); err != nil {
 		return nil, fmt.Errorf("node: host ID: %w", err)
 	}
+	if _, _, err := contract.ParseNodeID(contract.NodeID(opts.NodeName, opts.Identity.HostNQN)); err != nil {
+		return nil, fmt.Errorf("node: node name %q and host NQN make no valid node ID: %w", opts.NodeName, err)
+	}
 	if opts.FabricsDev == "" {
 		opts.FabricsDev = nvme.DefaultFabricsDev
 	}
