@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 
 	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // connect connects the volume's portals and waits for its namespace device. With native
@@ -88,10 +90,40 @@ func (n *Node) connectPortal(ctx context.Context, r stageRequest, p contract.Por
 	portal := net.JoinHostPort(p.Address, p.Port)
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Portal did not connect", "portal", portal, "transport", r.target.transport)
-		return fmt.Errorf("portal %s: %w", portal, err)
+		return fmt.Errorf("portal %s: %w", portal, classifyConnect(err))
 	}
 	klog.FromContext(ctx).V(2).Info("Connected", "portal", portal, "transport", r.target.transport, "controller", ctrl)
 	return nil
+}
+
+// connectErrnos gives each errno the kernel answers a fabrics connect with its class and what
+// to do about it (README, "Node errors"). Errnos of an unreachable target or network
+// (ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ETIMEDOUT) are Unavailable by rpcerr's table; an
+// errno in neither is Internal.
+var connectErrnos = []struct {
+	errno syscall.Errno
+	class error
+	why   string
+}{
+	{syscall.EIO, rpcerr.ErrPrecondition, "the target refused this host: it is not (or no longer) allowed on the subsystem, " +
+		"or the subsystem is not exported on this portal; ControllerPublishVolume grants access"},
+	{syscall.EKEYREJECTED, rpcerr.ErrPrecondition, "the target rejected this host's authentication (DH-HMAC-CHAP)"},
+	{syscall.EINVAL, rpcerr.ErrPrecondition, "the kernel refused the connect options: is the transport's module (nvme-tcp, nvme-rdma) loaded?"},
+	{syscall.ENODEV, rpcerr.ErrPrecondition, "no device for the transport on this host (for RDMA: no RDMA device reaches the portal)"},
+	{syscall.EPERM, rpcerr.ErrPrecondition, "the plugin may not write to the fabrics device (it needs CAP_SYS_ADMIN)"},
+	{syscall.ECONNRESET, rpcerr.ErrUnavailable, "the target closed the connection"},
+	{syscall.EADDRNOTAVAIL, rpcerr.ErrUnavailable, "no local address reaches the portal now"},
+	{syscall.ENOMEM, rpcerr.ErrUnavailable, "the kernel is short of memory"},
+}
+
+// classifyConnect adds the class and advice of connectErrnos to a connect error.
+func classifyConnect(err error) error {
+	for _, e := range connectErrnos {
+		if errors.Is(err, e.errno) {
+			return fmt.Errorf("%w: %w (%s)", e.class, err, e.why)
+		}
+	}
+	return err
 }
 
 // disconnect removes every controller of the subsystem and returns nil only once they are

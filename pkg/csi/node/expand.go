@@ -20,11 +20,8 @@ import (
 // needs the rescan). It returns the device's size.
 func (n *Node) expandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	volumeID, volumePath := req.GetVolumeId(), req.GetVolumePath()
-	switch {
-	case volumeID == "":
-		return nil, rpcerr.Invalidf("volume_id is required")
-	case volumePath == "":
-		return nil, rpcerr.Invalidf("volume_path is required")
+	if err := checkVolumePath(volumeID, "volume_path", volumePath, rpcerr.ErrNotFound, "staging_target_path", req.GetStagingTargetPath()); err != nil {
+		return nil, err
 	}
 	var block *bool
 	if c := req.GetVolumeCapability(); c != nil {

@@ -136,11 +136,8 @@ func makeTarget(path string, file bool) (bool, error) {
 // does not exist or is not mounted is fine.
 func (n *Node) unpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	volumeID, targetPath := req.GetVolumeId(), req.GetTargetPath()
-	switch {
-	case volumeID == "":
-		return nil, rpcerr.Invalidf("volume_id is required")
-	case targetPath == "":
-		return nil, rpcerr.Invalidf("target_path is required")
+	if err := checkVolumePath(volumeID, "target_path", targetPath, rpcerr.ErrInvalid); err != nil {
+		return nil, err
 	}
 	if err := n.opts.Mounter.CleanupMountPoint(ctx, targetPath); err != nil {
 		return nil, err

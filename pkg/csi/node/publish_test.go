@@ -107,17 +107,22 @@ func TestPublishFailureRemovesTheTargetItCreated(t *testing.T) {
 func TestPublishAndUnpublishRejectInvalidRequests(t *testing.T) {
 	h := newHarness(t)
 	for name, req := range map[string]*csi.NodePublishVolumeRequest{
-		"no volume ID":    {StagingTargetPath: "/s", TargetPath: "/t", VolumeCapability: blockCap()},
-		"no staging path": {VolumeId: testVolume, TargetPath: "/t", VolumeCapability: blockCap()},
-		"no target path":  {VolumeId: testVolume, StagingTargetPath: "/s", VolumeCapability: blockCap()},
-		"no capability":   {VolumeId: testVolume, StagingTargetPath: "/s", TargetPath: "/t"},
+		"no volume ID":     {StagingTargetPath: "/s", TargetPath: "/t", VolumeCapability: blockCap()},
+		"no staging path":  {VolumeId: testVolume, TargetPath: "/t", VolumeCapability: blockCap()},
+		"no target path":   {VolumeId: testVolume, StagingTargetPath: "/s", VolumeCapability: blockCap()},
+		"no capability":    {VolumeId: testVolume, StagingTargetPath: "/s", TargetPath: "/t"},
+		"relative target":  {VolumeId: testVolume, StagingTargetPath: "/s", TargetPath: "t", VolumeCapability: blockCap()},
+		"relative staging": {VolumeId: testVolume, StagingTargetPath: "s", TargetPath: "/t", VolumeCapability: blockCap()},
+		"unclean target":   {VolumeId: testVolume, StagingTargetPath: "/s", TargetPath: "/t/../../etc", VolumeCapability: blockCap()},
+		"NUL in target":    {VolumeId: testVolume, StagingTargetPath: "/s", TargetPath: "/t\x00", VolumeCapability: blockCap()},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := h.node.NodePublishVolume(context.Background(), req)
 			wantCode(t, err, codes.InvalidArgument)
 		})
 	}
-	for _, req := range []*csi.NodeUnpublishVolumeRequest{{TargetPath: "/t"}, {VolumeId: testVolume}} {
+	for _, req := range []*csi.NodeUnpublishVolumeRequest{{TargetPath: "/t"}, {VolumeId: testVolume},
+		{VolumeId: testVolume, TargetPath: "t"}, {VolumeId: testVolume, TargetPath: "/t//x"}, {VolumeId: testVolume, TargetPath: "/t\x00"}} {
 		_, err := h.node.NodeUnpublishVolume(context.Background(), req)
 		wantCode(t, err, codes.InvalidArgument)
 	}

@@ -1,6 +1,9 @@
 package node
 
 import (
+	"path/filepath"
+	"strings"
+
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
@@ -8,6 +11,46 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
+
+// checkPath refuses a path the node must not act on: empty, with a NUL byte (the kernel
+// would cut it short), relative (it would resolve under the plugin's working directory), or
+// not clean ("..", "//"). Kubelet always sends absolute, clean paths. Empty and NUL are
+// InvalidArgument; the others are of class notPath: InvalidArgument for the RPCs that act on
+// the path, NotFound for those that look a volume up by it (no volume is published there).
+func checkPath(field, p string, notPath error) error {
+	switch {
+	case p == "":
+		return rpcerr.Invalidf("%s is required", field)
+	case strings.IndexByte(p, 0) >= 0:
+		return rpcerr.Invalidf("%s %q has a NUL byte", field, p)
+	case !filepath.IsAbs(p):
+		return rpcerr.Classf(notPath, "%s %q is not an absolute path", field, p)
+	case filepath.Clean(p) != p:
+		return rpcerr.Classf(notPath, "%s %q is not clean (want %q)", field, p, filepath.Clean(p))
+	}
+	return nil
+}
+
+// checkVolumePath validates the volume ID and path every per-path RPC carries (notPath as
+// for checkPath); optional name, value pairs (e.g. staging_target_path of
+// NodeExpandVolume) are checked when present.
+func checkVolumePath(volumeID, field, path string, notPath error, optional ...string) error {
+	if volumeID == "" {
+		return rpcerr.Invalidf("volume_id is required")
+	}
+	if err := checkPath(field, path, notPath); err != nil {
+		return err
+	}
+	for i := 0; i+1 < len(optional); i += 2 {
+		if optional[i+1] == "" {
+			continue
+		}
+		if err := checkPath(optional[i], optional[i+1], notPath); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // target is where a volume's namespace is served, from publish_context.
 type target struct {
@@ -61,8 +104,8 @@ func parseStage(req *csi.NodeStageVolumeRequest) (stageRequest, error) {
 	if r.volumeID == "" {
 		return r, rpcerr.Invalidf("volume_id is required")
 	}
-	if r.stagingPath == "" {
-		return r, rpcerr.Invalidf("staging_target_path is required")
+	if err := checkPath("staging_target_path", r.stagingPath, rpcerr.ErrInvalid); err != nil {
+		return r, err
 	}
 	var err error
 	if r.cap, err = contract.ParseCapability(req.GetVolumeCapability()); err != nil {
@@ -97,8 +140,12 @@ func parsePublish(req *csi.NodePublishVolumeRequest) (publishRequest, error) {
 		return r, rpcerr.Invalidf("volume_id is required")
 	case r.stagingPath == "":
 		return r, rpcerr.Invalidf("staging_target_path is required (the plugin stages volumes)")
-	case r.targetPath == "":
-		return r, rpcerr.Invalidf("target_path is required")
+	}
+	if err := checkPath("staging_target_path", r.stagingPath, rpcerr.ErrInvalid); err != nil {
+		return r, err
+	}
+	if err := checkPath("target_path", r.targetPath, rpcerr.ErrInvalid); err != nil {
+		return r, err
 	}
 	var err error
 	if r.cap, err = contract.ParseCapability(req.GetVolumeCapability()); err != nil {

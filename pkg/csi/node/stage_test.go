@@ -22,21 +22,25 @@ const snw = csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER
 func TestStageRejectsInvalidRequests(t *testing.T) {
 	h := newHarness(t)
 	for name, mutate := range map[string]func(r *csi.NodeStageVolumeRequest){
-		"no volume ID":       func(r *csi.NodeStageVolumeRequest) { r.VolumeId = "" },
-		"no staging path":    func(r *csi.NodeStageVolumeRequest) { r.StagingTargetPath = "" },
-		"no capability":      func(r *csi.NodeStageVolumeRequest) { r.VolumeCapability = nil },
-		"no subsystem NQN":   func(r *csi.NodeStageVolumeRequest) { delete(r.PublishContext, contract.PublishSubsysNQN) },
-		"no namespace UUID":  func(r *csi.NodeStageVolumeRequest) { delete(r.PublishContext, contract.PublishNSUUID) },
-		"no transport":       func(r *csi.NodeStageVolumeRequest) { delete(r.PublishContext, contract.PublishTransport) },
-		"no portals":         func(r *csi.NodeStageVolumeRequest) { delete(r.PublishContext, contract.PublishPortals) },
-		"no publish context": func(r *csi.NodeStageVolumeRequest) { r.PublishContext = nil },
-		"malformed NQN":      func(r *csi.NodeStageVolumeRequest) { r.PublishContext[contract.PublishSubsysNQN] = "nqn.x,hostnqn=y" },
-		"malformed UUID":     func(r *csi.NodeStageVolumeRequest) { r.PublishContext[contract.PublishNSUUID] = "not-a-uuid" },
-		"unknown transport":  func(r *csi.NodeStageVolumeRequest) { r.PublishContext[contract.PublishTransport] = "fc" },
-		"malformed portals":  func(r *csi.NodeStageVolumeRequest) { r.PublishContext[contract.PublishPortals] = "192.0.2.1" },
-		"unknown parameter":  func(r *csi.NodeStageVolumeRequest) { r.VolumeContext["bogus"] = "1" },
-		"bad ctrlLossTmo":    func(r *csi.NodeStageVolumeRequest) { r.VolumeContext[contract.ParamCtrlLossTmo] = "-1" },
-		"unsupported fs":     func(r *csi.NodeStageVolumeRequest) { r.VolumeCapability = mountCap("btrfs", snw) },
+		"no volume ID":    func(r *csi.NodeStageVolumeRequest) { r.VolumeId = "" },
+		"no staging path": func(r *csi.NodeStageVolumeRequest) { r.StagingTargetPath = "" },
+		// Relative: it would be created and mounted under the plugin's working directory.
+		"relative staging path": func(r *csi.NodeStageVolumeRequest) { r.StagingTargetPath = "staging/globalmount" },
+		"unclean staging path":  func(r *csi.NodeStageVolumeRequest) { r.StagingTargetPath += "/../../etc" },
+		"NUL in staging path":   func(r *csi.NodeStageVolumeRequest) { r.StagingTargetPath += "\x00x" },
+		"no capability":         func(r *csi.NodeStageVolumeRequest) { r.VolumeCapability = nil },
+		"no subsystem NQN":      func(r *csi.NodeStageVolumeRequest) { delete(r.PublishContext, contract.PublishSubsysNQN) },
+		"no namespace UUID":     func(r *csi.NodeStageVolumeRequest) { delete(r.PublishContext, contract.PublishNSUUID) },
+		"no transport":          func(r *csi.NodeStageVolumeRequest) { delete(r.PublishContext, contract.PublishTransport) },
+		"no portals":            func(r *csi.NodeStageVolumeRequest) { delete(r.PublishContext, contract.PublishPortals) },
+		"no publish context":    func(r *csi.NodeStageVolumeRequest) { r.PublishContext = nil },
+		"malformed NQN":         func(r *csi.NodeStageVolumeRequest) { r.PublishContext[contract.PublishSubsysNQN] = "nqn.x,hostnqn=y" },
+		"malformed UUID":        func(r *csi.NodeStageVolumeRequest) { r.PublishContext[contract.PublishNSUUID] = "not-a-uuid" },
+		"unknown transport":     func(r *csi.NodeStageVolumeRequest) { r.PublishContext[contract.PublishTransport] = "fc" },
+		"malformed portals":     func(r *csi.NodeStageVolumeRequest) { r.PublishContext[contract.PublishPortals] = "192.0.2.1" },
+		"unknown parameter":     func(r *csi.NodeStageVolumeRequest) { r.VolumeContext["bogus"] = "1" },
+		"bad ctrlLossTmo":       func(r *csi.NodeStageVolumeRequest) { r.VolumeContext[contract.ParamCtrlLossTmo] = "-1" },
+		"unsupported fs":        func(r *csi.NodeStageVolumeRequest) { r.VolumeCapability = mountCap("btrfs", snw) },
 		"no access type": func(r *csi.NodeStageVolumeRequest) {
 			r.VolumeCapability = &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: snw}}
 		},
@@ -109,6 +113,39 @@ func TestStageToleratesAFailingPortal(t *testing.T) {
 	h.stage(mountCap("ext4", snw))
 	if n := h.conn.controllerCount(); n != 1 {
 		t.Errorf("%d controllers, want the one portal that works", n)
+	}
+}
+
+// What the kernel answers a refused connect with maps to a code that says whose move it is,
+// never Internal.
+func TestStageMapsTheKernelsConnectErrnos(t *testing.T) {
+	for _, tc := range []struct {
+		errno syscall.Errno
+		code  codes.Code
+	}{
+		{syscall.EIO, codes.FailedPrecondition}, // host not allowed: publish first
+		{syscall.EKEYREJECTED, codes.FailedPrecondition},
+		{syscall.EINVAL, codes.FailedPrecondition},
+		{syscall.ENODEV, codes.FailedPrecondition},
+		{syscall.EPERM, codes.FailedPrecondition},
+		{syscall.ECONNREFUSED, codes.Unavailable},
+		{syscall.ECONNRESET, codes.Unavailable},
+		{syscall.ETIMEDOUT, codes.Unavailable},
+		{syscall.EHOSTUNREACH, codes.Unavailable},
+		{syscall.EADDRNOTAVAIL, codes.Unavailable},
+		{syscall.ENOMEM, codes.Unavailable},
+	} {
+		t.Run(tc.errno.Error(), func(t *testing.T) {
+			h := newHarness(t)
+			for _, p := range testPortals {
+				h.conn.failPortals[p.Address+":"+p.Port] = tc.errno
+			}
+			_, err := h.node.NodeStageVolume(context.Background(), h.stageRequest(mountCap("ext4", snw)))
+			wantCode(t, err, tc.code)
+			if !errors.Is(err, tc.errno) && !strings.Contains(err.Error(), tc.errno.Error()) {
+				t.Errorf("error %q lost the kernel's answer", err)
+			}
+		})
 	}
 }
 

@@ -18,11 +18,8 @@ import (
 // device I/O), the size of a block volume.
 func (n *Node) volumeStats(_ context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	volumeID, volumePath := req.GetVolumeId(), req.GetVolumePath()
-	switch {
-	case volumeID == "":
-		return nil, rpcerr.Invalidf("volume_id is required")
-	case volumePath == "":
-		return nil, rpcerr.Invalidf("volume_path is required")
+	if err := checkVolumePath(volumeID, "volume_path", volumePath, rpcerr.ErrNotFound, "staging_target_path", req.GetStagingTargetPath()); err != nil {
+		return nil, err
 	}
 	usage, err := n.usage(volumeID, volumePath)
 	if err != nil {
@@ -46,6 +43,9 @@ func (n *Node) usage(volumeID, volumePath string) ([]*csi.VolumeUsage, error) {
 	if !mounted {
 		return nil, rpcerr.NotFoundf("volume %s is not published at %s", volumeID, volumePath)
 	}
+	if err := n.backs(volumeID, volumePath); err != nil {
+		return nil, err
+	}
 	if !fi.IsDir() {
 		size, err := n.opts.Mounter.BlockDeviceSize(volumePath)
 		if err != nil {
@@ -61,6 +61,34 @@ func (n *Node) usage(volumeID, volumePath string) ([]*csi.VolumeUsage, error) {
 		{Unit: csi.VolumeUsage_BYTES, Total: s.TotalBytes, Available: s.AvailableBytes, Used: s.UsedBytes},
 		{Unit: csi.VolumeUsage_INODES, Total: s.TotalInodes, Available: s.AvailableInodes, Used: s.UsedInodes},
 	}, nil
+}
+
+// backs checks that volumePath is a mount of volumeID's namespace on this node, so that stats
+// are never reported for another volume's path: NotFound when the volume is not staged here
+// or the path is backed by another device.
+func (n *Node) backs(volumeID, volumePath string) error {
+	st, err := n.stash.load(volumeID)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		return rpcerr.NotFoundf("volume %s is not staged on this node", volumeID)
+	}
+	dev, err := n.opts.Connector.FindNamespace(st.SubsysNQN, st.NSUUID)
+	if errors.Is(err, nvme.ErrNotFound) {
+		return rpcerr.Unavailablef("volume %s: namespace %s of %s has no device on this node", volumeID, st.NSUUID, st.SubsysNQN)
+	}
+	if err != nil {
+		return err
+	}
+	same, err := n.sameDevice(volumePath, dev)
+	if err != nil {
+		return err
+	}
+	if !same {
+		return rpcerr.NotFoundf("%s is not a path of volume %s (its device is %s)", volumePath, volumeID, dev)
+	}
+	return nil
 }
 
 // Health reasons reported by NodeGetVolumeHealth.

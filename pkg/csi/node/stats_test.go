@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -58,6 +59,9 @@ func TestStatsErrors(t *testing.T) {
 		{&csi.NodeGetVolumeStatsRequest{VolumeId: testVolume}, codes.InvalidArgument},
 		{&csi.NodeGetVolumeStatsRequest{VolumeId: testVolume, VolumePath: "some/path"}, codes.NotFound},
 		{&csi.NodeGetVolumeStatsRequest{VolumeId: testVolume, VolumePath: h.dir}, codes.NotFound}, // not mounted
+		{&csi.NodeGetVolumeStatsRequest{VolumeId: testVolume, VolumePath: h.dir + "/../x"}, codes.NotFound},
+		{&csi.NodeGetVolumeStatsRequest{VolumeId: testVolume, VolumePath: "/a\x00b"}, codes.InvalidArgument},
+		{&csi.NodeGetVolumeStatsRequest{VolumeId: testVolume, VolumePath: h.dir, StagingTargetPath: "rel"}, codes.NotFound},
 	} {
 		_, err := h.node.NodeGetVolumeStats(context.Background(), tc.req)
 		wantCode(t, err, tc.code)
@@ -119,4 +123,28 @@ func TestVolumeHealthWhenTheNamespaceDeviceIsGone(t *testing.T) {
 	delete(h.conn.namespaces, testNQN)
 	h.conn.mu.Unlock()
 	wantHealth(t, health(t, h), csi.VolumeHealthErrorType_INACCESSIBLE, ReasonNamespaceGone)
+}
+
+// Stats answer only for a path that is a mount of the volume's own namespace on this node.
+func TestStatsRefuseAnotherVolumesPath(t *testing.T) {
+	h := newHarness(t)
+	h.stage(mountCap("ext4", snw))
+	stats := func(volumeID, path string) error {
+		_, err := h.node.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: volumeID, VolumePath: path})
+		return err
+	}
+	// Another volume's ID with this volume's path: not staged here.
+	wantCode(t, stats("storage-1/vol-ffffffffffffffffffffffffffffffff", h.stagingPath()), codes.NotFound)
+	// This volume's ID with a path mounted from something else.
+	other := h.path("other")
+	if err := os.MkdirAll(other, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.mnt.Mount(context.Background(), "tmpfs", other, "tmpfs", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, stats(testVolume, other), codes.NotFound)
+	if err := stats(testVolume, h.stagingPath()); err != nil {
+		t.Fatalf("stats of the volume's own path: %v", err)
+	}
 }

@@ -18,11 +18,8 @@ import (
 // retries) as long as any step is not done; a volume already unstaged is fine.
 func (n *Node) unstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	volumeID, stagingPath := req.GetVolumeId(), req.GetStagingTargetPath()
-	switch {
-	case volumeID == "":
-		return nil, rpcerr.Invalidf("volume_id is required")
-	case stagingPath == "":
-		return nil, rpcerr.Invalidf("staging_target_path is required")
+	if err := checkVolumePath(volumeID, "staging_target_path", stagingPath, rpcerr.ErrInvalid); err != nil {
+		return nil, err
 	}
 	return &csi.NodeUnstageVolumeResponse{}, n.unstage(ctx, volumeID, stagingPath)
 }

@@ -91,6 +91,9 @@ func TestUnstageRejectsInvalidRequests(t *testing.T) {
 	for _, req := range []*csi.NodeUnstageVolumeRequest{
 		{StagingTargetPath: h.stagingPath()},
 		{VolumeId: testVolume},
+		{VolumeId: testVolume, StagingTargetPath: "staging"},
+		{VolumeId: testVolume, StagingTargetPath: h.stagingPath() + "/.."},
+		{VolumeId: testVolume, StagingTargetPath: h.stagingPath() + "\x00"},
 	} {
 		_, err := h.node.NodeUnstageVolume(context.Background(), req)
 		wantCode(t, err, codes.InvalidArgument)
