@@ -103,8 +103,10 @@ func (s *Server) publish(ctx context.Context, req *agentapi.PublishVolumeRequest
 		return nil, err
 	}
 	if err := s.export(ctx, next); err != nil {
-		// Take the record back and restore the previous projection.
-		bg := context.WithoutCancel(ctx)
+		// Take the record back and restore the previous projection, even when the request
+		// has ended, within a bound of its own.
+		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		defer cancel()
 		if rerr := s.setHosts(bg, rec); rerr != nil {
 			return nil, errors.Join(err, rerr)
 		}

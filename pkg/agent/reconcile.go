@@ -16,6 +16,10 @@ import (
 // stuck volume never stalls the others.
 const reconcileStepTimeout = 30 * time.Second
 
+// rollbackTimeout bounds undoing a failed publish, which runs even when the request's context
+// has ended.
+const rollbackTimeout = 30 * time.Second
+
 // Start loads the pool's records into the index, ensures the configured ports exist and
 // projects the records into configfs once. It fails when the pool or a port cannot be set up:
 // the agent must not serve without them.

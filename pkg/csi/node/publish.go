@@ -65,7 +65,9 @@ func (n *Node) publish(ctx context.Context, r publishRequest) error {
 	}
 	if err := n.opts.Mounter.Mount(ctx, source, r.targetPath, "", opts); err != nil {
 		// Leave nothing half-done: a bind remount ("ro") may have failed after the bind.
-		if uerr := n.opts.Mounter.Unmount(context.WithoutCancel(ctx), r.targetPath); uerr != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.opts.CleanupTimeout)
+		defer cancel()
+		if uerr := n.opts.Mounter.Unmount(cctx, r.targetPath); uerr != nil {
 			return fmt.Errorf("%w (and unmounting it again: %v)", err, uerr)
 		}
 		if created {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/crashpoint"
@@ -128,7 +129,10 @@ func (p *Pool) Snapshot(ctx context.Context, origin string, rec pool.Record, rea
 	}
 	crashpoint.Hit("clone/after-snapshot")
 	undo := func(err error) (pool.Volume, error) {
-		return pool.Volume{}, errors.Join(mapErr(err), p.lvm.Remove(context.WithoutCancel(ctx), rec.ID))
+		// The clone goes even when the request has ended, within a bound of its own.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+		defer cancel()
+		return pool.Volume{}, errors.Join(mapErr(err), p.lvm.Remove(cctx, rec.ID))
 	}
 	if _, err := p.lvm.Extend(ctx, rec.ID, rec.SizeBytes); err != nil {
 		return undo(err)
@@ -260,6 +264,9 @@ func mapErr(err error) error {
 	}
 	return err
 }
+
+// undoTimeout bounds removing a half-made clone, which runs even when the request has ended.
+const undoTimeout = 60 * time.Second
 
 // Tag keys of the record (values are encoded by lvm.EncodeTag). Pools made before this
 // package carry the same keys.
