@@ -17,7 +17,7 @@ GOLANGCI_LINT := bin/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 # The VM tier boots one VM per test package; run them one at a time on small machines.
 VM_TEST_FLAGS ?= -count=1 -p 1 -v -timeout 45m
 
-.PHONY: all build demo test test-unit test-manifests test-vm test-k8s bench verify verify-generate generate deps clean
+.PHONY: all build demo test test-unit test-fuzz test-manifests test-vm test-k8s bench verify verify-generate generate deps clean
 all: build
 
 build: $(addprefix bin/,$(BINARIES))
@@ -40,10 +40,15 @@ demo: deps bin/nvmeof-demo
 
 ## test: unit tier, manifests, then the VM tier (real kernel in qemu); the Kubernetes tier is
 ## make test-k8s (CI runs both)
-test: test-unit test-manifests test-vm
+test: test-unit test-fuzz test-manifests test-vm
 
 test-unit:
 	$(GO) test -race ./...
+
+## test-fuzz: every Go fuzz target under pkg/ (parsers of IDs, parameters, publish_context,
+## configuration, kernel replies, the dm-thin journal) searched for FUZZTIME (4s) each
+test-fuzz:
+	bash hack/fuzz.sh
 
 ## test-manifests: kustomize and Helm rendered in-process, decoded strictly into the Kubernetes
 ## API types, checked against each other and against the binaries' flags (own Go module)

@@ -108,12 +108,21 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	var c Config
-	if err := yamlstrict.Unmarshal(raw, &c); err != nil {
+	c, err := ParseConfig(raw)
+	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
+	return c, nil
+}
+
+// ParseConfig decodes and validates a configuration; unknown fields are errors.
+func ParseConfig(raw []byte) (Config, error) {
+	var c Config
+	if err := yamlstrict.Unmarshal(raw, &c); err != nil {
+		return Config{}, err
+	}
 	if err := c.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
+		return Config{}, err
 	}
 	return c, nil
 }

@@ -158,6 +158,11 @@ func encodeTargets(table []Target) []byte {
 // decodeTargets reads count targets from a DM_TABLE_STATUS reply. There, unlike in a load,
 // next is the offset of the next spec from the start of the payload (the first spec).
 func decodeTargets(data []byte, count uint32) ([]Target, error) {
+	// Each target takes more than specSize bytes, so a count beyond that is malformed; the
+	// capacity never trusts it.
+	if uint64(count) > uint64(len(data)/specSize) {
+		return nil, fmt.Errorf("dm: malformed reply: %d targets in %d bytes", count, len(data))
+	}
 	table := make([]Target, 0, count)
 	off := 0
 	for i := range count {
