@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -501,4 +502,53 @@ func TestNoCallListsThePool(t *testing.T) {
 	if n := e.pool.count("sethosts"); n != 3 {
 		t.Fatalf("%d durable host changes for 2 publishes and 1 unpublish", n)
 	}
+}
+
+// A pool call that hangs fails that call, when its deadline passes, with DeadlineExceeded;
+// other volumes keep working meanwhile, and the hung call's capacity reservation is released.
+func TestAHungPoolCallFailsThatCallOnly(t *testing.T) {
+	e := newEnv(t)
+	a := e.createVolume(t, "a", gib, nil)
+	before, err := e.srv.GetCapacity(e.ctx, &agentapi.GetCapacityRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pool.mu.Lock()
+	e.pool.hangName = "stuck"
+	e.pool.mu.Unlock()
+
+	hung := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(e.ctx, 500*time.Millisecond)
+		defer cancel()
+		_, err := e.srv.CreateVolume(ctx, &agentapi.CreateVolumeRequest{Name: "stuck", SizeBytes: gib})
+		hung <- err
+	}()
+	// While it hangs: another create, a publish, a lookup and a delete all answer.
+	b := e.createVolume(t, "b", gib, nil)
+	e.publish(t, a.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP)
+	if _, err := e.srv.GetVolume(e.ctx, &agentapi.GetVolumeRequest{Id: a.Id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.DeleteVolume(e.ctx, &agentapi.DeleteVolumeRequest{Id: b.Id}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-hung:
+		wantCode(t, err, codes.DeadlineExceeded)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hung create did not end with its deadline")
+	}
+
+	after, err := e.srv.GetCapacity(e.ctx, &agentapi.GetCapacityRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.GetAvailableBytes() != before.GetAvailableBytes() {
+		t.Fatalf("available %d after the hung create, %d before: its reservation leaked", after.GetAvailableBytes(), before.GetAvailableBytes())
+	}
+	e.pool.mu.Lock()
+	e.pool.hangName = ""
+	e.pool.mu.Unlock()
+	e.createVolume(t, "stuck", gib, nil)
 }

@@ -19,6 +19,9 @@ type fakePool struct {
 	fail map[string]error
 	// block, when set, is waited on by Create (to observe concurrency).
 	block chan struct{}
+	// hangName, when set, makes Create of a record of that CSI name hang until its context
+	// ends, like an lvm process stuck on a device.
+	hangName string
 	// calls counts the calls of each operation.
 	calls map[string]int
 }
@@ -51,9 +54,16 @@ func (p *fakePool) add(rec pool.Record, origin string, readOnly bool) pool.Volum
 	return e.volume()
 }
 
-func (p *fakePool) Create(_ context.Context, rec pool.Record) (pool.Volume, error) {
+func (p *fakePool) Create(ctx context.Context, rec pool.Record) (pool.Volume, error) {
 	if p.block != nil {
 		<-p.block
+	}
+	p.mu.Lock()
+	hang := p.hangName != "" && rec.Name == p.hangName
+	p.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return pool.Volume{}, ctx.Err()
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"google.golang.org/grpc"
@@ -18,10 +19,17 @@ import (
 // requestCounter numbers the calls of this process, so the lines of one call can be found.
 var requestCounter atomic.Uint64
 
+// MaxCallTime bounds every call a server of this project answers: a caller that set no
+// deadline, or a later one, gets this one, so that no handler waits without a bound on a lock,
+// the kernel or another process. Work that must outlive its call (a format, an unmount) keeps
+// its locks until it ends (pkg/keylock), and a retry finds it in progress.
+const MaxCallTime = 5 * time.Minute
+
 // Interceptors returns the unary interceptor chain, outermost first: logging, then panic
-// recovery (so that a recovered panic is logged like any other error).
+// recovery (so that a recovered panic is logged like any other error), then the bound of
+// MaxCallTime.
 func Interceptors() []grpc.UnaryServerInterceptor {
-	return []grpc.UnaryServerInterceptor{logCalls, recoverPanics}
+	return []grpc.UnaryServerInterceptor{logCalls, recoverPanics, boundCalls}
 }
 
 // logCalls gives each call a contextual logger carrying the method and a request ID (handlers
@@ -40,6 +48,16 @@ func logCalls(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler 
 	}
 	logger.V(4).Info("Response", "response", protosanitizer.StripSecrets(resp))
 	return resp, nil
+}
+
+// boundCalls gives a call MaxCallTime when its caller set no earlier deadline.
+func boundCalls(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > MaxCallTime {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, MaxCallTime)
+		defer cancel()
+	}
+	return handler(ctx, req)
 }
 
 // recoverPanics turns a panic in a handler into codes.Internal (an error of no class),

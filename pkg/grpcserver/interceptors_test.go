@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/go-logr/logr/funcr"
@@ -76,6 +77,36 @@ func TestInterceptorsStripSecretsAndCarryARequestLogger(t *testing.T) {
 		if strings.Contains(line, "inside handler") && !strings.Contains(line, `"requestID"`) {
 			t.Errorf("handler log line lacks the request ID: %s", line)
 		}
+	}
+}
+
+// Every handler runs with a deadline of at most MaxCallTime; an earlier one of the caller's
+// is kept.
+func TestInterceptorsBoundEveryCall(t *testing.T) {
+	deadline := func(ctx context.Context) time.Duration {
+		var got time.Duration
+		_, _ = chain(ctx, &csi.ProbeRequest{}, func(ctx context.Context, _ any) (any, error) {
+			dl, ok := ctx.Deadline()
+			if !ok {
+				t.Fatal("handler ran without a deadline")
+			}
+			got = time.Until(dl)
+			return &csi.ProbeResponse{}, nil
+		})
+		return got
+	}
+	if d := deadline(context.Background()); d > MaxCallTime || d < MaxCallTime-time.Minute {
+		t.Errorf("no caller deadline: handler got %v, want about %v", d, MaxCallTime)
+	}
+	late, cancel := context.WithTimeout(context.Background(), 10*MaxCallTime)
+	defer cancel()
+	if d := deadline(late); d > MaxCallTime {
+		t.Errorf("a later caller deadline: handler got %v, want at most %v", d, MaxCallTime)
+	}
+	early, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	if d := deadline(early); d > time.Second {
+		t.Errorf("an earlier caller deadline: handler got %v, want at most 1s", d)
 	}
 }
 
