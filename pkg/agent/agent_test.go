@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -235,7 +236,7 @@ func TestPublishExportsToExactlyTheAllowedHosts(t *testing.T) {
 	e := newEnv(t)
 	v := e.createVolume(t, "pvc", gib, nil)
 	resp := e.publish(t, v.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP)
-	if resp.NamespaceUuid != v.Uuid || resp.SubsystemNqn != "nqn.2026-11.io.nvmeof-csi:sn1:"+v.Id || len(resp.Portals) != 2 {
+	if resp.NamespaceUuid != v.Uuid || !strings.HasPrefix(resp.SubsystemNqn, "nqn.2026-11.io.nvmeof-csi:sn1:"+v.Id+":h") || len(resp.Portals) != 2 {
 		t.Fatalf("publish response %+v", resp)
 	}
 	sub, err := e.target.Get(e.ctx, resp.SubsystemNqn)
@@ -245,13 +246,22 @@ func TestPublishExportsToExactlyTheAllowedHosts(t *testing.T) {
 	if !slices.Equal(sub.Hosts, []string{hostA}) || !slices.Equal(sub.Ports, []uint16{1, 2}) || sub.Namespace.UUID != v.Uuid {
 		t.Fatalf("subsystem %+v", sub)
 	}
-	// Idempotent.
-	e.publish(t, v.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP)
-	// A second host over RDMA joins; the rdma port is linked too.
-	e.publish(t, v.Id, hostB, "w2/"+hostB, agentapi.Transport_TRANSPORT_RDMA)
+	// Idempotent: the same subsystem.
+	if again := e.publish(t, v.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP); again.SubsystemNqn != resp.SubsystemNqn {
+		t.Fatalf("a repeated publish gave %s, first %s", again.SubsystemNqn, resp.SubsystemNqn)
+	}
+	// A second host over RDMA gets a subsystem of its own, allowing it alone; the volume's
+	// rdma port is linked to both.
+	respB := e.publish(t, v.Id, hostB, "w2/"+hostB, agentapi.Transport_TRANSPORT_RDMA)
+	if respB.SubsystemNqn == resp.SubsystemNqn || respB.NamespaceUuid != v.Uuid {
+		t.Fatalf("second host's publish %+v, first %+v", respB, resp)
+	}
 	sub, _ = e.target.Get(e.ctx, resp.SubsystemNqn)
-	if !slices.Equal(sub.Hosts, []string{hostA, hostB}) || !slices.Equal(sub.Ports, []uint16{1, 2, 3}) {
-		t.Fatalf("subsystem after the second host %+v", sub)
+	subB, _ := e.target.Get(e.ctx, respB.SubsystemNqn)
+	if !slices.Equal(sub.Hosts, []string{hostA}) || !slices.Equal(sub.Ports, []uint16{1, 2, 3}) ||
+		!slices.Equal(subB.Hosts, []string{hostB}) || !slices.Equal(subB.Ports, []uint16{1, 2, 3}) ||
+		subB.Namespace.DevicePath != sub.Namespace.DevicePath || subB.Namespace.UUID != v.Uuid {
+		t.Fatalf("subsystems after the second host: %+v and %+v", sub, subB)
 	}
 	got, _ := e.srv.GetVolume(e.ctx, &agentapi.GetVolumeRequest{Id: v.Id})
 	if len(got.Volume.Hosts) != 2 {
@@ -261,13 +271,27 @@ func TestPublishExportsToExactlyTheAllowedHosts(t *testing.T) {
 	_, err = e.srv.DeleteVolume(e.ctx, &agentapi.DeleteVolumeRequest{Id: v.Id})
 	wantCode(t, err, codes.FailedPrecondition)
 
-	for _, h := range []string{hostA, hostA, hostB} {
-		if _, err := e.srv.UnpublishVolume(e.ctx, &agentapi.UnpublishVolumeRequest{VolumeId: v.Id, HostNqn: h}); err != nil {
+	// Revoking host A removes its subsystem and touches nothing of host B's.
+	before := e.fs.Mutations()
+	for range 2 {
+		if _, err := e.srv.UnpublishVolume(e.ctx, &agentapi.UnpublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, err := e.target.Get(e.ctx, resp.SubsystemNqn); !errors.Is(err, nvmet.ErrNotFound) {
-		t.Fatalf("subsystem after the last unpublish: %v", err)
+		t.Fatalf("host A's subsystem after its unpublish: %v", err)
+	}
+	if got, err := e.target.Get(e.ctx, respB.SubsystemNqn); err != nil || !reflect.DeepEqual(got, subB) {
+		t.Fatalf("host B's subsystem changed when A was revoked: %+v, %v", got, err)
+	}
+	if n := e.fs.Mutations() - before; n == 0 {
+		t.Fatal("nothing changed in configfs")
+	}
+	if _, err := e.srv.UnpublishVolume(e.ctx, &agentapi.UnpublishVolumeRequest{VolumeId: v.Id, HostNqn: hostB}); err != nil {
+		t.Fatal(err)
+	}
+	if nqns, _ := e.target.NQNs(e.ctx); len(nqns) != 0 {
+		t.Fatalf("subsystems after the last unpublish: %v", nqns)
 	}
 	if _, err := e.srv.DeleteVolume(e.ctx, &agentapi.DeleteVolumeRequest{Id: v.Id}); err != nil {
 		t.Fatal(err)
@@ -306,7 +330,7 @@ func TestPublishRefusesAHostNQNSharedByTwoNodes(t *testing.T) {
 	e.publish(t, v1.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP)
 	_, err := e.srv.PublishVolume(e.ctx, &agentapi.PublishVolumeRequest{VolumeId: v2.Id, HostNqn: hostA, NodeId: "w2/" + hostA, Transport: agentapi.Transport_TRANSPORT_TCP})
 	wantCode(t, err, codes.FailedPrecondition)
-	if sub, err := e.target.Get(e.ctx, e.srv.subsystemNQN(v2.Id)); err == nil {
+	if sub, err := e.target.Get(e.ctx, e.srv.hostSubsystemNQN(v2.Id, hostA)); err == nil {
 		t.Fatalf("refused publish left subsystem %+v", sub)
 	}
 }
@@ -351,8 +375,16 @@ func TestReconcileRebuildsConfigfsFromDurableState(t *testing.T) {
 	}
 	idleRec, _ := e.srv.idx.get(idle.Id)
 	idleRec.Hosts = []pool.Host{{NQN: hostB}}
-	stale := e.srv.subsystem(idleRec, "/dev/vg/"+idle.Id, []uint16{1})
+	stale := e.srv.subsystem(idleRec, hostB, "/dev/vg/"+idle.Id, []uint16{1})
 	if err := e.target.EnsureSubsystem(e.ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	// The per-volume subsystem an earlier release made for the published volume gives way to
+	// the per-host one.
+	legacy := e.srv.subsystem(idleRec, hostA, "/dev/vg/"+v.Id, []uint16{1})
+	legacy.NQN = e.target.Prefix + v.Id
+	legacy.Namespace.UUID = v.Uuid
+	if err := e.target.EnsureSubsystem(e.ctx, legacy); err != nil {
 		t.Fatal(err)
 	}
 	foreign := &nvmet.Target{Root: fs.Root(), Prefix: "nqn.2020-01.org.other:", FS: fs}

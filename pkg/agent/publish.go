@@ -102,7 +102,7 @@ func (s *Server) publish(ctx context.Context, req *agentapi.PublishVolumeRequest
 	if err := s.setHosts(ctx, next); err != nil {
 		return nil, err
 	}
-	if err := s.export(ctx, next); err != nil {
+	if err := s.export(ctx, next, nil); err != nil {
 		// Take the record back and restore the previous projection, even when the request
 		// has ended, within a bound of its own.
 		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
@@ -110,10 +110,10 @@ func (s *Server) publish(ctx context.Context, req *agentapi.PublishVolumeRequest
 		if rerr := s.setHosts(bg, rec); rerr != nil {
 			return nil, errors.Join(err, rerr)
 		}
-		return nil, errors.Join(err, s.export(bg, rec))
+		return nil, errors.Join(err, s.export(bg, rec, nil))
 	}
 	return &agentapi.PublishVolumeResponse{
-		SubsystemNqn:  s.subsystemNQN(id),
+		SubsystemNqn:  s.hostSubsystemNQN(id, want.NQN),
 		Transport:     req.GetTransport(),
 		Portals:       s.portals(transport),
 		NamespaceUuid: rec.UUID,
@@ -141,10 +141,10 @@ func sameHosts(a, b pool.Record) bool {
 		!slices.ContainsFunc(a.Transports, func(t string) bool { return !slices.Contains(b.Transports, t) })
 }
 
-// UnpublishVolume removes a host NQN from a volume. Its controllers are cut off at once (the
-// kernel keeps live controllers of a host removed from allowed_hosts, so the subsystem is
-// unlinked from its ports and linked again; the remaining hosts reconnect). The subsystem goes
-// with the last host. An unknown volume or host is not an error: there is nothing to revoke.
+// UnpublishVolume removes a host NQN from a volume: its subsystem goes first, which ends that
+// host's controllers at once (no further I/O completes through them) while the volume's other
+// hosts keep their subsystems, paths and I/O; then the record. An unknown volume or host is
+// not an error: there is nothing to revoke.
 func (s *Server) UnpublishVolume(ctx context.Context, req *agentapi.UnpublishVolumeRequest) (*agentapi.UnpublishVolumeResponse, error) {
 	if err := s.unpublish(ctx, req); err != nil {
 		return nil, rpcerr.Status(err)
@@ -173,44 +173,50 @@ func (s *Server) unpublish(ctx context.Context, req *agentapi.UnpublishVolumeReq
 	}
 	// Revoke in configfs first: if the record went first and configfs failed, a retry would
 	// find nothing to revoke while the host still had access.
-	if len(next.Hosts) > 0 && len(next.Hosts) < len(rec.Hosts) {
-		if err := s.cutControllers(ctx, next); err != nil {
-			return err
-		}
-	}
-	if err := s.export(ctx, next); err != nil {
+	if err := s.export(ctx, next, nil); err != nil {
 		return err
 	}
 	return s.setHosts(ctx, next)
 }
 
-// export projects a volume's recorded hosts into configfs: its subsystem with those hosts on
-// the ports of its transports, or no subsystem when it has no host.
-func (s *Server) export(ctx context.Context, rec pool.Record) error {
-	nqn := s.subsystemNQN(rec.ID)
-	if len(rec.Hosts) == 0 {
-		return s.target.RemoveSubsystem(ctx, nqn)
+// export projects a volume's recorded hosts into configfs: one subsystem per host, on the
+// ports of the volume's transports, and no other subsystem of the volume. have lists our
+// subsystems' NQNs (nil: read them now); a subsystem created since is never one to remove,
+// since the caller holds the volume's lock.
+func (s *Server) export(ctx context.Context, rec pool.Record, have []string) error {
+	want := map[string]bool{}
+	if len(rec.Hosts) > 0 {
+		v, err := s.pool.Activate(ctx, rec.ID)
+		if err != nil {
+			return err
+		}
+		ports := s.portIDs(rec.Transports)
+		for _, h := range rec.Hosts {
+			sub := s.subsystem(rec, h.NQN, v.Path, ports)
+			want[sub.NQN] = true
+			if err := s.target.EnsureSubsystem(ctx, sub); err != nil {
+				return err
+			}
+		}
 	}
-	v, err := s.pool.Activate(ctx, rec.ID)
-	if err != nil {
-		return err
+	if have == nil {
+		var err error
+		if have, err = s.target.NQNs(ctx); err != nil {
+			return err
+		}
 	}
-	return s.target.EnsureSubsystem(ctx, s.subsystem(rec, v.Path, s.portIDs(rec.Transports)))
+	var errs []error
+	for _, nqn := range have {
+		if !want[nqn] && s.volumeOfNQN(nqn) == rec.ID {
+			errs = append(errs, s.target.RemoveSubsystem(ctx, nqn))
+		}
+	}
+	return errors.Join(errs...)
 }
 
-// cutControllers unlinks the subsystem from every port, which makes the kernel drop all its
-// controllers; the following export links it again.
-func (s *Server) cutControllers(ctx context.Context, rec pool.Record) error {
-	v, err := s.pool.Activate(ctx, rec.ID)
-	if err != nil {
-		return err
-	}
-	return s.target.EnsureSubsystem(ctx, s.subsystem(rec, v.Path, nil))
-}
-
-func (s *Server) subsystem(rec pool.Record, devicePath string, ports []uint16) nvmet.Subsystem {
-	sub := nvmet.Subsystem{
-		NQN:   s.subsystemNQN(rec.ID),
+func (s *Server) subsystem(rec pool.Record, hostNQN, devicePath string, ports []uint16) nvmet.Subsystem {
+	return nvmet.Subsystem{
+		NQN:   s.hostSubsystemNQN(rec.ID, hostNQN),
 		Model: "nvmeof-csi",
 		Namespace: nvmet.Namespace{
 			ID:         1,
@@ -218,12 +224,7 @@ func (s *Server) subsystem(rec pool.Record, devicePath string, ports []uint16) n
 			UUID:       rec.UUID,
 			ANAGroupID: 1,
 		},
+		Hosts: []string{hostNQN},
 		Ports: ports,
 	}
-	for _, h := range rec.Hosts {
-		if !slices.Contains(sub.Hosts, h.NQN) {
-			sub.Hosts = append(sub.Hosts, h.NQN)
-		}
-	}
-	return sub
 }

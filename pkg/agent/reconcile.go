@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"time"
 
 	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 )
 
 // reconcileStepTimeout bounds the reconciler's work on one volume, lock wait included: one
@@ -57,10 +58,10 @@ func (s *Server) ensurePorts(ctx context.Context) error {
 	return nil
 }
 
-// Reconcile makes configfs match the records: every volume with hosts has its subsystem with
-// exactly those hosts and ports, and no other subsystem of ours exists. It is idempotent, takes
-// each volume's lock in turn (bounded by reconcileStepTimeout) and never holds a lock over
-// more than one volume, so API calls on other volumes go on meanwhile.
+// Reconcile makes configfs match the records: every volume with hosts has one subsystem per
+// host with that host and the volume's ports, and no other subsystem of ours exists. It is
+// idempotent, takes each volume's lock in turn (bounded by reconcileStepTimeout) and never
+// holds a lock over more than one volume, so API calls on other volumes go on meanwhile.
 func (s *Server) Reconcile(ctx context.Context) error {
 	var errs []error
 	if err := s.ensurePorts(ctx); err != nil {
@@ -69,31 +70,27 @@ func (s *Server) Reconcile(ctx context.Context) error {
 	if err := s.refreshCapacity(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	want := map[string]bool{}
-	for _, id := range s.idx.exported() {
-		want[s.subsystemNQN(id)] = true
-		if err := s.reconcileVolume(ctx, id); err != nil {
-			errs = append(errs, fmt.Errorf("volume %s: %w", id, err))
-		}
-	}
-	have, err := s.target.List(ctx)
+	have, err := s.target.NQNs(ctx)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	for _, sub := range have {
-		if want[sub.NQN] {
-			continue
+	ids := s.idx.exported()
+	for _, nqn := range have {
+		if id := s.volumeOfNQN(nqn); id != "" && !slices.Contains(ids, id) {
+			ids = append(ids, id)
 		}
-		id := strings.TrimPrefix(sub.NQN, s.cfg.NQNPrefix())
-		if err := s.reconcileVolume(ctx, id); err != nil {
-			errs = append(errs, fmt.Errorf("stale subsystem %s: %w", sub.NQN, err))
+	}
+	for _, id := range ids {
+		if err := s.reconcileVolume(ctx, id, have); err != nil {
+			errs = append(errs, fmt.Errorf("volume %s: %w", id, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// reconcileVolume projects one volume's record (or its absence) into configfs.
-func (s *Server) reconcileVolume(ctx context.Context, id string) error {
+// reconcileVolume projects one volume's record (or its absence) into configfs; have is as for
+// export.
+func (s *Server) reconcileVolume(ctx context.Context, id string, have []string) error {
 	ctx, cancel := context.WithTimeout(ctx, reconcileStepTimeout)
 	defer cancel()
 	ctx, unlock, err := s.lock(ctx, id)
@@ -103,10 +100,10 @@ func (s *Server) reconcileVolume(ctx context.Context, id string) error {
 	defer unlock()
 	rec, ok := s.idx.get(id)
 	if !ok {
-		klog.FromContext(ctx).Info("Removing stale subsystem", "nqn", s.subsystemNQN(id))
-		return s.target.RemoveSubsystem(ctx, s.subsystemNQN(id))
+		klog.FromContext(ctx).Info("Removing the subsystems of a volume that has no record", "volumeID", id)
+		rec = pool.Record{ID: id}
 	}
-	return s.export(ctx, rec)
+	return s.export(ctx, rec, have)
 }
 
 // RunReconciler calls Reconcile every interval until ctx ends, logging failures.

@@ -16,7 +16,10 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,7 +34,7 @@ type Target interface {
 	EnsurePort(ctx context.Context, p nvmet.Port) error
 	EnsureSubsystem(ctx context.Context, s nvmet.Subsystem) error
 	RemoveSubsystem(ctx context.Context, nqn string) error
-	List(ctx context.Context) ([]nvmet.Subsystem, error)
+	NQNs(ctx context.Context) ([]string, error)
 	RevalidateNamespace(ctx context.Context, nqn string, nsid uint32) error
 }
 
@@ -86,8 +89,28 @@ func (s *Server) lock(ctx context.Context, ids ...string) (context.Context, func
 	return ctx, release, nil
 }
 
-// subsystemNQN is the NQN of a volume's subsystem.
-func (s *Server) subsystemNQN(volumeID string) string { return s.cfg.NQNPrefix() + volumeID }
+// hostSubsystemNQN is the NQN of the subsystem that exports a volume to one host:
+// <prefix><volume ID>:h<16 hex digits of the SHA-256 of the host NQN>. A volume has one
+// subsystem per host it is published to, each allowing that host alone, so that revoking a
+// host removes its subsystem, which ends that host's controllers at once and no other host's
+// (the kernel keeps a live controller of a host merely removed from allowed_hosts, and
+// unlinking a shared subsystem from its ports would cut every host).
+func (s *Server) hostSubsystemNQN(volumeID, hostNQN string) string {
+	sum := sha256.Sum256([]byte(hostNQN))
+	return s.cfg.NQNPrefix() + volumeID + ":h" + hex.EncodeToString(sum[:8])
+}
+
+// volumeOfNQN returns the ID of the volume a subsystem of ours exports ("" for an NQN that is
+// not ours). The per-volume subsystems of earlier releases, <prefix><volume ID>, map to
+// their volume too, so that the reconciler replaces them.
+func (s *Server) volumeOfNQN(nqn string) string {
+	rest, ok := strings.CutPrefix(nqn, s.cfg.NQNPrefix())
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, ":")
+	return id
+}
 
 // portIDs are the configured ports of the given transports.
 func (s *Server) portIDs(transports []string) []uint16 {

@@ -131,7 +131,7 @@ func (s *Server) deleteObject(ctx context.Context, id, prefix string) error {
 	}
 	// A subsystem left by an interrupted unpublish would hold the device open.
 	if prefix == volumePrefix {
-		if err := s.target.RemoveSubsystem(ctx, s.subsystemNQN(id)); err != nil {
+		if err := s.export(ctx, pool.Record{ID: id}, nil); err != nil {
 			return err
 		}
 	}
@@ -182,9 +182,9 @@ func (s *Server) expandVolume(ctx context.Context, req *agentapi.ExpandVolumeReq
 		return nil, err
 	}
 	res.commit(v.Record)
-	if len(v.Hosts) > 0 {
-		if err := s.target.RevalidateNamespace(ctx, s.subsystemNQN(id), 1); err != nil {
-			return nil, fmt.Errorf("volume grown to %d bytes, but telling connected hosts failed: %w", v.SizeBytes, err)
+	for _, h := range v.Hosts {
+		if err := s.target.RevalidateNamespace(ctx, s.hostSubsystemNQN(id, h.NQN), 1); err != nil {
+			return nil, fmt.Errorf("volume grown to %d bytes, but telling host %s failed: %w", v.SizeBytes, h.NQN, err)
 		}
 	}
 	return volumeOf(v.Record), nil

@@ -47,6 +47,24 @@ func (t *Target) List(ctx context.Context) ([]Subsystem, error) {
 	return out, nil
 }
 
+// NQNs returns the NQNs of our subsystems, sorted, from one directory read: cheaper than List
+// when only the names matter.
+func (t *Target) NQNs(ctx context.Context) ([]string, error) {
+	if err := t.checkPrefix(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	names, err := t.readDir(t.path("subsystems"))
+	if err != nil {
+		return nil, fmt.Errorf("nvmet: listing subsystems: %w", err)
+	}
+	names = slices.DeleteFunc(names, func(n string) bool { return !t.ours(n) })
+	slices.Sort(names)
+	return names, nil
+}
+
 // Get returns our subsystem nqn as configfs has it (see List), or ErrNotFound.
 func (t *Target) Get(ctx context.Context, nqn string) (Subsystem, error) {
 	if err := t.own(nqn); err != nil {

@@ -30,6 +30,10 @@ func TestList(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("List:\n got %+v\nwant %+v", got, want)
 	}
+	nqns, err := tg.NQNs(ctx)
+	if err != nil || !reflect.DeepEqual(nqns, []string{a.NQN, b.NQN}) {
+		t.Errorf("NQNs = %v, %v; want ours only, sorted: %v", nqns, err, []string{a.NQN, b.NQN})
+	}
 }
 
 func TestGetAndRevalidateMissingSubsystem(t *testing.T) {

@@ -161,8 +161,10 @@ func uuidOf(id string) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", s[0:4], s[4:6], s[6:8], s[8:10], s[10:16])
 }
 
-func (a *Agent) subsystemNQN(volumeID string) string {
-	return "nqn.2026-11.io.nvmeof-csi:" + a.name + ":" + volumeID
+// subsystemNQN names a volume's subsystem for one host, as the agent does: one per host.
+func (a *Agent) subsystemNQN(volumeID, hostNQN string) string {
+	s := sha256.Sum256([]byte(hostNQN))
+	return fmt.Sprintf("nqn.2026-11.io.nvmeof-csi:%s:%s:h%x", a.name, volumeID, s[:8])
 }
 
 // Info implements agentapi.AgentClient.

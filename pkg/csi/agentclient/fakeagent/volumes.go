@@ -160,7 +160,7 @@ func (a *Agent) PublishVolume(ctx context.Context, req *agentapi.PublishVolumeRe
 		v.Hosts = append(v.Hosts, &agentapi.Host{Nqn: req.GetHostNqn(), NodeId: req.GetNodeId(), ReadOnly: req.GetReadOnly()})
 	}
 	return &agentapi.PublishVolumeResponse{
-		SubsystemNqn: a.subsystemNQN(v.Id), Transport: req.GetTransport(), Portals: portals, NamespaceUuid: v.Uuid,
+		SubsystemNqn: a.subsystemNQN(v.Id, req.GetHostNqn()), Transport: req.GetTransport(), Portals: portals, NamespaceUuid: v.Uuid,
 	}, nil
 }
 
