@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
@@ -212,8 +214,11 @@ func (s *Server) ListVolumes(context.Context, *agentapi.ListVolumesRequest) (*ag
 }
 
 func validateName(name string) error {
-	if name == "" || len(name) > maxNameBytes {
+	switch {
+	case name == "" || len(name) > maxNameBytes:
 		return rpcerr.Invalidf("name must have 1 to %d bytes, got %d", maxNameBytes, len(name))
+	case !utf8.ValidString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return rpcerr.Invalidf("name %q must be UTF-8 without control characters", name)
 	}
 	return nil
 }

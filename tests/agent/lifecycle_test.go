@@ -156,8 +156,8 @@ reconcileInterval: 5s
 		}
 	})
 
-	for _, v := range []*agentapi.Volume{prod.Volume, clone.Volume} {
-		in.Disconnect(ctx, "nqn.2026-11.io.nvmeof-csi:sn1:"+v.Id)
+	for i, v := range []*agentapi.Volume{prod.Volume, clone.Volume} {
+		in.Disconnect(ctx, []string{pub.SubsystemNqn, cpub.SubsystemNqn}[i])
 		if _, err := c.UnpublishVolume(ctx, &agentapi.UnpublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA.HostNQN}); err != nil {
 			t.Fatal(err)
 		}

@@ -53,8 +53,8 @@ func ParseCapability(c *csi.VolumeCapability) (Capability, error) {
 			return Capability{}, rpcerr.Invalidf("file system type %q is not supported; use one of %s", at.Mount.GetFsType(), strings.Join(FSTypes, ", "))
 		}
 		for _, f := range at.Mount.GetMountFlags() {
-			if f == "" || strings.ContainsAny(f, " \t\n") {
-				return Capability{}, rpcerr.Invalidf("mount flag %q is malformed", f)
+			if err := checkMountFlag(f); err != nil {
+				return Capability{}, err
 			}
 			vc.MountFlags = append(vc.MountFlags, f)
 		}
@@ -82,6 +82,28 @@ func ParseCapability(c *csi.VolumeCapability) (Capability, error) {
 		return Capability{}, rpcerr.Invalidf("access mode %s is not supported", vc.Mode)
 	}
 	return vc, nil
+}
+
+// kindFlags are mount options that change what a mount is rather than how the file system is
+// mounted: the driver makes the staging mount (of the namespace device) and the publish bind
+// mount itself, so these are refused in a capability's mount flags.
+var kindFlags = []string{"bind", "rbind", "remount", "move", "loop", "shared", "rshared", "slave", "rslave",
+	"private", "rprivate", "unbindable", "runbindable", "make-shared", "make-rshared", "make-slave",
+	"make-rslave", "make-private", "make-rprivate", "make-unbindable", "make-runbindable"}
+
+// checkMountFlag refuses a mount flag that is empty, holds white space or a control
+// character, or (alone or in a comma-separated list) changes the kind of mount.
+func checkMountFlag(f string) error {
+	if f == "" || strings.IndexFunc(f, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return rpcerr.Invalidf("mount flag %q is malformed", f)
+	}
+	for _, o := range strings.Split(f, ",") {
+		name, _, _ := strings.Cut(o, "=")
+		if o == "" || slices.Contains(kindFlags, name) {
+			return rpcerr.Invalidf("mount flag %q: %q is not a file system mount option (the driver makes its own mounts)", f, o)
+		}
+	}
+	return nil
 }
 
 // ParseCapabilities validates a request's volume capabilities; at least one is required.

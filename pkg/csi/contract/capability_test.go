@@ -44,6 +44,12 @@ func TestParseCapabilityIsTheOneRuleForControllerAndNode(t *testing.T) {
 		{"Ext4 in mixed case", mountCap(SNRO, "Ext4"), ""},
 		{"mount flag with a space", &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: SNW},
 			AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{MountFlags: []string{"noatime nodev"}}}}, "malformed"},
+		{"mount flags of a file system", flagsCap("noatime", "discard,nobarrier", "data=ordered"), ""},
+		{"bind as a mount flag", flagsCap("noatime", "bind"), "not a file system mount option"},
+		{"remount inside a list", flagsCap("ro,remount"), "not a file system mount option"},
+		{"propagation as a mount flag", flagsCap("rshared"), "not a file system mount option"},
+		{"empty option in a list", flagsCap("noatime,,nodev"), "not a file system mount option"},
+		{"control character", flagsCap("noatime\x00"), "malformed"},
 		{"no access mode", &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}}}, "access mode"},
 		{"no access type", &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: SNW}}, "access type"},
 		{"unknown mode", blockCap(M(99)), "not supported"},
@@ -86,4 +92,9 @@ func TestParseCapabilityNormalizesTheFileSystem(t *testing.T) {
 			t.Errorf("fsType %q: got %q, %v; want %q", in, vc.FSType, err, want)
 		}
 	}
+}
+
+func flagsCap(flags ...string) *csi.VolumeCapability {
+	return &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{MountFlags: flags}}}
 }
