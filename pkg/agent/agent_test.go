@@ -584,3 +584,67 @@ func TestAHungPoolCallFailsThatCallOnly(t *testing.T) {
 	e.pool.mu.Unlock()
 	e.createVolume(t, "stuck", gib, nil)
 }
+
+// Capacity tells the truth: what may be provisioned is never more than the physical space
+// left below pool.maxFillPercent, and at that level new volumes, clones and snapshots are
+// refused with ResourceExhausted while expansion and deletion go on.
+func TestPhysicalFillLevelBoundsCapacityAndCreations(t *testing.T) {
+	e := newEnv(t) // 10 GiB of data, overcommit 2, maxFillPercent 90 (the default)
+	now := time.Unix(1000, 0)
+	e.srv.now = func() time.Time { return now }
+	v := e.createVolume(t, "a", gib, nil)
+	capacity := func() *agentapi.GetCapacityResponse {
+		t.Helper()
+		c, err := e.srv.GetCapacity(e.ctx, &agentapi.GetCapacityRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	setUsed := func(data, meta int64) {
+		e.pool.mu.Lock()
+		e.pool.dataUsed, e.pool.metaUsed = data, meta
+		e.pool.mu.Unlock()
+		now = now.Add(usageMaxAge) // the next admission reads it
+	}
+
+	if c := capacity(); c.AvailableBytes != 9*gib || c.MaximumVolumeBytes != 19*gib {
+		t.Fatalf("empty pool: available %d, maximum %d; want the 9 GiB below the fill level and the overcommit headroom of 19 GiB",
+			c.AvailableBytes, c.MaximumVolumeBytes)
+	}
+	setUsed(8*gib, 0) // 80%: 1 GiB left below 90%
+	if c := capacity(); c.AvailableBytes != gib || c.MaximumVolumeBytes != 19*gib {
+		t.Fatalf("80%% full: available %d, maximum %d; want the 1 GiB left below the fill level, and the headroom", c.AvailableBytes, c.MaximumVolumeBytes)
+	}
+	e.createVolume(t, "b", 4*gib, nil) // thin: more than is physically left, within the headroom
+
+	for name, used := range map[string][2]int64{"data": {9 * gib, 0}, "metadata": {0, 10 * gib / 100}} {
+		t.Run(name, func(t *testing.T) {
+			setUsed(used[0], used[1])
+			if c := capacity(); c.AvailableBytes != 0 || c.MaximumVolumeBytes != 0 {
+				t.Fatalf("full: available %d, maximum %d", c.AvailableBytes, c.MaximumVolumeBytes)
+			}
+			_, err := e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: "c", SizeBytes: gib})
+			wantCode(t, err, codes.ResourceExhausted)
+			if !strings.Contains(err.Error(), "maxFillPercent") || !strings.Contains(err.Error(), name) {
+				t.Errorf("error %q does not say which space is full and which setting", err)
+			}
+			_, err = e.srv.CreateSnapshot(e.ctx, &agentapi.CreateSnapshotRequest{Name: "s", SourceVolumeId: v.Id})
+			wantCode(t, err, codes.ResourceExhausted)
+			if _, err := e.srv.ExpandVolume(e.ctx, &agentapi.ExpandVolumeRequest{Id: v.Id, SizeBytes: 2 * gib}); err != nil {
+				t.Fatalf("expansion refused on a full pool: %v", err)
+			}
+		})
+	}
+	setUsed(gib, 0)
+	e.createVolume(t, "c", gib, nil)
+
+	// A burst of creations asks the pool for its usage at most once per usageMaxAge.
+	before := e.pool.calls["usage"]
+	for i := range 5 {
+		e.createVolume(t, fmt.Sprintf("burst-%d", i), 64<<20, nil)
+	}
+	if n := e.pool.calls["usage"] - before; n != 0 {
+		t.Fatalf("%d usage reads for 5 creations within %v", n, usageMaxAge)
+	}
+}

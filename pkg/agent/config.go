@@ -43,6 +43,9 @@ type Config struct {
 	LVMConfig string `json:"lvmConfig,omitempty"`
 }
 
+// DefaultMaxFillPercent is pool.maxFillPercent's default.
+const DefaultMaxFillPercent = 90
+
 // Pool backends.
 const (
 	// BackendDMThin is the kernel's dm-thin driven in-process (pkg/pool/dmthin): the default.
@@ -60,6 +63,10 @@ type PoolConfig struct {
 	// OvercommitRatio bounds the sum of volume sizes to this multiple of the pool's data size
 	// (default 1: no overcommit).
 	OvercommitRatio float64 `json:"overcommitRatio,omitempty"`
+	// MaxFillPercent is the physical fill level, of the data or the metadata space, at which
+	// the agent stops taking new volumes, clones and snapshots (ResourceExhausted); the data
+	// space above it is a reserve that reported capacity leaves out (default 90).
+	MaxFillPercent float64 `json:"maxFillPercent,omitempty"`
 
 	// MetadataDevice and DataDevice (dmthin) are the pool's two block devices, formatted on
 	// first use: they must carry no signature (no LVM, file system or partition table).
@@ -139,6 +146,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Pool.OvercommitRatio < 1 {
 		errs = append(errs, fmt.Errorf("pool.overcommitRatio %g: must be ≥ 1", c.Pool.OvercommitRatio))
+	}
+	if c.Pool.MaxFillPercent == 0 {
+		c.Pool.MaxFillPercent = DefaultMaxFillPercent
+	}
+	if c.Pool.MaxFillPercent < 1 || c.Pool.MaxFillPercent > 100 {
+		errs = append(errs, fmt.Errorf("pool.maxFillPercent %g: must be in [1, 100]", c.Pool.MaxFillPercent))
 	}
 	errs = append(errs, c.validatePortals()...)
 	switch {

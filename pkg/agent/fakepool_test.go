@@ -22,6 +22,8 @@ type fakePool struct {
 	// hangName, when set, makes Create of a record of that CSI name hang until its context
 	// ends, like an lvm process stuck on a device.
 	hangName string
+	// dataUsed and metaUsed are the physical usage Usage reports.
+	dataUsed, metaUsed int64
 	// calls counts the calls of each operation.
 	calls map[string]int
 }
@@ -183,7 +185,10 @@ func (p *fakePool) List(context.Context) ([]pool.Volume, error) {
 }
 
 func (p *fakePool) Usage(context.Context) (pool.Usage, error) {
-	return pool.Usage{DataBytes: p.dataBytes, MetadataBytes: p.dataBytes / 100}, nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls["usage"]++
+	return pool.Usage{DataBytes: p.dataBytes, DataUsedBytes: p.dataUsed, MetadataBytes: p.dataBytes / 100, MetadataUsedBytes: p.metaUsed}, nil
 }
 
 func (p *fakePool) Close() error { return nil }

@@ -2,8 +2,12 @@ package agent
 
 import (
 	"context"
+	"time"
+
+	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
 )
@@ -17,15 +21,23 @@ func (s *Server) Info(context.Context, *agentapi.InfoRequest) (*agentapi.InfoRes
 	}, nil
 }
 
-// GetCapacity reports the thin pool's usage and what may still be provisioned.
+// GetCapacity reports the thin pool's usage and what may still be provisioned: available is
+// the overcommit headroom, but never more than the physical space left below
+// pool.maxFillPercent (a physically full pool advertises nothing); the maximum volume size is
+// the overcommit headroom (a thin volume's size is not space used), or 0 at the fill level,
+// where new volumes are refused.
 func (s *Server) GetCapacity(ctx context.Context, req *agentapi.GetCapacityRequest) (*agentapi.GetCapacityResponse, error) {
 	u, err := s.pool.Usage(ctx)
 	if err != nil {
 		return nil, rpcerr.Status(err)
 	}
+	s.storeUsage(u)
 	provisioned, _ := s.idx.usage()
-	limit := int64(s.cfg.Pool.OvercommitRatio * float64(u.DataBytes))
-	avail := max(limit-provisioned, 0)
+	headroom := max(int64(s.cfg.Pool.OvercommitRatio*float64(u.DataBytes))-provisioned, 0)
+	avail := max(min(headroom, s.fillBytes(u.DataBytes)-u.DataUsedBytes), 0)
+	if s.checkFill(u) != nil {
+		headroom, avail = 0, 0
+	}
 	found := false
 	if id := req.GetLookupId(); id != "" {
 		_, found = s.idx.get(id)
@@ -39,6 +51,57 @@ func (s *Server) GetCapacity(ctx context.Context, req *agentapi.GetCapacityReque
 		ProvisionedBytes:   provisioned,
 		AvailableBytes:     avail,
 		OvercommitRatio:    s.cfg.Pool.OvercommitRatio,
-		MaximumVolumeBytes: avail / extentBytes * extentBytes,
+		MaximumVolumeBytes: headroom / extentBytes * extentBytes,
 	}, nil
+}
+
+// usageMaxAge is how old the usage that admission checks may be; a burst of creations asks
+// the pool at most once per usageMaxAge (an lvm process, for the lvm backend).
+const usageMaxAge = 5 * time.Second
+
+type usageAt struct {
+	u  pool.Usage
+	at time.Time
+}
+
+func (s *Server) storeUsage(u pool.Usage) { s.usage.Store(&usageAt{u: u, at: s.now()}) }
+
+// currentUsage is the pool's usage, read again when the last reading is older than
+// usageMaxAge (or failing that, the last reading).
+func (s *Server) currentUsage(ctx context.Context) pool.Usage {
+	last := s.usage.Load()
+	if last != nil && s.now().Sub(last.at) < usageMaxAge {
+		return last.u
+	}
+	u, err := s.pool.Usage(ctx)
+	if err == nil {
+		s.storeUsage(u)
+		return u
+	}
+	klog.FromContext(ctx).Error(err, "Cannot read the pool's usage; admitting on the last reading")
+	if last != nil {
+		return last.u
+	}
+	return pool.Usage{}
+}
+
+// fillBytes is pool.maxFillPercent of total bytes.
+func (s *Server) fillBytes(total int64) int64 {
+	return int64(float64(total) * s.cfg.Pool.MaxFillPercent / 100)
+}
+
+// checkFill refuses new thin devices while the pool's data or metadata space is filled to
+// pool.maxFillPercent.
+func (s *Server) checkFill(u pool.Usage) error {
+	for _, sp := range []struct {
+		what        string
+		used, total int64
+	}{{"data", u.DataUsedBytes, u.DataBytes}, {"metadata", u.MetadataUsedBytes, u.MetadataBytes}} {
+		if sp.total > 0 && sp.used >= s.fillBytes(sp.total) {
+			return rpcerr.Exhaustedf("the pool's %s space is %.1f%% full, at or above pool.maxFillPercent (%g%%): "+
+				"no new volume, clone or snapshot until space is freed (delete volumes or snapshots) or the pool grows",
+				sp.what, 100*float64(sp.used)/float64(sp.total), s.cfg.Pool.MaxFillPercent)
+		}
+	}
+	return nil
 }

@@ -44,7 +44,7 @@ func (s *Server) refreshCapacity(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("thin pool usage: %w", err)
 	}
-	s.dataBytes.Store(u.DataBytes)
+	s.storeUsage(u)
 	return nil
 }
 

@@ -53,8 +53,9 @@ type Server struct {
 	locks keylock.Locks
 	// idx is the in-memory view of the pool's records, loaded by Start.
 	idx *index
-	// dataBytes is the pool's data size, read by Start and refreshed by Reconcile.
-	dataBytes atomic.Int64
+	// usage is the pool's last known usage and when it was read (Start, Reconcile,
+	// GetCapacity, and admission when it is older than usageMaxAge).
+	usage atomic.Pointer[usageAt]
 
 	newUUID func() string
 	now     func() time.Time

@@ -41,7 +41,7 @@ func (s *Server) createSnapshot(ctx context.Context, req *agentapi.CreateSnapsho
 	if !ok {
 		return nil, rpcerr.NotFoundf("source volume %s", src)
 	}
-	res, err := s.admit(origin.SizeBytes)
+	res, err := s.admit(ctx, origin.SizeBytes, true)
 	if err != nil {
 		return nil, err
 	}

@@ -62,7 +62,7 @@ func (s *Server) createVolume(ctx context.Context, req *agentapi.CreateVolumeReq
 			return nil, rpcerr.Invalidf("size %d is smaller than its source %s (%d bytes)", size, src, origin.SizeBytes)
 		}
 	}
-	res, err := s.admit(size)
+	res, err := s.admit(ctx, size, true)
 	if err != nil {
 		return nil, err
 	}
@@ -97,9 +97,16 @@ func sameVolume(r pool.Record, name string, size int64, src string) (*agentapi.V
 
 // admit reserves size more bytes under the overcommit limit (every thin device counts at its
 // virtual size: snapshots can end up holding all of their blocks). The reservation is atomic,
-// so racing creations never exceed the limit together.
-func (s *Server) admit(size int64) (*reservation, error) {
-	data := s.dataBytes.Load()
+// so racing creations never exceed the limit together. A new thin device (newDevice: not an
+// expansion) is refused too while the pool is filled to pool.maxFillPercent.
+func (s *Server) admit(ctx context.Context, size int64, newDevice bool) (*reservation, error) {
+	u := s.currentUsage(ctx)
+	if newDevice {
+		if err := s.checkFill(u); err != nil {
+			return nil, err
+		}
+	}
+	data := u.DataBytes
 	limit := int64(s.cfg.Pool.OvercommitRatio * float64(data))
 	return s.idx.reserve(size, limit, func(provisioned int64) error {
 		return rpcerr.Exhaustedf("%d bytes asked, %d of %d provisionable bytes in use (pool %d bytes, overcommit %g)",
@@ -174,7 +181,7 @@ func (s *Server) expandVolume(ctx context.Context, req *agentapi.ExpandVolumeReq
 	if size <= rec.SizeBytes {
 		return volumeOf(rec), nil
 	}
-	res, err := s.admit(size - rec.SizeBytes)
+	res, err := s.admit(ctx, size-rec.SizeBytes, false)
 	if err != nil {
 		return nil, err
 	}

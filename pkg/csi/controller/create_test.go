@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -246,6 +247,26 @@ func TestCreateNeverDuplicatesWhileAHolderIsSilent(t *testing.T) {
 	if again := f.mustSnapshot(t, "snap-1", first.VolumeId); again.SnapshotId != snap.SnapshotId {
 		t.Fatalf("snapshot ID changed across the outage: %s, then %s", snap.SnapshotId, again.SnapshotId)
 	}
+}
+
+// Placement fits a volume by what the agent would take (its maximum volume size, the
+// overcommit headroom) and prefers the node with the most space physically left; a pool at
+// its fill level takes nothing.
+func TestCreateVolumePlacementUsesPhysicalTruth(t *testing.T) {
+	f := newFixture(t, nodeSpec{name: "thin", bytes: 100 * gib}, nodeSpec{name: "roomy", bytes: 50 * gib}, nodeSpec{name: "full", bytes: 200 * gib})
+	f.agents["thin"].SetUsage(85, 0) // 5 GiB physically left below 90%
+	f.agents["full"].SetUsage(95, 0)
+	for _, tc := range []struct {
+		size int64
+		want string
+	}{{10 * gib, "roomy"}, {60 * gib, "thin"}} {
+		vol := f.mustCreate(t, createReq(fmt.Sprintf("pvc-%d", tc.size/gib), tc.size))
+		if got := storageNodeOf(t, vol.VolumeId); got != tc.want {
+			t.Errorf("%d GiB placed on %s, want %s", tc.size/gib, got, tc.want)
+		}
+	}
+	_, err := f.c.CreateVolume(context.Background(), createReq("pvc-big", 150*gib))
+	wantCode(t, err, codes.ResourceExhausted)
 }
 
 func TestCreateVolumeTriesTheNextNodeWhenTheAgentIsFull(t *testing.T) {

@@ -134,8 +134,8 @@ func pickHolder[T any](ctx context.Context, found []agentclient.StorageNode, sil
 }
 
 // rank orders the nodes a new volume of size bytes may go to: those allowed, meeting the
-// requisite topology and answering the survey with room for it, by preference rank, then most
-// available capacity, then name. Nodes that did not answer are skipped.
+// requisite topology and answering the survey with room for it (maximum volume size), by
+// preference rank, then most available capacity, then name.
 func rank(ctx context.Context, answers []nodeResult[*agentapi.GetCapacityResponse], allowed []agentclient.StorageNode,
 	req *csi.TopologyRequirement, size int64) ([]agentclient.StorageNode, error) {
 	type fit struct {
@@ -157,9 +157,12 @@ func rank(ctx context.Context, answers []nodeResult[*agentapi.GetCapacityRespons
 			unanswered = append(unanswered, fmt.Sprintf("%s: %v", a.node.Name, a.err))
 			continue
 		}
-		avail := a.val.GetAvailableBytes()
-		largest = max(largest, avail)
-		if avail >= size {
+		// A volume fits where the agent would take it (its maximum volume size: the
+		// overcommit headroom, 0 when the pool is at its fill level); among those, the most
+		// available space (physical truth, below the fill level) wins.
+		avail, most := a.val.GetAvailableBytes(), a.val.GetMaximumVolumeBytes()
+		largest = max(largest, most)
+		if most >= size {
 			fits = append(fits, fit{a.node, avail, preferenceRank(a.node, req)})
 		}
 	}

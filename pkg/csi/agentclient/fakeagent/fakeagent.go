@@ -185,6 +185,17 @@ func (a *Agent) GetCapacity(ctx context.Context, req *agentapi.GetCapacityReques
 	const metaBytes = 1 << 30
 	_, isVol := a.volumes[req.GetLookupId()]
 	_, isSnap := a.snapshots[req.GetLookupId()]
+	// As the agent: available is the headroom, at most the physical space below a 90% fill
+	// level; the maximum volume size is the headroom, 0 at the fill level. Until SetUsage,
+	// the physical cap is left out, so that tests of topology and overcommit read the
+	// headroom alone.
+	headroom, avail := a.available(), a.available()
+	if a.dataUsed > 0 || a.metaUsed > 0 {
+		avail = max(min(headroom, a.dataBytes/100*(90-a.dataUsed)), 0)
+	}
+	if a.dataUsed >= 90 || a.metaUsed >= 90 {
+		headroom, avail = 0, 0
+	}
 	return &agentapi.GetCapacityResponse{
 		LookupFound:        isVol || isSnap,
 		DataBytes:          a.dataBytes,
@@ -192,9 +203,9 @@ func (a *Agent) GetCapacity(ctx context.Context, req *agentapi.GetCapacityReques
 		MetadataBytes:      metaBytes,
 		MetadataUsedBytes:  metaBytes / 100 * a.metaUsed,
 		ProvisionedBytes:   a.provisioned(),
-		AvailableBytes:     a.available(),
+		AvailableBytes:     avail,
 		OvercommitRatio:    1,
-		MaximumVolumeBytes: a.available(),
+		MaximumVolumeBytes: headroom,
 	}, nil
 }
 
