@@ -17,17 +17,17 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
-// startDMThinAgent starts an agent on a fresh dm-thin pool and returns its client, its pool's
+// startDMThinAgent starts an agent on a fresh dm-thin pool (no overcommit) and returns its client, its pool's
 // options (for the thin oracle once it is stopped) and the process.
-func startDMThinAgent(t *testing.T, node, dataSize string, overcommit int, port int) (agentapi.AgentClient, dmthin.Options, *vmenv.Agent) {
+func startDMThinAgent(t *testing.T, node, dataSize string, port int) (agentapi.AgentClient, dmthin.Options, *vmenv.Agent) {
 	meta, data := vmenv.DMThinDevices(t, "nvmeof-"+node, "256M", dataSize)
 	sock := t.TempDir() + "/agent.sock"
 	proc := vmenv.StartAgent(t, fmt.Sprintf(`
 nodeName: %s
-pool: {backend: dmthin, metadataDevice: %s, dataDevice: %s, overcommitRatio: %d}
+pool: {backend: dmthin, metadataDevice: %s, dataDevice: %s}
 portals: [{id: %d, transport: tcp, address: 192.0.2.1, port: %d}]
 listen: unix://%s
-`, node, meta, data, overcommit, port, port, sock))
+`, node, meta, data, port, port, sock))
 	opts := dmthin.Options{MetadataDevice: meta, DataDevice: data, Name: "nvmeof-" + node}
 	return vmenv.Dial(t, "unix://"+sock, nil), opts, proc
 }
@@ -51,7 +51,7 @@ func checkPool(t *testing.T, proc *vmenv.Agent, opts dmthin.Options, want int) {
 // TestConcurrentCreatesAreExactlyOncePerName sends 50 CreateVolume calls at once, 10 of them
 // repeating a name: exactly 40 volumes must exist afterwards, each name once.
 func TestConcurrentCreatesAreExactlyOncePerName(t *testing.T) {
-	c, opts, proc := startDMThinAgent(t, "sn2", "8G", 1, 4421)
+	c, opts, proc := startDMThinAgent(t, "sn2", "8G", 4421)
 	ctx := vmenv.Context(t, 10*time.Minute)
 
 	names := make([]string, 0, 50)
@@ -98,7 +98,7 @@ func TestConcurrentCreatesAreExactlyOncePerName(t *testing.T) {
 // fewer of them (no overcommit): exactly as many as fit succeed, the rest are
 // ResourceExhausted, and what the pool holds never exceeds its size.
 func TestConcurrentCreatesNearTheLimitNeverOvercommit(t *testing.T) {
-	c, opts, proc := startDMThinAgent(t, "sn3", "2G", 1, 4423)
+	c, opts, proc := startDMThinAgent(t, "sn3", "2G", 4423)
 	ctx := vmenv.Context(t, 10*time.Minute)
 	capBefore, err := c.GetCapacity(ctx, &agentapi.GetCapacityRequest{})
 	if err != nil {

@@ -55,7 +55,7 @@ func publishTo(t *testing.T, c agentapi.AgentClient, id string, h nvme.Identity,
 // complete no further I/O — a write A issues afterwards never reaches the volume, and fails
 // once ctrl_loss_tmo ends the wait — and A can open no new connection.
 func TestUnpublishFencesTheHost(t *testing.T) {
-	c, opts, proc := startDMThinAgent(t, "sn3", "4G", 1, 4422)
+	c, opts, proc := startDMThinAgent(t, "sn5", "4G", 4425)
 	ctx := vmenv.Context(t, 5*time.Minute)
 	in := &nvme.Initiator{}
 	hostA := newHost(t)
@@ -116,7 +116,7 @@ func TestUnpublishFencesTheHost(t *testing.T) {
 // namespace with the same identifiers from another subsystem (nvme_global_check_duplicate_ids),
 // so only B gets a namespace device here; A's controllers are what A holds.
 func TestUnpublishSparesTheOtherHosts(t *testing.T) {
-	c, opts, proc := startDMThinAgent(t, "sn4", "4G", 1, 4423)
+	c, opts, proc := startDMThinAgent(t, "sn6", "4G", 4426)
 	ctx := vmenv.Context(t, 5*time.Minute)
 	in := &nvme.Initiator{}
 	hostA, hostB := newHost(t), newHost(t)
