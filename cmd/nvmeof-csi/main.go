@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/node"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/plugin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
 )
@@ -32,6 +33,7 @@ func main() {
 	flag.StringVar(&o.IdentityDir, "identity-dir", "/etc/nvme", "node: directory of the host's hostnqn and hostid (created when missing)")
 	flag.StringVar(&topology, "topology", "", "node: accessible topology segments, key=value,key=value")
 	flag.Int64Var(&o.MaxVolumesPerNode, "max-volumes-per-node", 0, "node: volumes this node may attach (0: no limit reported)")
+	flag.DurationVar(&o.HealInterval, "heal-interval", node.DefaultHealInterval, "node: how often staged volumes' paths are repaired (reconnect dropped portals, delete dead controllers, rescan); 0: never")
 	flag.StringVar(&o.StateDir, "state-dir", "", "node: where staging state is kept (default under the kubelet plugin directory)")
 	// Built-in replacements for the node-driver-registrar and livenessprobe sidecars, for
 	// clusters where those are unavailable; off by default (the production manifests use the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,10 +19,28 @@ import (
 //
 // The kernel drops queued I/O of a deleted controller: unmount before calling this.
 func (in *Initiator) Disconnect(ctx context.Context, subsysNQN string) error {
+	return in.deleteControllers(ctx, subsysNQN, nil)
+}
+
+// DeleteControllers deletes the named controllers of subsysNQN (paths that are dead or
+// superseded), like Disconnect does all of them, and waits, bounded by ctx, until they are
+// gone. Names that are not controllers of the subsystem are ignored.
+func (in *Initiator) DeleteControllers(ctx context.Context, subsysNQN string, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	return in.deleteControllers(ctx, subsysNQN, names)
+}
+
+// deleteControllers deletes the controllers of subsysNQN named in only (all when nil).
+func (in *Initiator) deleteControllers(ctx context.Context, subsysNQN string, only []string) error {
 	if err := ValidNQN(subsysNQN); err != nil {
 		return fmt.Errorf("nvme: disconnect: %w", err)
 	}
 	ctrls, err := in.Controllers(subsysNQN)
+	if only != nil {
+		ctrls = slices.DeleteFunc(ctrls, func(c Controller) bool { return !slices.Contains(only, c.Name) })
+	}
 	if err != nil || len(ctrls) == 0 {
 		return err
 	}
@@ -49,6 +68,9 @@ func (in *Initiator) Disconnect(ctx context.Context, subsysNQN string) error {
 		left, err := in.Controllers(subsysNQN)
 		if err != nil {
 			return err
+		}
+		if only != nil {
+			left = slices.DeleteFunc(left, func(c Controller) bool { return !slices.Contains(only, c.Name) })
 		}
 		if len(left) == 0 {
 			return nil
@@ -112,6 +134,33 @@ func (in *Initiator) Rescan(dev string) error {
 			err = fmt.Errorf("%w: %w", ErrNotFound, err)
 		}
 		return fmt.Errorf("nvme: rescan %s: %w", name, err)
+	}
+	return nil
+}
+
+// RescanSubsystem asks every live controller of subsysNQN to rescan its namespaces: for a
+// namespace whose device did not appear (an asynchronous event the host missed). The kernel
+// rescans asynchronously; it returns once the requests are queued, and an error wrapping
+// ErrNotFound when no controller is live.
+func (in *Initiator) RescanSubsystem(subsysNQN string) error {
+	ctrls, err := in.Controllers(subsysNQN)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	queued := 0
+	for _, c := range ctrls {
+		if c.State != "live" {
+			continue
+		}
+		if err := in.write(in.sysfs("class", "nvme", c.Name, "rescan_controller"), "1"); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Name, unwrapPathError(err)))
+			continue
+		}
+		queued++
+	}
+	if queued == 0 {
+		return fmt.Errorf("nvme: rescan %s: no live controller: %w", subsysNQN, errors.Join(append(errs, ErrNotFound)...))
 	}
 	return nil
 }

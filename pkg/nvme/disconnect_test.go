@@ -135,3 +135,46 @@ func TestRescanOfAMissingDevice(t *testing.T) {
 		t.Errorf("Rescan(path device) = %v, want ErrWrongDevice", err)
 	}
 }
+
+func TestDeleteControllersDeletesOnlyTheNamedOnes(t *testing.T) {
+	root := loadTree(t, "multipath")
+	k := &fakeKernel{root: root}
+	in := &Initiator{SysfsRoot: root, PollInterval: time.Millisecond, writeAttr: k.write}
+	if err := in.DeleteControllers(context.Background(), testNQN1, []string{"nvme1", "nvme2"}); err != nil {
+		t.Fatal(err)
+	}
+	// nvme2 belongs to another subsystem: left alone.
+	if strings.Join(k.written, " ") != "class/nvme/nvme1/delete_controller=1" {
+		t.Errorf("wrote %v, want only nvme1's delete_controller", k.written)
+	}
+	left, _ := in.Controllers("")
+	if len(left) != 2 || left[0].Name != "nvme0" || left[1].Name != "nvme2" {
+		t.Errorf("left %+v, want nvme0 and nvme2", left)
+	}
+	k.written = nil
+	if err := in.DeleteControllers(context.Background(), testNQN1, nil); err != nil || len(k.written) != 0 {
+		t.Errorf("DeleteControllers of no name = %v after writing %v", err, k.written)
+	}
+}
+
+func TestRescanSubsystemAsksEveryLiveController(t *testing.T) {
+	root := loadTree(t, "multipath")
+	k := &fakeKernel{root: root}
+	in := &Initiator{SysfsRoot: root, PollInterval: time.Millisecond, writeAttr: k.write}
+	if err := in.RescanSubsystem(testNQN1); err != nil {
+		t.Fatal(err)
+	}
+	ctrls, _ := in.Controllers(testNQN1)
+	var want []string
+	for _, c := range ctrls {
+		if c.State == "live" {
+			want = append(want, "class/nvme/"+c.Name+"/rescan_controller=1")
+		}
+	}
+	if len(want) == 0 || strings.Join(k.written, " ") != strings.Join(want, " ") {
+		t.Errorf("wrote %v, want %v", k.written, want)
+	}
+	if err := in.RescanSubsystem("nqn.2014-08.org.example:none"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RescanSubsystem of a subsystem without controllers = %v, want ErrNotFound", err)
+	}
+}

@@ -90,3 +90,54 @@ func mountSource(t *testing.T, path string) string {
 	}
 	return ""
 }
+
+// TestHealReconnectsADroppedPathWhileMounted: a path of a mounted volume is deleted, as the
+// kernel deletes a controller after ctrl_loss_tmo; the node's healer connects it again, the
+// multipath head keeps its mount, and the health report goes from degraded to healthy.
+func TestHealReconnectsADroppedPathWhileMounted(t *testing.T) {
+	e := newEnv(t)
+	v := e.newVolume(64, tcpA, tcpB)
+	ctx := vmenv.Context(t, 2*time.Minute)
+	must(t, "stage", e.stage(ctx, v, fsCap("ext4")))
+	ctrls, err := e.in.Controllers(v.NQN)
+	must(t, "controllers", err)
+	if len(ctrls) != 2 {
+		t.Fatalf("controllers %+v, want two", ctrls)
+	}
+	must(t, "drop a path", e.in.DeleteControllers(ctx, v.NQN, []string{ctrls[1].Name}))
+	health := func() []*csi.VolumeHealth_VolumeHealthEntry {
+		h, err := e.node.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: v.ID, StagingTargetPath: e.stagingPath(v)})
+		must(t, "health", err)
+		return h.GetVolumeHealth().GetHealthStatuses()
+	}
+	if left, _ := e.in.Controllers(v.NQN); len(left) != 1 {
+		t.Fatalf("controllers after dropping one: %+v", left)
+	}
+
+	start := time.Now()
+	done := e.node.Heal(ctx)
+	t.Logf("healed in %v: %v", time.Since(start).Round(time.Millisecond), done)
+	after, err := e.in.Controllers(v.NQN)
+	must(t, "controllers", err)
+	if len(after) != 2 || after[0].Address == after[1].Address {
+		t.Fatalf("controllers after healing %+v, want one per portal again", after)
+	}
+	if len(done) != 1 {
+		t.Errorf("the healer reported %v, want one reconnect", done)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(health()) != 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if s := health(); len(s) != 0 {
+		t.Errorf("health after healing: %v", s)
+	}
+	if mnt := mountsUnder(t, e.stagingPath(v)); len(mnt) != 1 {
+		t.Errorf("staging mounts after healing: %v", mnt)
+	}
+	if again := e.node.Heal(ctx); len(again) != 0 {
+		t.Errorf("a second round did %v on a healthy volume", again)
+	}
+	must(t, "unstage", e.unstage(ctx, v))
+	e.assertGone(v)
+}

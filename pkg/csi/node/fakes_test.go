@@ -34,6 +34,9 @@ type fakeConnector struct {
 	connects    []nvme.ConnectOptions
 	disconnects []string
 	rescans     []string
+	deleted     []string // controllers deleted by DeleteControllers
+	subRescans  []string // subsystems rescanned by RescanSubsystem
+	hideNS      bool     // FindNamespace finds nothing until RescanSubsystem (a missed event)
 }
 
 type fakeNamespace struct {
@@ -112,7 +115,7 @@ func (f *fakeConnector) FindNamespace(nqn, uuid string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ns, ok := f.namespaces[nqn]
-	if !ok || ns.uuid != uuid || len(f.ctrls[nqn]) == 0 {
+	if !ok || ns.uuid != uuid || len(f.ctrls[nqn]) == 0 || f.hideNS {
 		return "", fmt.Errorf("fake: namespace %s of %s: %w", uuid, nqn, nvme.ErrNotFound)
 	}
 	return ns.dev, nil
@@ -163,6 +166,25 @@ func (f *fakeConnector) DeviceSize(dev string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("fake: %s: %w", dev, nvme.ErrNotFound)
+}
+
+func (f *fakeConnector) DeleteControllers(_ context.Context, nqn string, names []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deleted = append(f.deleted, names...)
+	f.ctrls[nqn] = slices.DeleteFunc(f.ctrls[nqn], func(c nvme.Controller) bool { return slices.Contains(names, c.Name) })
+	return nil
+}
+
+func (f *fakeConnector) RescanSubsystem(nqn string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !slices.ContainsFunc(f.ctrls[nqn], func(c nvme.Controller) bool { return c.State == "live" }) {
+		return fmt.Errorf("fake: %s: no live controller: %w", nqn, nvme.ErrNotFound)
+	}
+	f.subRescans = append(f.subRescans, nqn)
+	f.hideNS = false
+	return nil
 }
 
 func (f *fakeConnector) MultipathEnabled() bool {

@@ -40,6 +40,11 @@ type Connector interface {
 	DeviceSize(dev string) (int64, error)
 	// MultipathEnabled reports whether native NVMe multipath is on.
 	MultipathEnabled() bool
+	// DeleteControllers deletes the named controllers of a subsystem (dead or superseded
+	// paths) and returns once they are gone.
+	DeleteControllers(ctx context.Context, subsysNQN string, names []string) error
+	// RescanSubsystem asks every live controller of a subsystem to rescan its namespaces.
+	RescanSubsystem(subsysNQN string) error
 }
 
 var _ Connector = (*nvme.Initiator)(nil)

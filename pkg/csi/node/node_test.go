@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -123,12 +125,16 @@ func TestStashRoundTrip(t *testing.T) {
 	if st, err := s.load("vol"); st != nil || err != nil {
 		t.Fatalf("load of a missing stash = %v, %v", st, err)
 	}
-	want := &volumeStash{VolumeID: "vol", StagingPath: "/s", SubsysNQN: testNQN, NSUUID: testUUID, Transport: "tcp", Portals: "192.0.2.1:4420", FSType: "xfs"}
+	want := &volumeStash{VolumeID: "vol", StagingPath: "/s", SubsysNQN: testNQN, NSUUID: testUUID, Transport: "tcp", Portals: "192.0.2.1:4420", FSType: "xfs",
+		Connection: map[string]string{"ctrlLossTmo": "60"}}
 	if err := s.save(want); err != nil {
 		t.Fatal(err)
 	}
+	if ids, err := s.all(); err != nil || !slices.Equal(ids, []string{"vol"}) {
+		t.Fatalf("all = %v, %v", ids, err)
+	}
 	got, err := s.load("vol")
-	if err != nil || *got != *want {
+	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("load = %+v, %v; want %+v", got, err, want)
 	}
 	if got.Version != stashVersion {

@@ -117,6 +117,7 @@ func newStash(r stageRequest, dev string) *volumeStash {
 		SubsysNQN: r.target.subsysNQN, NSUUID: r.target.nsUUID,
 		Transport: r.target.transport, Portals: r.target.raw,
 		Block: r.cap.Block, FSType: r.cap.FSType, Device: dev,
+		Connection: r.params.VolumeContext(),
 	}
 }
 

@@ -28,6 +28,9 @@ type volumeStash struct {
 	// Device is the namespace device found at the last stage, for humans reading the file;
 	// the code always looks the device up again by NQN and UUID.
 	Device string `json:"device,omitempty"`
+	// Connection is the connection tuning the volume was staged with (volume_context keys),
+	// for the healer's reconnects; stashes written before it have none: the defaults apply.
+	Connection map[string]string `json:"connection,omitempty"`
 }
 
 // stashStore keeps one stash file per volume in dir.
@@ -88,6 +91,33 @@ func (s stashStore) save(st *volumeStash) error {
 		return fmt.Errorf("writing the stash of volume %s: %w", st.VolumeID, err)
 	}
 	return syncDir(s.dir)
+}
+
+// all returns the IDs of every volume with a stash, in no particular order. A file that is
+// not a readable stash is left out (load reports it for its own volume).
+func (s stashStore) all() ([]string, error) {
+	entries, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing stashes: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if e.IsDir() || filepath.Ext(e.Name()) != ".json" || e.Name()[0] == '.' {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		var st volumeStash
+		if json.Unmarshal(raw, &st) == nil && st.VolumeID != "" && s.path(st.VolumeID) == filepath.Join(s.dir, e.Name()) {
+			ids = append(ids, st.VolumeID)
+		}
+	}
+	return ids, nil
 }
 
 // remove deletes the volume's stash; a missing one is fine.

@@ -59,6 +59,8 @@ type Options struct {
 	MaxVolumesPerNode int64
 	// StateDir keeps what NodeUnstageVolume needs; default node.DefaultStateDir.
 	StateDir string
+	// HealInterval is how often the node repairs staged volumes' paths (Node.Heal); 0: never.
+	HealInterval time.Duration
 
 	// RegistrationDir, when set, is the directory the kubelet watches for plugin registration
 	// sockets (/var/lib/kubelet/plugins_registry on the host) as mounted in this container: the
@@ -98,6 +100,9 @@ func (o Options) Validate() error {
 			return fmt.Errorf("--registration-dir: the kubelet reaches CSI drivers on unix sockets only; endpoint %q is not one", o.Endpoint)
 		}
 	}
+	if o.HealInterval < 0 {
+		return fmt.Errorf("--heal-interval %v: must be 0 (off) or positive", o.HealInterval)
+	}
 	if o.HealthzAddress != "" {
 		if _, _, err := net.SplitHostPort(o.HealthzAddress); err != nil {
 			return fmt.Errorf("--healthz-address %q: want host:port or :port: %w", o.HealthzAddress, err)
@@ -136,12 +141,16 @@ func Run(ctx context.Context, o Options) error {
 		idOpts.Ready = agentclient.Ready(cfg.StorageNodes, agents, o.ProbeTimeout)
 		services = append(services, func(s *grpc.Server) { csi.RegisterControllerServer(s, ctl) })
 	}
+	var healer *node.Node
 	if withNode {
 		n, err := newNode(o)
 		if err != nil {
 			return err
 		}
 		services = append(services, func(s *grpc.Server) { csi.RegisterNodeServer(s, n) })
+		if o.HealInterval > 0 {
+			healer = n
+		}
 	}
 	ids := identity.New(idOpts)
 	// Listen before registering with the kubelet: it calls NodeGetInfo as soon as it has the
@@ -161,6 +170,12 @@ func Run(ctx context.Context, o Options) error {
 	if o.RegistrationDir != "" {
 		tasks = append(tasks, task{"kubelet plugin registration", func(ctx context.Context) error {
 			return registration.Serve(ctx, o.registration())
+		}})
+	}
+	if healer != nil {
+		tasks = append(tasks, task{"path healer", func(ctx context.Context) error {
+			healer.RunHealer(ctx, o.HealInterval)
+			return nil
 		}})
 	}
 	if o.HealthzAddress != "" {
