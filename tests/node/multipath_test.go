@@ -10,6 +10,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	csinode "github.com/nvmeof-csi/nvmeof-csi/pkg/csi/node"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
@@ -112,6 +113,9 @@ func TestHealReconnectsADroppedPathWhileMounted(t *testing.T) {
 	}
 	if left, _ := e.in.Controllers(v.NQN); len(left) != 1 {
 		t.Fatalf("controllers after dropping one: %+v", left)
+	}
+	if s := health(); len(s) != 1 || s[0].GetReason() != csinode.ReasonPathMissing {
+		t.Errorf("health with a path dropped: %v, want %s", s, csinode.ReasonPathMissing)
 	}
 
 	start := time.Now()

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 )
 
@@ -25,7 +27,11 @@ func TestHealReconnectsAPortalTheKernelDropped(t *testing.T) {
 	}
 	connects := len(h.conn.connects)
 	h.conn.dropController(1)
+	wantHealth(t, health(t, h), csi.VolumeHealthErrorType_DEGRADED, ReasonPathMissing)
 	done := h.node.Heal(context.Background())
+	if got := health(t, h); len(got) != 0 {
+		t.Errorf("health after healing: %v", got)
+	}
 	if h.conn.controllerCount() != 2 || len(h.conn.connects) != connects+1 {
 		t.Fatalf("%d controllers after healing, %d connects", h.conn.controllerCount(), len(h.conn.connects)-connects)
 	}

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
@@ -96,6 +99,7 @@ const (
 	ReasonNotConnected  = "NotConnected"
 	ReasonNoLivePath    = "NoLivePath"
 	ReasonPathDown      = "PathDown"
+	ReasonPathMissing   = "PathMissing"
 	ReasonNamespaceGone = "NamespaceGone"
 	ReasonStaleMount    = "StaleMount"
 )
@@ -168,5 +172,25 @@ func (n *Node) health(st *volumeStash, paths ...string) ([]*csi.VolumeHealth_Vol
 	if len(down) > 0 {
 		return bad(csi.VolumeHealthErrorType_DEGRADED, ReasonPathDown, "%d of %d paths down: %s", len(down), len(ctrls), strings.Join(down, ", ")), nil
 	}
+	if missing := n.missingPortals(st, ctrls); len(missing) > 0 {
+		return bad(csi.VolumeHealthErrorType_DEGRADED, ReasonPathMissing, "no path to portal %s (the healer reconnects it once it answers)",
+			strings.Join(missing, ", ")), nil
+	}
 	return nil, nil
+}
+
+// missingPortals lists the volume's portals that have no controller, with native multipath
+// (without it one path is all a volume has).
+func (n *Node) missingPortals(st *volumeStash, ctrls []nvme.Controller) []string {
+	portals, err := contract.ParsePortals(st.Portals)
+	if err != nil || !n.opts.Connector.MultipathEnabled() {
+		return nil
+	}
+	var missing []string
+	for _, p := range portals {
+		if !slices.ContainsFunc(ctrls, func(c nvme.Controller) bool { return c.Address == p.Address && c.ServiceID == p.Port }) {
+			missing = append(missing, net.JoinHostPort(p.Address, p.Port))
+		}
+	}
+	return missing
 }
