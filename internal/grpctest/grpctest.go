@@ -15,12 +15,13 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/grpcserver"
 )
 
-// Serve registers services on a new server listening in memory, and returns a client
-// connection to it; both are closed when the test ends.
-func Serve(t testing.TB, register func(*grpc.Server)) *grpc.ClientConn {
+// Serve registers services on a new server (with opts added, e.g. metrics interceptors)
+// listening in memory, and returns a client connection to it; both are closed when the test
+// ends.
+func Serve(t testing.TB, register func(*grpc.Server), opts ...grpc.ServerOption) *grpc.ClientConn {
 	t.Helper()
 	l := bufconn.Listen(1 << 20)
-	srv := grpcserver.NewGRPCServer()
+	srv := grpcserver.NewGRPCServer(opts...)
 	register(srv)
 	go func() { _ = srv.Serve(l) }()
 	conn, err := grpc.NewClient("passthrough:///bufconn",

@@ -34,6 +34,9 @@ type Config struct {
 	// Listen is unix:///path (plaintext allowed) or tcp://host:port (mTLS required).
 	Listen string     `json:"listen"`
 	TLS    mtls.Files `json:"tls,omitempty"`
+	// MetricsAddress, when set, is the host:port where GET /metrics answers in Prometheus
+	// format (plain HTTP; e.g. ":9810"). Empty: no metrics endpoint.
+	MetricsAddress string `json:"metricsAddress,omitempty"`
 	// ReconcileInterval is how often configfs is brought back to the durable state (default 1m).
 	ReconcileInterval Duration `json:"reconcileInterval,omitempty"`
 	// ConfigfsRoot is the nvmet configfs directory (default /sys/kernel/config/nvmet).
@@ -154,6 +157,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("pool.maxFillPercent %g: must be in [1, 100]", c.Pool.MaxFillPercent))
 	}
 	errs = append(errs, c.validatePortals()...)
+	if c.MetricsAddress != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddress); err != nil {
+			errs = append(errs, fmt.Errorf("metricsAddress %q: want host:port or :port: %w", c.MetricsAddress, err))
+		}
+	}
 	switch {
 	case strings.HasPrefix(c.Listen, "unix://"):
 	case strings.HasPrefix(c.Listen, "tcp://"):

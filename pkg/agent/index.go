@@ -162,6 +162,31 @@ func (x *index) list(prefix string) []pool.Record {
 	return out
 }
 
+// counts are what the index holds, for metrics.
+type counts struct {
+	volumes, snapshots, exported, publications, hosts int
+}
+
+func (x *index) counts() counts {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	var c counts
+	for id, r := range x.recs {
+		switch {
+		case strings.HasPrefix(id, snapshotPrefix):
+			c.snapshots++
+		case len(r.Hosts) > 0:
+			c.exported++
+			c.volumes++
+			c.publications += len(r.Hosts)
+		default:
+			c.volumes++
+		}
+	}
+	c.hosts = len(x.hostNodes)
+	return c
+}
+
 // exported returns the IDs of the volumes with at least one host.
 func (x *index) exported() []string {
 	x.mu.RLock()

@@ -33,11 +33,7 @@ func (s *Server) GetCapacity(ctx context.Context, req *agentapi.GetCapacityReque
 	}
 	s.storeUsage(u)
 	provisioned, _ := s.idx.usage()
-	headroom := max(int64(s.cfg.Pool.OvercommitRatio*float64(u.DataBytes))-provisioned, 0)
-	avail := max(min(headroom, s.fillBytes(u.DataBytes)-u.DataUsedBytes), 0)
-	if s.checkFill(u) != nil {
-		headroom, avail = 0, 0
-	}
+	headroom, avail := s.capacity(u, provisioned)
 	found := false
 	if id := req.GetLookupId(); id != "" {
 		_, found = s.idx.get(id)
@@ -104,4 +100,14 @@ func (s *Server) checkFill(u pool.Usage) error {
 		}
 	}
 	return nil
+}
+
+// capacity is what GetCapacity reports: the overcommit headroom, and what is available (the
+// headroom capped by the data space left below the fill level); both 0 at the fill level.
+func (s *Server) capacity(u pool.Usage, provisioned int64) (headroom, avail int64) {
+	if s.checkFill(u) != nil {
+		return 0, 0
+	}
+	headroom = max(int64(s.cfg.Pool.OvercommitRatio*float64(u.DataBytes))-provisioned, 0)
+	return headroom, max(min(headroom, s.fillBytes(u.DataBytes)-u.DataUsedBytes), 0)
 }

@@ -85,7 +85,34 @@ func (s *Server) Reconcile(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("volume %s: %w", id, err))
 		}
 	}
-	return errors.Join(errs...)
+	if after, err := s.target.NQNs(ctx); err == nil {
+		s.metrics.repaired.Add(float64(drift(have, after)))
+	}
+	err = errors.Join(errs...)
+	if err != nil {
+		s.metrics.reconciles.WithLabelValues("error").Inc()
+	} else {
+		s.metrics.reconciles.WithLabelValues("ok").Inc()
+	}
+	return err
+}
+
+// drift counts the subsystems in one of two listings but not in the other.
+func drift(before, after []string) int {
+	seen := map[string]int{}
+	for _, x := range before {
+		seen[x]++
+	}
+	for _, x := range after {
+		seen[x]--
+	}
+	n := 0
+	for _, v := range seen {
+		if v != 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // reconcileVolume projects one volume's record (or its absence) into configfs; have is as for

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/metrics"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
@@ -35,7 +36,16 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	go srv.RunReconciler(ctx)
-	return Serve(ctx, cfg, srv)
+	reg := metrics.NewRegistry()
+	reg.MustRegister(srv)
+	if cfg.MetricsAddress != "" {
+		go func() {
+			if err := metrics.Serve(ctx, cfg.MetricsAddress, reg); err != nil {
+				logger.Error(err, "The metrics endpoint stopped", "address", cfg.MetricsAddress)
+			}
+		}()
+	}
+	return Serve(ctx, cfg, srv, metrics.AgentOperations(reg))
 }
 
 // OpenPool opens the configured pool backend.

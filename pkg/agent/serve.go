@@ -16,8 +16,8 @@ import (
 // Serve answers the agent API on cfg.Listen until ctx ends: plaintext on a unix socket, mTLS
 // on TCP (a client certificate signed by cfg.TLS.CA is required). It shares the listener,
 // interceptor chain and graceful stop of the CSI endpoints.
-func Serve(ctx context.Context, cfg Config, srv agentapi.AgentServer) error {
-	var opts []grpc.ServerOption
+func Serve(ctx context.Context, cfg Config, srv agentapi.AgentServer, extra ...grpc.ServerOption) error {
+	opts := extra
 	if strings.HasPrefix(cfg.Listen, "tcp://") {
 		tlsCfg, err := mtls.Server(cfg.TLS)
 		if err != nil {

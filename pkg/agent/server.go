@@ -57,13 +57,15 @@ type Server struct {
 	// GetCapacity, and admission when it is older than usageMaxAge).
 	usage atomic.Pointer[usageAt]
 
+	metrics *agentMetrics
+
 	newUUID func() string
 	now     func() time.Time
 }
 
 // New returns an agent for a validated configuration; Start loads the pool's records.
 func New(cfg Config, p pool.Pool, target Target) *Server {
-	return &Server{cfg: cfg, pool: p, target: target, idx: newIndex(nil), newUUID: randomUUID, now: time.Now}
+	return &Server{cfg: cfg, pool: p, target: target, idx: newIndex(nil), metrics: newMetrics(), newUUID: randomUUID, now: time.Now}
 }
 
 // lock takes the locks of ids in a fixed order (so two calls never wait on each other); the
