@@ -33,6 +33,7 @@ func main() {
 	flag.StringVar(&o.IdentityDir, "identity-dir", "/etc/nvme", "node: directory of the host's hostnqn and hostid (created when missing)")
 	flag.StringVar(&topology, "topology", "", "node: accessible topology segments, key=value,key=value")
 	flag.Int64Var(&o.MaxVolumesPerNode, "max-volumes-per-node", 0, "node: volumes this node may attach (0: no limit reported)")
+	flag.StringVar(&o.MetricsAddress, "metrics-address", "", "serve GET /metrics (Prometheus) on this host:port, e.g. :9811 (empty: off)")
 	flag.DurationVar(&o.HealInterval, "heal-interval", node.DefaultHealInterval, "node: how often staged volumes' paths are repaired (reconnect dropped portals, delete dead controllers, rescan); 0: never")
 	flag.StringVar(&o.StateDir, "state-dir", "", "node: where staging state is kept (default under the kubelet plugin directory)")
 	// Built-in replacements for the node-driver-registrar and livenessprobe sidecars, for

@@ -109,6 +109,7 @@ func (n *Node) healVolume(ctx context.Context, volumeID string) []string {
 			log.Error(err, "Healer cannot delete dead or superseded controllers", "controllers", remove)
 		} else {
 			did("deleted dead or superseded controllers %v", remove)
+			n.repairs.WithLabelValues("delete").Add(float64(len(remove)))
 		}
 		ctrls = slices.DeleteFunc(ctrls, func(c nvme.Controller) bool { return slices.Contains(remove, c.Name) })
 	}
@@ -132,6 +133,7 @@ func (n *Node) healVolume(ctx context.Context, volumeID string) []string {
 				continue // logged; the next round tries again
 			}
 			did("reconnected portal %s", net.JoinHostPort(p.Address, p.Port))
+			n.repairs.WithLabelValues("reconnect").Inc()
 			if !n.opts.Connector.MultipathEnabled() {
 				break
 			}
@@ -142,6 +144,7 @@ func (n *Node) healVolume(ctx context.Context, volumeID string) []string {
 	if _, err := n.opts.Connector.FindNamespace(st.SubsysNQN, st.NSUUID); errors.Is(err, nvme.ErrNotFound) {
 		if err := n.opts.Connector.RescanSubsystem(st.SubsysNQN); err == nil {
 			did("rescanned: namespace %s had no device", st.NSUUID)
+			n.repairs.WithLabelValues("rescan").Inc()
 		} else if !errors.Is(err, nvme.ErrNotFound) {
 			log.Error(err, "Healer cannot rescan the subsystem")
 		}

@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/metrics/metricstest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 )
 
@@ -113,3 +115,32 @@ func TestHealLeavesABusyVolumeAndASinglePathAlone(t *testing.T) {
 
 var _ Connector = (*fakeConnector)(nil)
 var _ Connector = (*nvme.Initiator)(nil)
+
+// The node's metrics follow its paths: per volume and state, a missing portal, the health
+// reasons, and the healer's repairs by action.
+func TestNodeMetricsFollowThePaths(t *testing.T) {
+	h := newHarness(t)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(h.node)
+	h.stage(mountCap("ext4", snw))
+	live := `nvmeof_node_volume_paths{volume_id="` + testVolume + `",state="live"}`
+	missing := `nvmeof_node_volume_paths{volume_id="` + testVolume + `",state="missing"}`
+	abnormal := `nvmeof_node_volume_abnormal{volume_id="` + testVolume + `",reason="` + ReasonPathMissing + `"}`
+	if metricstest.Value(t, reg, live) != 2 || metricstest.Value(t, reg, missing) != 0 || metricstest.Value(t, reg, abnormal) != 0 {
+		t.Fatalf("healthy volume: live %v, missing %v, abnormal %v", metricstest.Value(t, reg, live), metricstest.Value(t, reg, missing), metricstest.Value(t, reg, abnormal))
+	}
+	h.conn.dropController(1)
+	if metricstest.Value(t, reg, live) != 1 || metricstest.Value(t, reg, missing) != 1 || metricstest.Value(t, reg, abnormal) != 1 {
+		t.Fatalf("a path dropped: live %v, missing %v, abnormal %v", metricstest.Value(t, reg, live), metricstest.Value(t, reg, missing), metricstest.Value(t, reg, abnormal))
+	}
+	h.node.Heal(context.Background())
+	if metricstest.Value(t, reg, live) != 2 || metricstest.Value(t, reg, `nvmeof_node_path_repairs_total{action="reconnect"}`) != 1 {
+		t.Fatalf("after healing: live %v, reconnects %v", metricstest.Value(t, reg, live), metricstest.Value(t, reg, `nvmeof_node_path_repairs_total{action="reconnect"}`))
+	}
+	if err := h.unstage(); err != nil {
+		t.Fatal(err)
+	}
+	if v := metricstest.Value(t, reg, live); v != 0 {
+		t.Fatalf("an unstaged volume still has %v live paths in the metrics", v)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
@@ -104,6 +105,8 @@ type Node struct {
 	stash      stashStore
 	volumes    keylock.Locks
 	subsystems keylock.Locks
+	// repairs counts the healer's repairs by action.
+	repairs *prometheus.CounterVec
 }
 
 // New checks opts and returns a Node. It fails when the fabrics device is missing: the
@@ -141,7 +144,7 @@ func New(opts Options) (*Node, error) {
 	setDefault(&opts.GrowTimeout, DefaultGrowTimeout)
 	setDefault(&opts.CleanupTimeout, DefaultCleanupTimeout)
 	setDefault(&opts.PollInterval, DefaultPollInterval)
-	return &Node{opts: opts, stash: stashStore{dir: opts.StateDir}}, nil
+	return &Node{opts: opts, stash: stashStore{dir: opts.StateDir}, repairs: newRepairs()}, nil
 }
 
 func setDefault[T comparable](v *T, def T) {

@@ -25,6 +25,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/node"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/registration"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/grpcserver"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/metrics"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mounter"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
@@ -61,6 +62,8 @@ type Options struct {
 	StateDir string
 	// HealInterval is how often the node repairs staged volumes' paths (Node.Heal); 0: never.
 	HealInterval time.Duration
+	// MetricsAddress, when set, is the host:port of GET /metrics (Prometheus). Empty: off.
+	MetricsAddress string
 
 	// RegistrationDir, when set, is the directory the kubelet watches for plugin registration
 	// sockets (/var/lib/kubelet/plugins_registry on the host) as mounted in this container: the
@@ -98,6 +101,11 @@ func (o Options) Validate() error {
 			return err
 		} else if ep.Network != "unix" {
 			return fmt.Errorf("--registration-dir: the kubelet reaches CSI drivers on unix sockets only; endpoint %q is not one", o.Endpoint)
+		}
+	}
+	if o.MetricsAddress != "" {
+		if _, _, err := net.SplitHostPort(o.MetricsAddress); err != nil {
+			return fmt.Errorf("--metrics-address %q: want host:port or :port: %w", o.MetricsAddress, err)
 		}
 	}
 	if o.HealInterval < 0 {
@@ -141,6 +149,7 @@ func Run(ctx context.Context, o Options) error {
 		idOpts.Ready = agentclient.Ready(cfg.StorageNodes, agents, o.ProbeTimeout)
 		services = append(services, func(s *grpc.Server) { csi.RegisterControllerServer(s, ctl) })
 	}
+	reg := metrics.NewRegistry()
 	var healer *node.Node
 	if withNode {
 		n, err := newNode(o)
@@ -148,6 +157,7 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		services = append(services, func(s *grpc.Server) { csi.RegisterNodeServer(s, n) })
+		reg.MustRegister(n)
 		if o.HealInterval > 0 {
 			healer = n
 		}
@@ -165,8 +175,13 @@ func Run(ctx context.Context, o Options) error {
 			for _, register := range services {
 				register(s)
 			}
-		})
+		}, metrics.CSIOperations(reg, contract.DriverName))
 	}}}
+	if o.MetricsAddress != "" {
+		tasks = append(tasks, task{"metrics endpoint", func(ctx context.Context) error {
+			return metrics.Serve(ctx, o.MetricsAddress, reg)
+		}})
+	}
 	if o.RegistrationDir != "" {
 		tasks = append(tasks, task{"kubelet plugin registration", func(ctx context.Context) error {
 			return registration.Serve(ctx, o.registration())
