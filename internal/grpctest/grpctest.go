@@ -9,7 +9,9 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/grpcserver"
@@ -43,5 +45,26 @@ func Call[Req, Resp any](m func(context.Context, Req, ...grpc.CallOption) (Resp,
 	return func() error {
 		_, err := m(ctx, req)
 		return err
+	}
+}
+
+// Case is one call of a table and the code it must get. It is an unnamed struct type, so
+// that tables in other packages may list cases without field names.
+type Case = struct {
+	Name string
+	Call func() error
+	Code codes.Code
+}
+
+// Run runs each case as a subtest and fails it unless the call's status code is the case's.
+func Run(t *testing.T, cases []Case) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			err := c.Call()
+			if got := status.Code(err); got != c.Code {
+				t.Errorf("code %v (%v), want %v", got, err, c.Code)
+			}
+		})
 	}
 }

@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/nvmeof-csi/nvmeof-csi/internal/grpctest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
@@ -26,11 +25,7 @@ func TestMalformedRequestsGetTheirCodeAndCreateNothing(t *testing.T) {
 	tcp := agentapi.Transport_TRANSPORT_TCP
 	long := strings.Repeat("n", 1<<16)
 
-	for _, tc := range []struct {
-		name string
-		call func() error
-		code codes.Code
-	}{
+	grpctest.Run(t, []grpctest.Case{
 		{"create: no name", grpctest.Call(c.CreateVolume, ctx, &agentapi.CreateVolumeRequest{SizeBytes: gib}), codes.InvalidArgument},
 		{"create: huge name", grpctest.Call(c.CreateVolume, ctx, &agentapi.CreateVolumeRequest{Name: long, SizeBytes: gib}), codes.InvalidArgument},
 		{"create: NUL in the name", grpctest.Call(c.CreateVolume, ctx, &agentapi.CreateVolumeRequest{Name: "a\x00b", SizeBytes: gib}), codes.InvalidArgument},
@@ -57,14 +52,7 @@ func TestMalformedRequestsGetTheirCodeAndCreateNothing(t *testing.T) {
 		{"snapshot: malformed source", grpctest.Call(c.CreateSnapshot, ctx, &agentapi.CreateSnapshotRequest{Name: "s", SourceVolumeId: "/dev/sda"}), codes.NotFound},
 		{"snapshot: missing source", grpctest.Call(c.CreateSnapshot, ctx, &agentapi.CreateSnapshotRequest{Name: "s", SourceVolumeId: missing}), codes.NotFound},
 		{"delete snapshot: malformed ID", grpctest.Call(c.DeleteSnapshot, ctx, &agentapi.DeleteSnapshotRequest{Id: "snap-\x00"}), codes.NotFound},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.call()
-			if got := status.Code(err); got != tc.code {
-				t.Errorf("code %v (%v), want %v", got, err, tc.code)
-			}
-		})
-	}
+	})
 	if _, err := c.Info(ctx, &agentapi.InfoRequest{}); err != nil {
 		t.Fatalf("the server stopped answering: %v", err)
 	}

@@ -8,7 +8,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/nvmeof-csi/nvmeof-csi/internal/grpctest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
@@ -31,11 +30,7 @@ func TestMalformedRequestsGetTheirCodeAndCreateNothing(t *testing.T) {
 		return &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: id}}}
 	}
 
-	for _, tc := range []struct {
-		name string
-		call func() error
-		code codes.Code
-	}{
+	grpctest.Run(t, []grpctest.Case{
 		{"create: no name", grpctest.Call(c.CreateVolume, ctx, &csi.CreateVolumeRequest{VolumeCapabilities: []*csi.VolumeCapability{snw}}), codes.InvalidArgument},
 		{"create: no capability", grpctest.Call(c.CreateVolume, ctx, &csi.CreateVolumeRequest{Name: "a"}), codes.InvalidArgument},
 		{"create: empty capability", grpctest.Call(c.CreateVolume, ctx, &csi.CreateVolumeRequest{Name: "a", VolumeCapabilities: []*csi.VolumeCapability{{}}}), codes.InvalidArgument},
@@ -73,14 +68,7 @@ func TestMalformedRequestsGetTheirCodeAndCreateNothing(t *testing.T) {
 		{"list: negative max", grpctest.Call(c.ListVolumes, ctx, &csi.ListVolumesRequest{MaxEntries: -1}), codes.InvalidArgument},
 		{"list snapshots: bad token", grpctest.Call(c.ListSnapshots, ctx, &csi.ListSnapshotsRequest{StartingToken: long}), codes.Aborted},
 		{"capacity: unknown parameter", grpctest.Call(c.GetCapacity, ctx, &csi.GetCapacityRequest{Parameters: map[string]string{"bogus": "1"}}), codes.InvalidArgument},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.call()
-			if got := status.Code(err); got != tc.code {
-				t.Errorf("code %v (%v), want %v", got, err, tc.code)
-			}
-		})
-	}
+	})
 	// Still serving.
 	if _, err := c.ControllerGetCapabilities(ctx, &csi.ControllerGetCapabilitiesRequest{}); err != nil {
 		t.Fatalf("the server stopped answering: %v", err)

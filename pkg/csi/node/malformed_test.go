@@ -9,7 +9,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/nvmeof-csi/nvmeof-csi/internal/grpctest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
@@ -45,11 +44,7 @@ func TestMalformedRequestsGetTheirCodeAndTouchNothing(t *testing.T) {
 		return func(r *csi.NodeStageVolumeRequest) { r.PublishContext[key] = value }
 	}
 
-	for _, tc := range []struct {
-		name string
-		call func() error
-		code codes.Code
-	}{
+	grpctest.Run(t, []grpctest.Case{
 		{"stage: relative path", stage(func(r *csi.NodeStageVolumeRequest) { r.StagingTargetPath = "staging" }), codes.InvalidArgument},
 		{"stage: path escaping with ..", stage(func(r *csi.NodeStageVolumeRequest) { r.StagingTargetPath = h.dir + "/../../etc" }), codes.InvalidArgument},
 		{"stage: NUL in the path", stage(func(r *csi.NodeStageVolumeRequest) { r.StagingTargetPath += "\x00/etc" }), codes.InvalidArgument},
@@ -89,14 +84,7 @@ func TestMalformedRequestsGetTheirCodeAndTouchNothing(t *testing.T) {
 			_, err := c.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: testVolume, VolumePath: h.dir})
 			return err
 		}, codes.NotFound},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.call()
-			if got := status.Code(err); got != tc.code {
-				t.Errorf("code %v (%v), want %v", got, err, tc.code)
-			}
-		})
-	}
+	})
 	if _, err := c.NodeGetCapabilities(ctx, &csi.NodeGetCapabilitiesRequest{}); err != nil {
 		t.Fatalf("the server stopped answering: %v", err)
 	}
