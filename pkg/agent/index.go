@@ -141,11 +141,11 @@ func (r *reservation) release() {
 	})
 }
 
-// usage is the provisioned total and the number of records.
-func (x *index) usage() (provisioned int64, count int) {
+// provisionedBytes is the sum of every record's size plus the reservations in flight.
+func (x *index) provisionedBytes() int64 {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return x.provisioned, len(x.recs)
+	return x.provisioned
 }
 
 // list returns copies of the records whose ID starts with prefix, ordered by ID.

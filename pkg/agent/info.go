@@ -32,7 +32,7 @@ func (s *Server) GetCapacity(ctx context.Context, req *agentapi.GetCapacityReque
 		return nil, rpcerr.Status(err)
 	}
 	s.storeUsage(u)
-	provisioned, _ := s.idx.usage()
+	provisioned := s.idx.provisionedBytes()
 	headroom, avail := s.capacity(u, provisioned)
 	found := false
 	if id := req.GetLookupId(); id != "" {

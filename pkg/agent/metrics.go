@@ -60,7 +60,7 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	gauge(descPoolBytes, u.u.MetadataBytes, "metadata")
 	gauge(descPoolUsedBytes, u.u.DataUsedBytes, "data")
 	gauge(descPoolUsedBytes, u.u.MetadataUsedBytes, "metadata")
-	provisioned, _ := s.idx.usage()
+	provisioned := s.idx.provisionedBytes()
 	gauge(descProvisionedBytes, provisioned)
 	_, avail := s.capacity(u.u, provisioned)
 	gauge(descAvailableBytes, avail)

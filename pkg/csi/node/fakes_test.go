@@ -65,11 +65,12 @@ func (f *fakeConnector) setGrownSize(nqn string, size int64) {
 	f.namespaces[nqn] = ns
 }
 
-func (f *fakeConnector) setState(nqn, state string, which ...int) {
+// setState sets the state of the test volume's controllers numbered which.
+func (f *fakeConnector) setState(state string, which ...int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, i := range which {
-		f.ctrls[nqn][i].State = state
+		f.ctrls[testNQN][i].State = state
 	}
 }
 

@@ -78,20 +78,35 @@ func (n *Node) healVolume(ctx context.Context, volumeID string) []string {
 		return nil
 	}
 	defer unlock()
-
-	var done []string
-	did := func(format string, a ...any) {
-		msg := fmt.Sprintf(format, a...)
-		log.Info("Healer: "+msg, "subsysNQN", st.SubsysNQN)
-		done = append(done, volumeID+": "+msg)
-	}
 	ctrls, err := n.opts.Connector.Controllers(st.SubsysNQN)
 	if err != nil {
 		log.Error(err, "Healer cannot list the volume's controllers")
 		return nil
 	}
+	hl := healing{n: n, log: log.WithValues("subsysNQN", st.SubsysNQN), st: st}
+	ctrls = hl.removeStale(ctx, ctrls)
+	hl.reconnect(ctx, ctrls)
+	hl.rescan()
+	return hl.done
+}
 
-	// Dead or superseded controllers.
+// healing is one volume's round of repairs.
+type healing struct {
+	n    *Node
+	log  klog.Logger
+	st   *volumeStash
+	done []string
+}
+
+func (h *healing) did(action, format string, a ...any) {
+	msg := fmt.Sprintf(format, a...)
+	h.log.Info("Healer: " + msg)
+	h.done = append(h.done, h.st.VolumeID+": "+msg)
+	h.n.repairs.WithLabelValues(action).Inc()
+}
+
+// removeStale deletes dead and superseded controllers and returns the others.
+func (h *healing) removeStale(ctx context.Context, ctrls []nvme.Controller) []nvme.Controller {
 	var remove []string
 	for _, c := range ctrls {
 		superseded := c.State != "live" && slices.ContainsFunc(ctrls, func(o nvme.Controller) bool {
@@ -101,53 +116,59 @@ func (n *Node) healVolume(ctx context.Context, volumeID string) []string {
 			remove = append(remove, c.Name)
 		}
 	}
-	if len(remove) > 0 {
-		dctx, cancel := context.WithTimeout(ctx, n.opts.ConnectTimeout)
-		err := n.opts.Connector.DeleteControllers(dctx, st.SubsysNQN, remove)
-		cancel()
-		if err != nil {
-			log.Error(err, "Healer cannot delete dead or superseded controllers", "controllers", remove)
-		} else {
-			did("deleted dead or superseded controllers %v", remove)
-			n.repairs.WithLabelValues("delete").Add(float64(len(remove)))
-		}
-		ctrls = slices.DeleteFunc(ctrls, func(c nvme.Controller) bool { return slices.Contains(remove, c.Name) })
+	if len(remove) == 0 {
+		return ctrls
 	}
+	dctx, cancel := context.WithTimeout(ctx, h.n.opts.ConnectTimeout)
+	defer cancel()
+	if err := h.n.opts.Connector.DeleteControllers(dctx, h.st.SubsysNQN, remove); err != nil {
+		h.log.Error(err, "Healer cannot delete dead or superseded controllers", "controllers", remove)
+	} else {
+		for _, name := range remove {
+			h.did("delete", "deleted dead or superseded controller %s", name)
+		}
+	}
+	return slices.DeleteFunc(ctrls, func(c nvme.Controller) bool { return slices.Contains(remove, c.Name) })
+}
 
-	// Portals without a controller.
-	portals, perr := contract.ParsePortals(st.Portals)
-	params, cerr := contract.ParseParams(st.Connection)
+// reconnect connects the volume's portals that have no controller: all of them with native
+// multipath, one when the volume has no path at all without it.
+func (h *healing) reconnect(ctx context.Context, ctrls []nvme.Controller) {
+	multipath := h.n.opts.Connector.MultipathEnabled()
+	if !multipath && len(ctrls) > 0 {
+		return
+	}
+	portals, perr := contract.ParsePortals(h.st.Portals)
+	params, cerr := contract.ParseParams(h.st.Connection)
 	if err := errors.Join(perr, cerr); err != nil {
-		log.Error(err, "Healer cannot read the volume's portals or connection settings")
-		return done
+		h.log.Error(err, "Healer cannot read the volume's portals or connection settings")
+		return
 	}
-	r := stageRequest{volumeID: volumeID, params: params, target: target{
-		subsysNQN: st.SubsysNQN, nsUUID: st.NSUUID, transport: st.Transport, portals: portals, raw: st.Portals,
+	r := stageRequest{volumeID: h.st.VolumeID, params: params, target: target{
+		subsysNQN: h.st.SubsysNQN, nsUUID: h.st.NSUUID, transport: h.st.Transport, portals: portals, raw: h.st.Portals,
 	}}
-	if n.opts.Connector.MultipathEnabled() || len(ctrls) == 0 {
-		for _, p := range portals {
-			if slices.ContainsFunc(ctrls, func(c nvme.Controller) bool { return c.Address == p.Address && c.ServiceID == p.Port }) {
-				continue
-			}
-			if err := n.connectPortal(ctx, r, p); err != nil {
-				continue // logged; the next round tries again
-			}
-			did("reconnected portal %s", net.JoinHostPort(p.Address, p.Port))
-			n.repairs.WithLabelValues("reconnect").Inc()
-			if !n.opts.Connector.MultipathEnabled() {
-				break
-			}
+	for _, p := range portals {
+		if slices.ContainsFunc(ctrls, func(c nvme.Controller) bool { return c.Address == p.Address && c.ServiceID == p.Port }) {
+			continue
+		}
+		if err := h.n.connectPortal(ctx, r, p); err != nil {
+			continue // logged; the next round tries again
+		}
+		h.did("reconnect", "reconnected portal %s", net.JoinHostPort(p.Address, p.Port))
+		if !multipath {
+			return
 		}
 	}
+}
 
-	// A live path without the namespace's device.
-	if _, err := n.opts.Connector.FindNamespace(st.SubsysNQN, st.NSUUID); errors.Is(err, nvme.ErrNotFound) {
-		if err := n.opts.Connector.RescanSubsystem(st.SubsysNQN); err == nil {
-			did("rescanned: namespace %s had no device", st.NSUUID)
-			n.repairs.WithLabelValues("rescan").Inc()
-		} else if !errors.Is(err, nvme.ErrNotFound) {
-			log.Error(err, "Healer cannot rescan the subsystem")
-		}
+// rescan asks the subsystem to rescan when a live path shows no namespace device.
+func (h *healing) rescan() {
+	if _, err := h.n.opts.Connector.FindNamespace(h.st.SubsysNQN, h.st.NSUUID); !errors.Is(err, nvme.ErrNotFound) {
+		return
 	}
-	return done
+	if err := h.n.opts.Connector.RescanSubsystem(h.st.SubsysNQN); err == nil {
+		h.did("rescan", "rescanned: namespace %s had no device", h.st.NSUUID)
+	} else if !errors.Is(err, nvme.ErrNotFound) {
+		h.log.Error(err, "Healer cannot rescan the subsystem")
+	}
 }

@@ -49,7 +49,7 @@ func TestHealReconnectsAPortalTheKernelDropped(t *testing.T) {
 func TestHealDeletesDeadAndSupersededControllers(t *testing.T) {
 	h := newHarness(t)
 	h.stage(mountCap("ext4", snw))
-	h.conn.setState(testNQN, "dead", 0)
+	h.conn.setState("dead", 0)
 	// A second controller of the other portal, stuck connecting while the first is live.
 	h.conn.mu.Lock()
 	stale := h.conn.ctrls[testNQN][1]

@@ -99,11 +99,11 @@ func TestVolumeHealthFollowsThePaths(t *testing.T) {
 	if got := health(t, h); len(got) != 0 {
 		t.Fatalf("healthy volume reports %v", got)
 	}
-	h.conn.setState(testNQN, "connecting", 1)
+	h.conn.setState("connecting", 1)
 	wantHealth(t, health(t, h), csi.VolumeHealthErrorType_DEGRADED, ReasonPathDown)
-	h.conn.setState(testNQN, "resetting", 0)
+	h.conn.setState("resetting", 0)
 	wantHealth(t, health(t, h), csi.VolumeHealthErrorType_INACCESSIBLE, ReasonNoLivePath)
-	h.conn.setState(testNQN, "live", 0, 1)
+	h.conn.setState("live", 0, 1)
 
 	// The staging path backed by a device that is not (any more) the namespace.
 	h.mnt.SetDeviceSize("/dev/nvme7n1", testSize)
