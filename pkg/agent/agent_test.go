@@ -648,3 +648,17 @@ func TestPhysicalFillLevelBoundsCapacityAndCreations(t *testing.T) {
 		t.Fatalf("%d usage reads for 5 creations within %v", n, usageMaxAge)
 	}
 }
+
+func TestHostNodesListsTheNodesThatPresentedAHostNQN(t *testing.T) {
+	e := newEnv(t)
+	v := e.createVolume(t, "a", gib, nil)
+	e.publish(t, v.Id, hostA, "w1/"+hostA, agentapi.Transport_TRANSPORT_TCP)
+	for nqn, want := range map[string][]string{hostA: {"w1/" + hostA}, hostB: {}} {
+		resp, err := e.srv.HostNodes(e.ctx, &agentapi.HostNodesRequest{HostNqn: nqn})
+		if err != nil || !slices.Equal(resp.GetNodeIds(), want) {
+			t.Errorf("HostNodes(%s) = %v, %v; want %v", nqn, resp.GetNodeIds(), err, want)
+		}
+	}
+	_, err := e.srv.HostNodes(e.ctx, &agentapi.HostNodesRequest{HostNqn: "not-an-nqn"})
+	wantCode(t, err, codes.InvalidArgument)
+}

@@ -90,6 +90,18 @@ func (x *index) forget(rec pool.Record) {
 }
 
 // otherNode returns a node other than nodeID that published host NQN nqn on any volume.
+// nodesOf returns the node IDs that presented host NQN nqn, sorted.
+func (x *index) nodesOf(nqn string) []string {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	ids := make([]string, 0, len(x.hostNodes[nqn]))
+	for n := range x.hostNodes[nqn] {
+		ids = append(ids, n)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 func (x *index) otherNode(nqn, nodeID string) (string, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()

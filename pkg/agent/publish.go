@@ -228,3 +228,12 @@ func (s *Server) subsystem(rec pool.Record, hostNQN, devicePath string, ports []
 		Ports: ports,
 	}
 }
+
+// HostNodes returns the node IDs that presented a host NQN in this storage node's
+// publications.
+func (s *Server) HostNodes(_ context.Context, req *agentapi.HostNodesRequest) (*agentapi.HostNodesResponse, error) {
+	if err := nvmet.ValidateNQN(req.GetHostNqn()); err != nil {
+		return nil, rpcerr.Status(rpcerr.Invalidf("host_nqn: %v", err))
+	}
+	return &agentapi.HostNodesResponse{NodeIds: s.idx.nodesOf(req.GetHostNqn())}, nil
+}

@@ -76,6 +76,94 @@ func (Transport) EnumDescriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{0}
 }
 
+type HostNodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HostNqn       string                 `protobuf:"bytes,1,opt,name=host_nqn,json=hostNqn,proto3" json:"host_nqn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostNodesRequest) Reset() {
+	*x = HostNodesRequest{}
+	mi := &file_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostNodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostNodesRequest) ProtoMessage() {}
+
+func (x *HostNodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostNodesRequest.ProtoReflect.Descriptor instead.
+func (*HostNodesRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *HostNodesRequest) GetHostNqn() string {
+	if x != nil {
+		return x.HostNqn
+	}
+	return ""
+}
+
+type HostNodesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeIds       []string               `protobuf:"bytes,1,rep,name=node_ids,json=nodeIds,proto3" json:"node_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostNodesResponse) Reset() {
+	*x = HostNodesResponse{}
+	mi := &file_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostNodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostNodesResponse) ProtoMessage() {}
+
+func (x *HostNodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostNodesResponse.ProtoReflect.Descriptor instead.
+func (*HostNodesResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HostNodesResponse) GetNodeIds() []string {
+	if x != nil {
+		return x.NodeIds
+	}
+	return nil
+}
+
 type Portal struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Transport Transport              `protobuf:"varint,1,opt,name=transport,proto3,enum=nvmeof.agent.v1.Transport" json:"transport,omitempty"`
@@ -88,7 +176,7 @@ type Portal struct {
 
 func (x *Portal) Reset() {
 	*x = Portal{}
-	mi := &file_agent_proto_msgTypes[0]
+	mi := &file_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +188,7 @@ func (x *Portal) String() string {
 func (*Portal) ProtoMessage() {}
 
 func (x *Portal) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[0]
+	mi := &file_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +201,7 @@ func (x *Portal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Portal.ProtoReflect.Descriptor instead.
 func (*Portal) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{0}
+	return file_agent_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Portal) GetTransport() Transport {
@@ -145,7 +233,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_agent_proto_msgTypes[1]
+	mi := &file_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -157,7 +245,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[1]
+	mi := &file_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -170,7 +258,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{1}
+	return file_agent_proto_rawDescGZIP(), []int{3}
 }
 
 type InfoResponse struct {
@@ -184,7 +272,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_agent_proto_msgTypes[2]
+	mi := &file_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +284,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[2]
+	mi := &file_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +297,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{2}
+	return file_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *InfoResponse) GetNodeName() string {
@@ -244,7 +332,7 @@ type GetCapacityRequest struct {
 
 func (x *GetCapacityRequest) Reset() {
 	*x = GetCapacityRequest{}
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +344,7 @@ func (x *GetCapacityRequest) String() string {
 func (*GetCapacityRequest) ProtoMessage() {}
 
 func (x *GetCapacityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +357,7 @@ func (x *GetCapacityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCapacityRequest.ProtoReflect.Descriptor instead.
 func (*GetCapacityRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{3}
+	return file_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetCapacityRequest) GetLookupId() string {
@@ -300,7 +388,7 @@ type GetCapacityResponse struct {
 
 func (x *GetCapacityResponse) Reset() {
 	*x = GetCapacityResponse{}
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +400,7 @@ func (x *GetCapacityResponse) String() string {
 func (*GetCapacityResponse) ProtoMessage() {}
 
 func (x *GetCapacityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +413,7 @@ func (x *GetCapacityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCapacityResponse.ProtoReflect.Descriptor instead.
 func (*GetCapacityResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{4}
+	return file_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetCapacityResponse) GetDataBytes() int64 {
@@ -404,7 +492,7 @@ type ContentSource struct {
 
 func (x *ContentSource) Reset() {
 	*x = ContentSource{}
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +504,7 @@ func (x *ContentSource) String() string {
 func (*ContentSource) ProtoMessage() {}
 
 func (x *ContentSource) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +517,7 @@ func (x *ContentSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContentSource.ProtoReflect.Descriptor instead.
 func (*ContentSource) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{5}
+	return file_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ContentSource) GetSource() isContentSource_Source {
@@ -491,7 +579,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +591,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +604,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Volume) GetId() string {
@@ -582,7 +670,7 @@ type Host struct {
 
 func (x *Host) Reset() {
 	*x = Host{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +682,7 @@ func (x *Host) String() string {
 func (*Host) ProtoMessage() {}
 
 func (x *Host) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +695,7 @@ func (x *Host) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Host.ProtoReflect.Descriptor instead.
 func (*Host) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Host) GetNqn() string {
@@ -645,7 +733,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +745,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +758,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Snapshot) GetId() string {
@@ -722,7 +810,7 @@ type CreateVolumeRequest struct {
 
 func (x *CreateVolumeRequest) Reset() {
 	*x = CreateVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +822,7 @@ func (x *CreateVolumeRequest) String() string {
 func (*CreateVolumeRequest) ProtoMessage() {}
 
 func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +835,7 @@ func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeRequest.ProtoReflect.Descriptor instead.
 func (*CreateVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateVolumeRequest) GetName() string {
@@ -787,7 +875,7 @@ type CreateVolumeResponse struct {
 
 func (x *CreateVolumeResponse) Reset() {
 	*x = CreateVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +887,7 @@ func (x *CreateVolumeResponse) String() string {
 func (*CreateVolumeResponse) ProtoMessage() {}
 
 func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +900,7 @@ func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeResponse.ProtoReflect.Descriptor instead.
 func (*CreateVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreateVolumeResponse) GetVolume() *Volume {
@@ -831,7 +919,7 @@ type DeleteVolumeRequest struct {
 
 func (x *DeleteVolumeRequest) Reset() {
 	*x = DeleteVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +931,7 @@ func (x *DeleteVolumeRequest) String() string {
 func (*DeleteVolumeRequest) ProtoMessage() {}
 
 func (x *DeleteVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +944,7 @@ func (x *DeleteVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVolumeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DeleteVolumeRequest) GetId() string {
@@ -874,7 +962,7 @@ type DeleteVolumeResponse struct {
 
 func (x *DeleteVolumeResponse) Reset() {
 	*x = DeleteVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +974,7 @@ func (x *DeleteVolumeResponse) String() string {
 func (*DeleteVolumeResponse) ProtoMessage() {}
 
 func (x *DeleteVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +987,7 @@ func (x *DeleteVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVolumeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 type ExpandVolumeRequest struct {
@@ -912,7 +1000,7 @@ type ExpandVolumeRequest struct {
 
 func (x *ExpandVolumeRequest) Reset() {
 	*x = ExpandVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1012,7 @@ func (x *ExpandVolumeRequest) String() string {
 func (*ExpandVolumeRequest) ProtoMessage() {}
 
 func (x *ExpandVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1025,7 @@ func (x *ExpandVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpandVolumeRequest.ProtoReflect.Descriptor instead.
 func (*ExpandVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExpandVolumeRequest) GetId() string {
@@ -963,7 +1051,7 @@ type ExpandVolumeResponse struct {
 
 func (x *ExpandVolumeResponse) Reset() {
 	*x = ExpandVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1063,7 @@ func (x *ExpandVolumeResponse) String() string {
 func (*ExpandVolumeResponse) ProtoMessage() {}
 
 func (x *ExpandVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1076,7 @@ func (x *ExpandVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpandVolumeResponse.ProtoReflect.Descriptor instead.
 func (*ExpandVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExpandVolumeResponse) GetVolume() *Volume {
@@ -1007,7 +1095,7 @@ type GetVolumeRequest struct {
 
 func (x *GetVolumeRequest) Reset() {
 	*x = GetVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1107,7 @@ func (x *GetVolumeRequest) String() string {
 func (*GetVolumeRequest) ProtoMessage() {}
 
 func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1120,7 @@ func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeRequest.ProtoReflect.Descriptor instead.
 func (*GetVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetVolumeRequest) GetId() string {
@@ -1051,7 +1139,7 @@ type GetVolumeResponse struct {
 
 func (x *GetVolumeResponse) Reset() {
 	*x = GetVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1151,7 @@ func (x *GetVolumeResponse) String() string {
 func (*GetVolumeResponse) ProtoMessage() {}
 
 func (x *GetVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1164,7 @@ func (x *GetVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeResponse.ProtoReflect.Descriptor instead.
 func (*GetVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetVolumeResponse) GetVolume() *Volume {
@@ -1094,7 +1182,7 @@ type ListVolumesRequest struct {
 
 func (x *ListVolumesRequest) Reset() {
 	*x = ListVolumesRequest{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1194,7 @@ func (x *ListVolumesRequest) String() string {
 func (*ListVolumesRequest) ProtoMessage() {}
 
 func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1207,7 @@ func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
 func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 type ListVolumesResponse struct {
@@ -1131,7 +1219,7 @@ type ListVolumesResponse struct {
 
 func (x *ListVolumesResponse) Reset() {
 	*x = ListVolumesResponse{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1143,7 +1231,7 @@ func (x *ListVolumesResponse) String() string {
 func (*ListVolumesResponse) ProtoMessage() {}
 
 func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1156,7 +1244,7 @@ func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
 func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListVolumesResponse) GetVolumes() []*Volume {
@@ -1176,7 +1264,7 @@ type CreateSnapshotRequest struct {
 
 func (x *CreateSnapshotRequest) Reset() {
 	*x = CreateSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1276,7 @@ func (x *CreateSnapshotRequest) String() string {
 func (*CreateSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1289,7 @@ func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateSnapshotRequest) GetName() string {
@@ -1227,7 +1315,7 @@ type CreateSnapshotResponse struct {
 
 func (x *CreateSnapshotResponse) Reset() {
 	*x = CreateSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1327,7 @@ func (x *CreateSnapshotResponse) String() string {
 func (*CreateSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1340,7 @@ func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateSnapshotResponse) GetSnapshot() *Snapshot {
@@ -1271,7 +1359,7 @@ type DeleteSnapshotRequest struct {
 
 func (x *DeleteSnapshotRequest) Reset() {
 	*x = DeleteSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1371,7 @@ func (x *DeleteSnapshotRequest) String() string {
 func (*DeleteSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1384,7 @@ func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteSnapshotRequest) GetId() string {
@@ -1314,7 +1402,7 @@ type DeleteSnapshotResponse struct {
 
 func (x *DeleteSnapshotResponse) Reset() {
 	*x = DeleteSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1414,7 @@ func (x *DeleteSnapshotResponse) String() string {
 func (*DeleteSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1427,7 @@ func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 type GetSnapshotRequest struct {
@@ -1351,7 +1439,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1451,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1464,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetSnapshotRequest) GetId() string {
@@ -1395,7 +1483,7 @@ type GetSnapshotResponse struct {
 
 func (x *GetSnapshotResponse) Reset() {
 	*x = GetSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1495,7 @@ func (x *GetSnapshotResponse) String() string {
 func (*GetSnapshotResponse) ProtoMessage() {}
 
 func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1508,7 @@ func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*GetSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetSnapshotResponse) GetSnapshot() *Snapshot {
@@ -1438,7 +1526,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1538,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1551,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{27}
 }
 
 type ListSnapshotsResponse struct {
@@ -1475,7 +1563,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1575,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1588,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*Snapshot {
@@ -1527,7 +1615,7 @@ type PublishVolumeRequest struct {
 
 func (x *PublishVolumeRequest) Reset() {
 	*x = PublishVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1627,7 @@ func (x *PublishVolumeRequest) String() string {
 func (*PublishVolumeRequest) ProtoMessage() {}
 
 func (x *PublishVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1640,7 @@ func (x *PublishVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishVolumeRequest.ProtoReflect.Descriptor instead.
 func (*PublishVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PublishVolumeRequest) GetVolumeId() string {
@@ -1602,7 +1690,7 @@ type PublishVolumeResponse struct {
 
 func (x *PublishVolumeResponse) Reset() {
 	*x = PublishVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1702,7 @@ func (x *PublishVolumeResponse) String() string {
 func (*PublishVolumeResponse) ProtoMessage() {}
 
 func (x *PublishVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1715,7 @@ func (x *PublishVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishVolumeResponse.ProtoReflect.Descriptor instead.
 func (*PublishVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PublishVolumeResponse) GetSubsystemNqn() string {
@@ -1668,7 +1756,7 @@ type UnpublishVolumeRequest struct {
 
 func (x *UnpublishVolumeRequest) Reset() {
 	*x = UnpublishVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1768,7 @@ func (x *UnpublishVolumeRequest) String() string {
 func (*UnpublishVolumeRequest) ProtoMessage() {}
 
 func (x *UnpublishVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1781,7 @@ func (x *UnpublishVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishVolumeRequest.ProtoReflect.Descriptor instead.
 func (*UnpublishVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UnpublishVolumeRequest) GetVolumeId() string {
@@ -1718,7 +1806,7 @@ type UnpublishVolumeResponse struct {
 
 func (x *UnpublishVolumeResponse) Reset() {
 	*x = UnpublishVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1818,7 @@ func (x *UnpublishVolumeResponse) String() string {
 func (*UnpublishVolumeResponse) ProtoMessage() {}
 
 func (x *UnpublishVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,14 +1831,18 @@ func (x *UnpublishVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishVolumeResponse.ProtoReflect.Descriptor instead.
 func (*UnpublishVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{30}
+	return file_agent_proto_rawDescGZIP(), []int{32}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
 	"\n" +
-	"\vagent.proto\x12\x0fnvmeof.agent.v1\"\x8c\x01\n" +
+	"\vagent.proto\x12\x0fnvmeof.agent.v1\"-\n" +
+	"\x10HostNodesRequest\x12\x19\n" +
+	"\bhost_nqn\x18\x01 \x01(\tR\ahostNqn\".\n" +
+	"\x11HostNodesResponse\x12\x19\n" +
+	"\bnode_ids\x18\x01 \x03(\tR\anodeIds\"\x8c\x01\n" +
 	"\x06Portal\x128\n" +
 	"\ttransport\x18\x01 \x01(\x0e2\x1a.nvmeof.agent.v1.TransportR\ttransport\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
@@ -1862,7 +1954,8 @@ const file_agent_proto_rawDesc = "" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTRANSPORT_TCP\x10\x01\x12\x12\n" +
-	"\x0eTRANSPORT_RDMA\x10\x022\xb1\t\n" +
+	"\x0eTRANSPORT_RDMA\x10\x022\x85\n" +
+	"\n" +
 	"\x05Agent\x12C\n" +
 	"\x04Info\x12\x1c.nvmeof.agent.v1.InfoRequest\x1a\x1d.nvmeof.agent.v1.InfoResponse\x12X\n" +
 	"\vGetCapacity\x12#.nvmeof.agent.v1.GetCapacityRequest\x1a$.nvmeof.agent.v1.GetCapacityResponse\x12[\n" +
@@ -1876,7 +1969,8 @@ const file_agent_proto_rawDesc = "" +
 	"\vGetSnapshot\x12#.nvmeof.agent.v1.GetSnapshotRequest\x1a$.nvmeof.agent.v1.GetSnapshotResponse\x12^\n" +
 	"\rListSnapshots\x12%.nvmeof.agent.v1.ListSnapshotsRequest\x1a&.nvmeof.agent.v1.ListSnapshotsResponse\x12^\n" +
 	"\rPublishVolume\x12%.nvmeof.agent.v1.PublishVolumeRequest\x1a&.nvmeof.agent.v1.PublishVolumeResponse\x12d\n" +
-	"\x0fUnpublishVolume\x12'.nvmeof.agent.v1.UnpublishVolumeRequest\x1a(.nvmeof.agent.v1.UnpublishVolumeResponseB/Z-github.com/nvmeof-csi/nvmeof-csi/pkg/agentapib\x06proto3"
+	"\x0fUnpublishVolume\x12'.nvmeof.agent.v1.UnpublishVolumeRequest\x1a(.nvmeof.agent.v1.UnpublishVolumeResponse\x12R\n" +
+	"\tHostNodes\x12!.nvmeof.agent.v1.HostNodesRequest\x1a\".nvmeof.agent.v1.HostNodesResponseB/Z-github.com/nvmeof-csi/nvmeof-csi/pkg/agentapib\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -1891,89 +1985,93 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_agent_proto_goTypes = []any{
 	(Transport)(0),                  // 0: nvmeof.agent.v1.Transport
-	(*Portal)(nil),                  // 1: nvmeof.agent.v1.Portal
-	(*InfoRequest)(nil),             // 2: nvmeof.agent.v1.InfoRequest
-	(*InfoResponse)(nil),            // 3: nvmeof.agent.v1.InfoResponse
-	(*GetCapacityRequest)(nil),      // 4: nvmeof.agent.v1.GetCapacityRequest
-	(*GetCapacityResponse)(nil),     // 5: nvmeof.agent.v1.GetCapacityResponse
-	(*ContentSource)(nil),           // 6: nvmeof.agent.v1.ContentSource
-	(*Volume)(nil),                  // 7: nvmeof.agent.v1.Volume
-	(*Host)(nil),                    // 8: nvmeof.agent.v1.Host
-	(*Snapshot)(nil),                // 9: nvmeof.agent.v1.Snapshot
-	(*CreateVolumeRequest)(nil),     // 10: nvmeof.agent.v1.CreateVolumeRequest
-	(*CreateVolumeResponse)(nil),    // 11: nvmeof.agent.v1.CreateVolumeResponse
-	(*DeleteVolumeRequest)(nil),     // 12: nvmeof.agent.v1.DeleteVolumeRequest
-	(*DeleteVolumeResponse)(nil),    // 13: nvmeof.agent.v1.DeleteVolumeResponse
-	(*ExpandVolumeRequest)(nil),     // 14: nvmeof.agent.v1.ExpandVolumeRequest
-	(*ExpandVolumeResponse)(nil),    // 15: nvmeof.agent.v1.ExpandVolumeResponse
-	(*GetVolumeRequest)(nil),        // 16: nvmeof.agent.v1.GetVolumeRequest
-	(*GetVolumeResponse)(nil),       // 17: nvmeof.agent.v1.GetVolumeResponse
-	(*ListVolumesRequest)(nil),      // 18: nvmeof.agent.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),     // 19: nvmeof.agent.v1.ListVolumesResponse
-	(*CreateSnapshotRequest)(nil),   // 20: nvmeof.agent.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),  // 21: nvmeof.agent.v1.CreateSnapshotResponse
-	(*DeleteSnapshotRequest)(nil),   // 22: nvmeof.agent.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),  // 23: nvmeof.agent.v1.DeleteSnapshotResponse
-	(*GetSnapshotRequest)(nil),      // 24: nvmeof.agent.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil),     // 25: nvmeof.agent.v1.GetSnapshotResponse
-	(*ListSnapshotsRequest)(nil),    // 26: nvmeof.agent.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),   // 27: nvmeof.agent.v1.ListSnapshotsResponse
-	(*PublishVolumeRequest)(nil),    // 28: nvmeof.agent.v1.PublishVolumeRequest
-	(*PublishVolumeResponse)(nil),   // 29: nvmeof.agent.v1.PublishVolumeResponse
-	(*UnpublishVolumeRequest)(nil),  // 30: nvmeof.agent.v1.UnpublishVolumeRequest
-	(*UnpublishVolumeResponse)(nil), // 31: nvmeof.agent.v1.UnpublishVolumeResponse
-	nil,                             // 32: nvmeof.agent.v1.Volume.LabelsEntry
-	nil,                             // 33: nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
+	(*HostNodesRequest)(nil),        // 1: nvmeof.agent.v1.HostNodesRequest
+	(*HostNodesResponse)(nil),       // 2: nvmeof.agent.v1.HostNodesResponse
+	(*Portal)(nil),                  // 3: nvmeof.agent.v1.Portal
+	(*InfoRequest)(nil),             // 4: nvmeof.agent.v1.InfoRequest
+	(*InfoResponse)(nil),            // 5: nvmeof.agent.v1.InfoResponse
+	(*GetCapacityRequest)(nil),      // 6: nvmeof.agent.v1.GetCapacityRequest
+	(*GetCapacityResponse)(nil),     // 7: nvmeof.agent.v1.GetCapacityResponse
+	(*ContentSource)(nil),           // 8: nvmeof.agent.v1.ContentSource
+	(*Volume)(nil),                  // 9: nvmeof.agent.v1.Volume
+	(*Host)(nil),                    // 10: nvmeof.agent.v1.Host
+	(*Snapshot)(nil),                // 11: nvmeof.agent.v1.Snapshot
+	(*CreateVolumeRequest)(nil),     // 12: nvmeof.agent.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),    // 13: nvmeof.agent.v1.CreateVolumeResponse
+	(*DeleteVolumeRequest)(nil),     // 14: nvmeof.agent.v1.DeleteVolumeRequest
+	(*DeleteVolumeResponse)(nil),    // 15: nvmeof.agent.v1.DeleteVolumeResponse
+	(*ExpandVolumeRequest)(nil),     // 16: nvmeof.agent.v1.ExpandVolumeRequest
+	(*ExpandVolumeResponse)(nil),    // 17: nvmeof.agent.v1.ExpandVolumeResponse
+	(*GetVolumeRequest)(nil),        // 18: nvmeof.agent.v1.GetVolumeRequest
+	(*GetVolumeResponse)(nil),       // 19: nvmeof.agent.v1.GetVolumeResponse
+	(*ListVolumesRequest)(nil),      // 20: nvmeof.agent.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),     // 21: nvmeof.agent.v1.ListVolumesResponse
+	(*CreateSnapshotRequest)(nil),   // 22: nvmeof.agent.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),  // 23: nvmeof.agent.v1.CreateSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),   // 24: nvmeof.agent.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),  // 25: nvmeof.agent.v1.DeleteSnapshotResponse
+	(*GetSnapshotRequest)(nil),      // 26: nvmeof.agent.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),     // 27: nvmeof.agent.v1.GetSnapshotResponse
+	(*ListSnapshotsRequest)(nil),    // 28: nvmeof.agent.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),   // 29: nvmeof.agent.v1.ListSnapshotsResponse
+	(*PublishVolumeRequest)(nil),    // 30: nvmeof.agent.v1.PublishVolumeRequest
+	(*PublishVolumeResponse)(nil),   // 31: nvmeof.agent.v1.PublishVolumeResponse
+	(*UnpublishVolumeRequest)(nil),  // 32: nvmeof.agent.v1.UnpublishVolumeRequest
+	(*UnpublishVolumeResponse)(nil), // 33: nvmeof.agent.v1.UnpublishVolumeResponse
+	nil,                             // 34: nvmeof.agent.v1.Volume.LabelsEntry
+	nil,                             // 35: nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
 }
 var file_agent_proto_depIdxs = []int32{
 	0,  // 0: nvmeof.agent.v1.Portal.transport:type_name -> nvmeof.agent.v1.Transport
-	1,  // 1: nvmeof.agent.v1.InfoResponse.portals:type_name -> nvmeof.agent.v1.Portal
-	6,  // 2: nvmeof.agent.v1.Volume.source:type_name -> nvmeof.agent.v1.ContentSource
-	8,  // 3: nvmeof.agent.v1.Volume.hosts:type_name -> nvmeof.agent.v1.Host
-	32, // 4: nvmeof.agent.v1.Volume.labels:type_name -> nvmeof.agent.v1.Volume.LabelsEntry
-	6,  // 5: nvmeof.agent.v1.CreateVolumeRequest.source:type_name -> nvmeof.agent.v1.ContentSource
-	33, // 6: nvmeof.agent.v1.CreateVolumeRequest.labels:type_name -> nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
-	7,  // 7: nvmeof.agent.v1.CreateVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	7,  // 8: nvmeof.agent.v1.ExpandVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	7,  // 9: nvmeof.agent.v1.GetVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	7,  // 10: nvmeof.agent.v1.ListVolumesResponse.volumes:type_name -> nvmeof.agent.v1.Volume
-	9,  // 11: nvmeof.agent.v1.CreateSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
-	9,  // 12: nvmeof.agent.v1.GetSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
-	9,  // 13: nvmeof.agent.v1.ListSnapshotsResponse.snapshots:type_name -> nvmeof.agent.v1.Snapshot
+	3,  // 1: nvmeof.agent.v1.InfoResponse.portals:type_name -> nvmeof.agent.v1.Portal
+	8,  // 2: nvmeof.agent.v1.Volume.source:type_name -> nvmeof.agent.v1.ContentSource
+	10, // 3: nvmeof.agent.v1.Volume.hosts:type_name -> nvmeof.agent.v1.Host
+	34, // 4: nvmeof.agent.v1.Volume.labels:type_name -> nvmeof.agent.v1.Volume.LabelsEntry
+	8,  // 5: nvmeof.agent.v1.CreateVolumeRequest.source:type_name -> nvmeof.agent.v1.ContentSource
+	35, // 6: nvmeof.agent.v1.CreateVolumeRequest.labels:type_name -> nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
+	9,  // 7: nvmeof.agent.v1.CreateVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	9,  // 8: nvmeof.agent.v1.ExpandVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	9,  // 9: nvmeof.agent.v1.GetVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	9,  // 10: nvmeof.agent.v1.ListVolumesResponse.volumes:type_name -> nvmeof.agent.v1.Volume
+	11, // 11: nvmeof.agent.v1.CreateSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
+	11, // 12: nvmeof.agent.v1.GetSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
+	11, // 13: nvmeof.agent.v1.ListSnapshotsResponse.snapshots:type_name -> nvmeof.agent.v1.Snapshot
 	0,  // 14: nvmeof.agent.v1.PublishVolumeRequest.transport:type_name -> nvmeof.agent.v1.Transport
 	0,  // 15: nvmeof.agent.v1.PublishVolumeResponse.transport:type_name -> nvmeof.agent.v1.Transport
-	1,  // 16: nvmeof.agent.v1.PublishVolumeResponse.portals:type_name -> nvmeof.agent.v1.Portal
-	2,  // 17: nvmeof.agent.v1.Agent.Info:input_type -> nvmeof.agent.v1.InfoRequest
-	4,  // 18: nvmeof.agent.v1.Agent.GetCapacity:input_type -> nvmeof.agent.v1.GetCapacityRequest
-	10, // 19: nvmeof.agent.v1.Agent.CreateVolume:input_type -> nvmeof.agent.v1.CreateVolumeRequest
-	12, // 20: nvmeof.agent.v1.Agent.DeleteVolume:input_type -> nvmeof.agent.v1.DeleteVolumeRequest
-	14, // 21: nvmeof.agent.v1.Agent.ExpandVolume:input_type -> nvmeof.agent.v1.ExpandVolumeRequest
-	16, // 22: nvmeof.agent.v1.Agent.GetVolume:input_type -> nvmeof.agent.v1.GetVolumeRequest
-	18, // 23: nvmeof.agent.v1.Agent.ListVolumes:input_type -> nvmeof.agent.v1.ListVolumesRequest
-	20, // 24: nvmeof.agent.v1.Agent.CreateSnapshot:input_type -> nvmeof.agent.v1.CreateSnapshotRequest
-	22, // 25: nvmeof.agent.v1.Agent.DeleteSnapshot:input_type -> nvmeof.agent.v1.DeleteSnapshotRequest
-	24, // 26: nvmeof.agent.v1.Agent.GetSnapshot:input_type -> nvmeof.agent.v1.GetSnapshotRequest
-	26, // 27: nvmeof.agent.v1.Agent.ListSnapshots:input_type -> nvmeof.agent.v1.ListSnapshotsRequest
-	28, // 28: nvmeof.agent.v1.Agent.PublishVolume:input_type -> nvmeof.agent.v1.PublishVolumeRequest
-	30, // 29: nvmeof.agent.v1.Agent.UnpublishVolume:input_type -> nvmeof.agent.v1.UnpublishVolumeRequest
-	3,  // 30: nvmeof.agent.v1.Agent.Info:output_type -> nvmeof.agent.v1.InfoResponse
-	5,  // 31: nvmeof.agent.v1.Agent.GetCapacity:output_type -> nvmeof.agent.v1.GetCapacityResponse
-	11, // 32: nvmeof.agent.v1.Agent.CreateVolume:output_type -> nvmeof.agent.v1.CreateVolumeResponse
-	13, // 33: nvmeof.agent.v1.Agent.DeleteVolume:output_type -> nvmeof.agent.v1.DeleteVolumeResponse
-	15, // 34: nvmeof.agent.v1.Agent.ExpandVolume:output_type -> nvmeof.agent.v1.ExpandVolumeResponse
-	17, // 35: nvmeof.agent.v1.Agent.GetVolume:output_type -> nvmeof.agent.v1.GetVolumeResponse
-	19, // 36: nvmeof.agent.v1.Agent.ListVolumes:output_type -> nvmeof.agent.v1.ListVolumesResponse
-	21, // 37: nvmeof.agent.v1.Agent.CreateSnapshot:output_type -> nvmeof.agent.v1.CreateSnapshotResponse
-	23, // 38: nvmeof.agent.v1.Agent.DeleteSnapshot:output_type -> nvmeof.agent.v1.DeleteSnapshotResponse
-	25, // 39: nvmeof.agent.v1.Agent.GetSnapshot:output_type -> nvmeof.agent.v1.GetSnapshotResponse
-	27, // 40: nvmeof.agent.v1.Agent.ListSnapshots:output_type -> nvmeof.agent.v1.ListSnapshotsResponse
-	29, // 41: nvmeof.agent.v1.Agent.PublishVolume:output_type -> nvmeof.agent.v1.PublishVolumeResponse
-	31, // 42: nvmeof.agent.v1.Agent.UnpublishVolume:output_type -> nvmeof.agent.v1.UnpublishVolumeResponse
-	30, // [30:43] is the sub-list for method output_type
-	17, // [17:30] is the sub-list for method input_type
+	3,  // 16: nvmeof.agent.v1.PublishVolumeResponse.portals:type_name -> nvmeof.agent.v1.Portal
+	4,  // 17: nvmeof.agent.v1.Agent.Info:input_type -> nvmeof.agent.v1.InfoRequest
+	6,  // 18: nvmeof.agent.v1.Agent.GetCapacity:input_type -> nvmeof.agent.v1.GetCapacityRequest
+	12, // 19: nvmeof.agent.v1.Agent.CreateVolume:input_type -> nvmeof.agent.v1.CreateVolumeRequest
+	14, // 20: nvmeof.agent.v1.Agent.DeleteVolume:input_type -> nvmeof.agent.v1.DeleteVolumeRequest
+	16, // 21: nvmeof.agent.v1.Agent.ExpandVolume:input_type -> nvmeof.agent.v1.ExpandVolumeRequest
+	18, // 22: nvmeof.agent.v1.Agent.GetVolume:input_type -> nvmeof.agent.v1.GetVolumeRequest
+	20, // 23: nvmeof.agent.v1.Agent.ListVolumes:input_type -> nvmeof.agent.v1.ListVolumesRequest
+	22, // 24: nvmeof.agent.v1.Agent.CreateSnapshot:input_type -> nvmeof.agent.v1.CreateSnapshotRequest
+	24, // 25: nvmeof.agent.v1.Agent.DeleteSnapshot:input_type -> nvmeof.agent.v1.DeleteSnapshotRequest
+	26, // 26: nvmeof.agent.v1.Agent.GetSnapshot:input_type -> nvmeof.agent.v1.GetSnapshotRequest
+	28, // 27: nvmeof.agent.v1.Agent.ListSnapshots:input_type -> nvmeof.agent.v1.ListSnapshotsRequest
+	30, // 28: nvmeof.agent.v1.Agent.PublishVolume:input_type -> nvmeof.agent.v1.PublishVolumeRequest
+	32, // 29: nvmeof.agent.v1.Agent.UnpublishVolume:input_type -> nvmeof.agent.v1.UnpublishVolumeRequest
+	1,  // 30: nvmeof.agent.v1.Agent.HostNodes:input_type -> nvmeof.agent.v1.HostNodesRequest
+	5,  // 31: nvmeof.agent.v1.Agent.Info:output_type -> nvmeof.agent.v1.InfoResponse
+	7,  // 32: nvmeof.agent.v1.Agent.GetCapacity:output_type -> nvmeof.agent.v1.GetCapacityResponse
+	13, // 33: nvmeof.agent.v1.Agent.CreateVolume:output_type -> nvmeof.agent.v1.CreateVolumeResponse
+	15, // 34: nvmeof.agent.v1.Agent.DeleteVolume:output_type -> nvmeof.agent.v1.DeleteVolumeResponse
+	17, // 35: nvmeof.agent.v1.Agent.ExpandVolume:output_type -> nvmeof.agent.v1.ExpandVolumeResponse
+	19, // 36: nvmeof.agent.v1.Agent.GetVolume:output_type -> nvmeof.agent.v1.GetVolumeResponse
+	21, // 37: nvmeof.agent.v1.Agent.ListVolumes:output_type -> nvmeof.agent.v1.ListVolumesResponse
+	23, // 38: nvmeof.agent.v1.Agent.CreateSnapshot:output_type -> nvmeof.agent.v1.CreateSnapshotResponse
+	25, // 39: nvmeof.agent.v1.Agent.DeleteSnapshot:output_type -> nvmeof.agent.v1.DeleteSnapshotResponse
+	27, // 40: nvmeof.agent.v1.Agent.GetSnapshot:output_type -> nvmeof.agent.v1.GetSnapshotResponse
+	29, // 41: nvmeof.agent.v1.Agent.ListSnapshots:output_type -> nvmeof.agent.v1.ListSnapshotsResponse
+	31, // 42: nvmeof.agent.v1.Agent.PublishVolume:output_type -> nvmeof.agent.v1.PublishVolumeResponse
+	33, // 43: nvmeof.agent.v1.Agent.UnpublishVolume:output_type -> nvmeof.agent.v1.UnpublishVolumeResponse
+	2,  // 44: nvmeof.agent.v1.Agent.HostNodes:output_type -> nvmeof.agent.v1.HostNodesResponse
+	31, // [31:45] is the sub-list for method output_type
+	17, // [17:31] is the sub-list for method input_type
 	17, // [17:17] is the sub-list for extension type_name
 	17, // [17:17] is the sub-list for extension extendee
 	0,  // [0:17] is the sub-list for field type_name
@@ -1984,7 +2082,7 @@ func file_agent_proto_init() {
 	if File_agent_proto != nil {
 		return
 	}
-	file_agent_proto_msgTypes[5].OneofWrappers = []any{
+	file_agent_proto_msgTypes[7].OneofWrappers = []any{
 		(*ContentSource_SnapshotId)(nil),
 		(*ContentSource_VolumeId)(nil),
 	}
@@ -1994,7 +2092,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

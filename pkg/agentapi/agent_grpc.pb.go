@@ -38,6 +38,7 @@ const (
 	Agent_ListSnapshots_FullMethodName   = "/nvmeof.agent.v1.Agent/ListSnapshots"
 	Agent_PublishVolume_FullMethodName   = "/nvmeof.agent.v1.Agent/PublishVolume"
 	Agent_UnpublishVolume_FullMethodName = "/nvmeof.agent.v1.Agent/UnpublishVolume"
+	Agent_HostNodes_FullMethodName       = "/nvmeof.agent.v1.Agent/HostNodes"
 )
 
 // AgentClient is the client API for Agent service.
@@ -57,11 +58,14 @@ type AgentClient interface {
 	DeleteSnapshot(ctx context.Context, in *DeleteSnapshotRequest, opts ...grpc.CallOption) (*DeleteSnapshotResponse, error)
 	GetSnapshot(ctx context.Context, in *GetSnapshotRequest, opts ...grpc.CallOption) (*GetSnapshotResponse, error)
 	ListSnapshots(ctx context.Context, in *ListSnapshotsRequest, opts ...grpc.CallOption) (*ListSnapshotsResponse, error)
-	// PublishVolume allows a host NQN to reach the volume, creating the volume's subsystem on
-	// its first publish.
+	// PublishVolume allows a host NQN to reach the volume through a subsystem of its own.
 	PublishVolume(ctx context.Context, in *PublishVolumeRequest, opts ...grpc.CallOption) (*PublishVolumeResponse, error)
-	// UnpublishVolume removes a host NQN; the subsystem goes away with the last host.
+	// UnpublishVolume removes a host NQN: its subsystem goes, ending its controllers.
 	UnpublishVolume(ctx context.Context, in *UnpublishVolumeRequest, opts ...grpc.CallOption) (*UnpublishVolumeResponse, error)
+	// HostNodes returns the node IDs that presented a host NQN in this storage node's
+	// publications, so that a controller can refuse a host NQN two nodes share across storage
+	// nodes.
+	HostNodes(ctx context.Context, in *HostNodesRequest, opts ...grpc.CallOption) (*HostNodesResponse, error)
 }
 
 type agentClient struct {
@@ -202,6 +206,16 @@ func (c *agentClient) UnpublishVolume(ctx context.Context, in *UnpublishVolumeRe
 	return out, nil
 }
 
+func (c *agentClient) HostNodes(ctx context.Context, in *HostNodesRequest, opts ...grpc.CallOption) (*HostNodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HostNodesResponse)
+	err := c.cc.Invoke(ctx, Agent_HostNodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -219,11 +233,14 @@ type AgentServer interface {
 	DeleteSnapshot(context.Context, *DeleteSnapshotRequest) (*DeleteSnapshotResponse, error)
 	GetSnapshot(context.Context, *GetSnapshotRequest) (*GetSnapshotResponse, error)
 	ListSnapshots(context.Context, *ListSnapshotsRequest) (*ListSnapshotsResponse, error)
-	// PublishVolume allows a host NQN to reach the volume, creating the volume's subsystem on
-	// its first publish.
+	// PublishVolume allows a host NQN to reach the volume through a subsystem of its own.
 	PublishVolume(context.Context, *PublishVolumeRequest) (*PublishVolumeResponse, error)
-	// UnpublishVolume removes a host NQN; the subsystem goes away with the last host.
+	// UnpublishVolume removes a host NQN: its subsystem goes, ending its controllers.
 	UnpublishVolume(context.Context, *UnpublishVolumeRequest) (*UnpublishVolumeResponse, error)
+	// HostNodes returns the node IDs that presented a host NQN in this storage node's
+	// publications, so that a controller can refuse a host NQN two nodes share across storage
+	// nodes.
+	HostNodes(context.Context, *HostNodesRequest) (*HostNodesResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -272,6 +289,9 @@ func (UnimplementedAgentServer) PublishVolume(context.Context, *PublishVolumeReq
 }
 func (UnimplementedAgentServer) UnpublishVolume(context.Context, *UnpublishVolumeRequest) (*UnpublishVolumeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnpublishVolume not implemented")
+}
+func (UnimplementedAgentServer) HostNodes(context.Context, *HostNodesRequest) (*HostNodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HostNodes not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -528,6 +548,24 @@ func _Agent_UnpublishVolume_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_HostNodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HostNodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).HostNodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_HostNodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).HostNodes(ctx, req.(*HostNodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -586,6 +624,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnpublishVolume",
 			Handler:    _Agent_UnpublishVolume_Handler,
+		},
+		{
+			MethodName: "HostNodes",
+			Handler:    _Agent_HostNodes_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
@@ -44,6 +45,9 @@ func (c *Controller) publishVolume(ctx context.Context, req *csi.ControllerPubli
 	_, hostNQN, err := contract.ParseNodeID(req.GetNodeId())
 	if err != nil {
 		return nil, rpcerr.NotFoundf("node %q does not exist: %v", req.GetNodeId(), err)
+	}
+	if err := c.checkHostNQN(ctx, t.node.Name, hostNQN, req.GetNodeId()); err != nil {
+		return nil, err
 	}
 	if !vc.MultiNode {
 		for _, h := range vol.GetHosts() {
@@ -136,4 +140,35 @@ func (c *Controller) unpublishVolume(ctx context.Context, req *csi.ControllerUnp
 		}
 	}
 	return done, nil
+}
+
+// checkHostNQN refuses a host NQN that another node presented on any other storage node (the
+// volume's own agent checks its publications itself): two nodes sharing an NQN would share
+// access. A storage node that does not answer cannot say; it is logged and left out.
+func (c *Controller) checkHostNQN(ctx context.Context, volumeNode, hostNQN, nodeID string) error {
+	var others []agentclient.StorageNode
+	for _, n := range c.nodes {
+		if n.Name != volumeNode {
+			others = append(others, n)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	answers := fanOut(ctx, c, others, func(ctx context.Context, a agentapi.AgentClient) (*agentapi.HostNodesResponse, error) {
+		return a.HostNodes(ctx, &agentapi.HostNodesRequest{HostNqn: hostNQN})
+	})
+	for _, a := range answers {
+		if a.err != nil {
+			logSkipped(ctx, a.node.Name, a.err, "HostNodes")
+			continue
+		}
+		for _, other := range a.val.GetNodeIds() {
+			if other != nodeID {
+				return rpcerr.Preconditionf("host NQN %s is already used by node %q (on storage node %s), and now node %q presents it: "+
+					"every node needs its own /etc/nvme/hostnqn and hostid", hostNQN, other, a.node.Name, nodeID)
+			}
+		}
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/agentclient/fakeagent"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 )
 
@@ -263,5 +264,36 @@ func TestControllerGetVolume(t *testing.T) {
 	} {
 		_, err := f.c.ControllerGetVolume(context.Background(), &csi.ControllerGetVolumeRequest{VolumeId: id})
 		wantCode(t, err, code)
+	}
+}
+
+// A host NQN that one node presented on one storage node cannot be presented by another node
+// on another storage node: two nodes sharing an NQN would share access.
+func TestPublishRefusesAHostNQNSharedAcrossStorageNodes(t *testing.T) {
+	f := newFixture(t, nodeSpec{name: "s1", bytes: 100 * gib}, nodeSpec{name: "s2", bytes: 100 * gib})
+	mk := func(name, node string) *csi.Volume {
+		return f.mustCreate(t, &csi.CreateVolumeRequest{Name: name, CapacityRange: &csi.CapacityRange{RequiredBytes: gib},
+			VolumeCapabilities: []*csi.VolumeCapability{snw}, Parameters: map[string]string{"storageNodes": node}})
+	}
+	a, b := mk("a", "s1"), mk("b", "s2")
+	w1 := nodeID("w1")
+	nqn := strings.SplitN(w1, "/", 2)[1]
+	if _, err := f.c.ControllerPublishVolume(context.Background(), publishReq(a.VolumeId, w1, snw)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.c.ControllerPublishVolume(context.Background(), publishReq(b.VolumeId, "w2/"+nqn, snw))
+	wantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(err.Error(), "w1") || !strings.Contains(err.Error(), "s1") {
+		t.Errorf("error %q does not name the node and storage node that hold the NQN", err)
+	}
+	// The node that owns the NQN publishes on the other storage node as usual.
+	if _, err := f.c.ControllerPublishVolume(context.Background(), publishReq(b.VolumeId, w1, snw)); err != nil {
+		t.Fatal(err)
+	}
+	// A silent storage node cannot say; publishing goes on.
+	c := mk("c", "s2")
+	f.agents["s1"].SetError(fakeagent.AllMethods, fakeagent.Unavailable)
+	if _, err := f.c.ControllerPublishVolume(context.Background(), publishReq(c.VolumeId, nodeID("w3"), snw)); err != nil {
+		t.Fatalf("publish with another storage node silent: %v", err)
 	}
 }

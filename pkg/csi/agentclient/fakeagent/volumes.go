@@ -177,3 +177,21 @@ func (a *Agent) UnpublishVolume(ctx context.Context, req *agentapi.UnpublishVolu
 	v.Hosts = slices.DeleteFunc(v.Hosts, func(h *agentapi.Host) bool { return h.Nqn == req.GetHostNqn() })
 	return &agentapi.UnpublishVolumeResponse{}, nil
 }
+
+// HostNodes implements agentapi.AgentClient.
+func (a *Agent) HostNodes(ctx context.Context, req *agentapi.HostNodesRequest, _ ...grpc.CallOption) (*agentapi.HostNodesResponse, error) {
+	if err := a.begin(ctx, "HostNodes"); err != nil {
+		return nil, err
+	}
+	defer a.mu.Unlock()
+	var ids []string
+	for _, v := range a.volumes {
+		for _, h := range v.Hosts {
+			if h.Nqn == req.GetHostNqn() && !slices.Contains(ids, h.NodeId) {
+				ids = append(ids, h.NodeId)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return &agentapi.HostNodesResponse{NodeIds: ids}, nil
+}
