@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -113,29 +112,10 @@ func (d Duration) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(d.
 var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$`)
 
 // LoadConfig reads and validates a configuration file; unknown fields are errors.
-func LoadConfig(path string) (Config, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, err
-	}
-	c, err := ParseConfig(raw)
-	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
+func LoadConfig(path string) (Config, error) { return yamlstrict.Load[Config](path) }
 
 // ParseConfig decodes and validates a configuration; unknown fields are errors.
-func ParseConfig(raw []byte) (Config, error) {
-	var c Config
-	if err := yamlstrict.Unmarshal(raw, &c); err != nil {
-		return Config{}, err
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
-}
+func ParseConfig(raw []byte) (Config, error) { return yamlstrict.Decode[Config](raw) }
 
 // Validate checks the configuration and fills in defaults.
 func (c *Config) Validate() error {

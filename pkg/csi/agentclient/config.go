@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -56,30 +55,11 @@ type TLS struct {
 }
 
 // LoadConfig reads and validates a configuration file; unknown fields are errors.
-func LoadConfig(path string) (Config, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return Config{}, err
-	}
-	c, err := ParseConfig(raw)
-	if err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
+func LoadConfig(path string) (Config, error) { return yamlstrict.Load[Config](path) }
 
 // ParseConfig decodes (strictly: unknown and duplicate fields are errors) and validates a
 // configuration.
-func ParseConfig(raw []byte) (Config, error) {
-	var c Config
-	if err := yamlstrict.Unmarshal(raw, &c); err != nil {
-		return Config{}, err
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, err
-	}
-	return c, nil
-}
+func ParseConfig(raw []byte) (Config, error) { return yamlstrict.Decode[Config](raw) }
 
 // Validate checks names (storage node name format, unique), addresses, TLS (required for
 // TCP: plaintext only on a unix socket; all three files or none) and topology keys.
