@@ -13,12 +13,11 @@ type Validator[T any] interface {
 
 // Decode decodes a configuration strictly and validates it.
 func Decode[T any, P Validator[T]](raw []byte) (T, error) {
-	var c T
+	var c, zero T
 	if err := Unmarshal(raw, &c); err != nil {
-		return c, err
+		return zero, err
 	}
 	if err := P(&c).Validate(); err != nil {
-		var zero T
 		return zero, err
 	}
 	return c, nil
@@ -33,7 +32,7 @@ func Load[T any, P Validator[T]](path string) (T, error) {
 	}
 	c, err := Decode[T, P](raw)
 	if err != nil {
-		return c, fmt.Errorf("%s: %w", path, err)
+		return c, fmt.Errorf("%s: %w", path, err) // c is the zero value
 	}
 	return c, nil
 }
