@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,6 +65,14 @@ func TestUnpublishFencesTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := publishTo(t, c, vol.Volume.Id, hostA, "wa")
+	// Another volume exported to another host keeps the portal listening (the kernel stops
+	// listening on a port with no subsystem), as on any storage node in use.
+	other, err := c.CreateVolume(ctx, &agentapi.CreateVolumeRequest{Name: "other", SizeBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostB := newHost(t)
+	publishTo(t, c, other.Volume.Id, hostB, "wb")
 	const ctrlLossTmo = 5
 	connectWith(t, in, hostA, pub, ctrlLossTmo)
 	dev, err := in.WaitNamespace(ctx, pub.SubsystemNqn, pub.NamespaceUuid, 100*time.Millisecond)
@@ -98,14 +107,26 @@ func TestUnpublishFencesTheHost(t *testing.T) {
 	}
 	blocktest.Expect(t, local, 0, before, "the volume after the fenced host's write failed")
 
-	if _, err := in.Connect(ctx, nvme.ConnectOptions{Transport: "tcp", Address: pub.Portals[0].Address, ServiceID: pub.Portals[0].ServiceId,
-		SubsysNQN: pub.SubsystemNqn, HostNQN: hostA.HostNQN, HostID: hostA.HostID}); err == nil {
-		t.Fatal("the fenced host connected again")
-	} else {
-		t.Logf("a new connect by the fenced host: %v", err)
+	// Once its old controller is gone, the kernel target refuses a new connect.
+	waitFor(t, 30*time.Second, "the fenced host's controller is gone", func() error {
+		if cs, err := in.Controllers(pub.SubsystemNqn); err != nil || len(cs) > 0 {
+			return fmt.Errorf("controllers %v (%v)", cs, err)
+		}
+		return nil
+	})
+	_, err = in.Connect(ctx, nvme.ConnectOptions{Transport: "tcp", Address: pub.Portals[0].Address, ServiceID: pub.Portals[0].ServiceId,
+		SubsysNQN: pub.SubsystemNqn, HostNQN: hostA.HostNQN, HostID: hostA.HostID})
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("a new connect by the fenced host: %v, want the target's refusal (EIO)", err)
 	}
-	if _, err := c.DeleteVolume(ctx, &agentapi.DeleteVolumeRequest{Id: vol.Volume.Id}); err != nil {
+	t.Logf("a new connect by the fenced host: %v", err)
+	if _, err := c.UnpublishVolume(ctx, &agentapi.UnpublishVolumeRequest{VolumeId: other.Volume.Id, HostNqn: hostB.HostNQN}); err != nil {
 		t.Fatal(err)
+	}
+	for _, id := range []string{vol.Volume.Id, other.Volume.Id} {
+		if _, err := c.DeleteVolume(ctx, &agentapi.DeleteVolumeRequest{Id: id}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	checkPool(t, proc, opts, 0)
 }
