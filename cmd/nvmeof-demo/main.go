@@ -61,7 +61,7 @@ snapshot, dev environments cloned from it, staged and mounted in parallel, clone
 and a 64 GiB volume timed against each other, and a full block copy to compare. The closing
 table has clone against copy times, the storage engine's figures against their goals
 (reported, never asserted), and where one environment's time goes. Everything is torn down
-and the end proves nothing is left. About FULLTIME with the defaults on 2 cores under TCG
+and the end proves nothing is left. About 8 minutes with the defaults on 2 cores under TCG
 emulation; CI's short run (--clones 4 --dataset-size 64Mi --volume-size 2Gi) about 2 minutes.
 
 Flags:
