@@ -4,6 +4,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/controller"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
@@ -71,12 +73,26 @@ var envs int
 func newEnv(t *testing.T, b backend) *env {
 	envs++
 	sock := t.TempDir() + "/agent.sock"
+	poolLine := b.pool(t, envs)
+	// After the agent stops (cleanups run last first), its exports go, so that the pool's
+	// devices are free to remove.
+	prefix := fmt.Sprintf("nqn.2026-11.io.nvmeof-csi:bench%d:", envs)
+	t.Cleanup(func() {
+		tg := &nvmet.Target{Prefix: prefix}
+		nqns, err := tg.NQNs(context.Background())
+		for _, nqn := range nqns {
+			err = errors.Join(err, tg.RemoveSubsystem(context.Background(), nqn))
+		}
+		if err != nil {
+			t.Errorf("removing the bench's exports: %v", err)
+		}
+	})
 	vmenv.StartAgent(t, fmt.Sprintf(`
 nodeName: bench%d
 pool: %s
 portals: [{id: %d, transport: tcp, address: 192.0.2.1, port: %d}]
 listen: unix://%s
-`, envs, b.pool(t, envs), 40+envs, 4440+envs, sock))
+`, envs, poolLine, 40+envs, 4440+envs, sock))
 	e := &env{agent: vmenv.Dial(t, "unix://"+sock, nil), ctx: vmenv.Context(t, 2*time.Hour), n: envs}
 	cfg := agentclient.Config{StorageNodes: []agentclient.StorageNode{{Name: fmt.Sprintf("bench%d", envs), Address: "unix://" + sock}}}
 	pool, err := agentclient.NewPool(cfg, agentclient.CallTimeout(time.Minute))
