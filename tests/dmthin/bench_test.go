@@ -160,3 +160,10 @@ func TestThousandVolumes(t *testing.T) {
 	t.Logf("Open after a reboot with 1000 volumes: %s", timing.Since(start))
 	e.shutdown(t, p)
 }
+
+// measure runs op n times and logs the median.
+func measure(t testing.TB, what string, n int, op func(i int) error) {
+	t.Helper()
+	s := timing.Repeat(t, what, n, op)
+	t.Logf("%-44s p50 %9s (n=%d)", what, timing.Round(s.P50()), n)
+}

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nvmeof-csi/nvmeof-csi/internal/timing"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
@@ -112,11 +111,4 @@ func activeThins(t testing.TB, name string) []string {
 		}
 	}
 	return out
-}
-
-// measure runs op n times and logs the median.
-func measure(t testing.TB, what string, n int, op func(i int) error) {
-	t.Helper()
-	s := timing.Repeat(t, what, n, op)
-	t.Logf("%-44s p50 %9s (n=%d)", what, timing.Round(s.P50()), n)
 }
