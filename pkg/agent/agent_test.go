@@ -662,3 +662,54 @@ func TestHostNodesListsTheNodesThatPresentedAHostNQN(t *testing.T) {
 	_, err := e.srv.HostNodes(e.ctx, &agentapi.HostNodesRequest{HostNqn: "not-an-nqn"})
 	wantCode(t, err, codes.InvalidArgument)
 }
+
+func TestListExportsAndRemoveOrphans(t *testing.T) {
+	e := newEnv(t)
+	const hostC = "nqn.2014-08.org.nvmexpress:uuid:0f8e7c3a-0000-4000-8000-00000000000c"
+	v := e.createVolume(t, "pvc-a", gib, nil)
+	wanted := e.publish(t, v.Id, hostA, "node-a", agentapi.Transport_TRANSPORT_TCP).GetSubsystemNqn()
+	// Left behind configfs by a crash: a subsystem of a volume with no record, allowing hostB,
+	// and a host object no subsystem allows.
+	e.fs.AddDevice("/dev/gone")
+	stray := e.srv.cfg.NQNPrefix() + "vol-00000000000000000000000000000gone:h0000000000000000"
+	if err := e.target.EnsureSubsystem(e.ctx, nvmet.Subsystem{NQN: stray, Hosts: []string{hostB}, Ports: []uint16{1},
+		Namespace: nvmet.Namespace{DevicePath: "/dev/gone", UUID: "6c1f2a3e-0d4b-4c5a-9e8f-0123456789ab"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.target.EnsureHost(e.ctx, nvmet.Host{NQN: hostC}); err != nil {
+		t.Fatal(err)
+	}
+
+	list, err := e.srv.ListExports(e.ctx, &agentapi.ListExportsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*agentapi.Export{}
+	for _, x := range list.GetExports() {
+		got[x.GetSubsystemNqn()] = x
+	}
+	if x := got[wanted]; x == nil || x.GetOrphan() || x.GetVolumeId() != v.Id || !slices.Equal(x.GetHostNqns(), []string{hostA}) {
+		t.Errorf("the published export = %+v; want volume %s, host A, not an orphan", x, v.Id)
+	}
+	if x := got[stray]; x == nil || !x.GetOrphan() || !slices.Equal(x.GetHostNqns(), []string{hostB}) {
+		t.Errorf("the stray export = %+v; want an orphan allowing host B", x)
+	}
+	if !slices.Equal(list.GetUnusedHosts(), []string{hostC}) {
+		t.Errorf("unused hosts = %v; want [%s]", list.GetUnusedHosts(), hostC)
+	}
+
+	// Everything named; only the orphans go.
+	rm, err := e.srv.RemoveOrphans(e.ctx, &agentapi.RemoveOrphansRequest{SubsystemNqns: []string{stray, wanted}, HostNqns: []string{hostC, hostA}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rm.GetRemovedSubsystems(), []string{stray}) || !slices.Equal(rm.GetRemovedHosts(), []string{hostC}) {
+		t.Errorf("RemoveOrphans removed %v and %v; want only %s and %s", rm.GetRemovedSubsystems(), rm.GetRemovedHosts(), stray, hostC)
+	}
+	have, err := e.target.NQNs(e.ctx)
+	if err != nil || !slices.Equal(have, []string{wanted}) {
+		t.Errorf("subsystems after RemoveOrphans = %v, %v; want only the published one", have, err)
+	}
+	_, err = e.srv.RemoveOrphans(e.ctx, &agentapi.RemoveOrphansRequest{HostNqns: []string{"not an nqn"}})
+	wantCode(t, err, codes.InvalidArgument)
+}

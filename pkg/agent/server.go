@@ -35,6 +35,9 @@ type Target interface {
 	EnsureSubsystem(ctx context.Context, s nvmet.Subsystem) error
 	RemoveSubsystem(ctx context.Context, nqn string) error
 	NQNs(ctx context.Context) ([]string, error)
+	List(ctx context.Context) ([]nvmet.Subsystem, error)
+	UnusedHosts(ctx context.Context) ([]string, error)
+	RemoveHost(ctx context.Context, nqn string) error
 	RevalidateNamespace(ctx context.Context, nqn string, nsid uint32) error
 }
 

@@ -76,6 +76,281 @@ func (Transport) EnumDescriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{0}
 }
 
+type ListExportsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExportsRequest) Reset() {
+	*x = ListExportsRequest{}
+	mi := &file_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExportsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExportsRequest) ProtoMessage() {}
+
+func (x *ListExportsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExportsRequest.ProtoReflect.Descriptor instead.
+func (*ListExportsRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{0}
+}
+
+type ListExportsResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Exports []*Export              `protobuf:"bytes,1,rep,name=exports,proto3" json:"exports,omitempty"`
+	// Host NQNs of the target's host entries (nvmet hosts/) that no subsystem allows.
+	UnusedHosts   []string `protobuf:"bytes,2,rep,name=unused_hosts,json=unusedHosts,proto3" json:"unused_hosts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExportsResponse) Reset() {
+	*x = ListExportsResponse{}
+	mi := &file_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExportsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExportsResponse) ProtoMessage() {}
+
+func (x *ListExportsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExportsResponse.ProtoReflect.Descriptor instead.
+func (*ListExportsResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListExportsResponse) GetExports() []*Export {
+	if x != nil {
+		return x.Exports
+	}
+	return nil
+}
+
+func (x *ListExportsResponse) GetUnusedHosts() []string {
+	if x != nil {
+		return x.UnusedHosts
+	}
+	return nil
+}
+
+// Export is one nvmet subsystem of this agent.
+type Export struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	SubsystemNqn string                 `protobuf:"bytes,1,opt,name=subsystem_nqn,json=subsystemNqn,proto3" json:"subsystem_nqn,omitempty"`
+	// The volume the NQN names ("" when it names none of the records).
+	VolumeId string `protobuf:"bytes,2,opt,name=volume_id,json=volumeId,proto3" json:"volume_id,omitempty"`
+	// The hosts the subsystem allows.
+	HostNqns []string `protobuf:"bytes,3,rep,name=host_nqns,json=hostNqns,proto3" json:"host_nqns,omitempty"`
+	// The target ports it is linked to.
+	PortIds []uint32 `protobuf:"varint,4,rep,packed,name=port_ids,json=portIds,proto3" json:"port_ids,omitempty"`
+	// No record wants this subsystem: its volume is gone or no longer published to its host.
+	Orphan        bool `protobuf:"varint,5,opt,name=orphan,proto3" json:"orphan,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Export) Reset() {
+	*x = Export{}
+	mi := &file_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Export) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Export) ProtoMessage() {}
+
+func (x *Export) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Export.ProtoReflect.Descriptor instead.
+func (*Export) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Export) GetSubsystemNqn() string {
+	if x != nil {
+		return x.SubsystemNqn
+	}
+	return ""
+}
+
+func (x *Export) GetVolumeId() string {
+	if x != nil {
+		return x.VolumeId
+	}
+	return ""
+}
+
+func (x *Export) GetHostNqns() []string {
+	if x != nil {
+		return x.HostNqns
+	}
+	return nil
+}
+
+func (x *Export) GetPortIds() []uint32 {
+	if x != nil {
+		return x.PortIds
+	}
+	return nil
+}
+
+func (x *Export) GetOrphan() bool {
+	if x != nil {
+		return x.Orphan
+	}
+	return false
+}
+
+type RemoveOrphansRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SubsystemNqns []string               `protobuf:"bytes,1,rep,name=subsystem_nqns,json=subsystemNqns,proto3" json:"subsystem_nqns,omitempty"`
+	HostNqns      []string               `protobuf:"bytes,2,rep,name=host_nqns,json=hostNqns,proto3" json:"host_nqns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveOrphansRequest) Reset() {
+	*x = RemoveOrphansRequest{}
+	mi := &file_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveOrphansRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveOrphansRequest) ProtoMessage() {}
+
+func (x *RemoveOrphansRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveOrphansRequest.ProtoReflect.Descriptor instead.
+func (*RemoveOrphansRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RemoveOrphansRequest) GetSubsystemNqns() []string {
+	if x != nil {
+		return x.SubsystemNqns
+	}
+	return nil
+}
+
+func (x *RemoveOrphansRequest) GetHostNqns() []string {
+	if x != nil {
+		return x.HostNqns
+	}
+	return nil
+}
+
+type RemoveOrphansResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was removed: subsystem NQNs, then host NQNs.
+	RemovedSubsystems []string `protobuf:"bytes,1,rep,name=removed_subsystems,json=removedSubsystems,proto3" json:"removed_subsystems,omitempty"`
+	RemovedHosts      []string `protobuf:"bytes,2,rep,name=removed_hosts,json=removedHosts,proto3" json:"removed_hosts,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RemoveOrphansResponse) Reset() {
+	*x = RemoveOrphansResponse{}
+	mi := &file_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveOrphansResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveOrphansResponse) ProtoMessage() {}
+
+func (x *RemoveOrphansResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveOrphansResponse.ProtoReflect.Descriptor instead.
+func (*RemoveOrphansResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RemoveOrphansResponse) GetRemovedSubsystems() []string {
+	if x != nil {
+		return x.RemovedSubsystems
+	}
+	return nil
+}
+
+func (x *RemoveOrphansResponse) GetRemovedHosts() []string {
+	if x != nil {
+		return x.RemovedHosts
+	}
+	return nil
+}
+
 type HostNodesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	HostNqn       string                 `protobuf:"bytes,1,opt,name=host_nqn,json=hostNqn,proto3" json:"host_nqn,omitempty"`
@@ -85,7 +360,7 @@ type HostNodesRequest struct {
 
 func (x *HostNodesRequest) Reset() {
 	*x = HostNodesRequest{}
-	mi := &file_agent_proto_msgTypes[0]
+	mi := &file_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -97,7 +372,7 @@ func (x *HostNodesRequest) String() string {
 func (*HostNodesRequest) ProtoMessage() {}
 
 func (x *HostNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[0]
+	mi := &file_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -110,7 +385,7 @@ func (x *HostNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostNodesRequest.ProtoReflect.Descriptor instead.
 func (*HostNodesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{0}
+	return file_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HostNodesRequest) GetHostNqn() string {
@@ -129,7 +404,7 @@ type HostNodesResponse struct {
 
 func (x *HostNodesResponse) Reset() {
 	*x = HostNodesResponse{}
-	mi := &file_agent_proto_msgTypes[1]
+	mi := &file_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -141,7 +416,7 @@ func (x *HostNodesResponse) String() string {
 func (*HostNodesResponse) ProtoMessage() {}
 
 func (x *HostNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[1]
+	mi := &file_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -154,7 +429,7 @@ func (x *HostNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostNodesResponse.ProtoReflect.Descriptor instead.
 func (*HostNodesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{1}
+	return file_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HostNodesResponse) GetNodeIds() []string {
@@ -176,7 +451,7 @@ type Portal struct {
 
 func (x *Portal) Reset() {
 	*x = Portal{}
-	mi := &file_agent_proto_msgTypes[2]
+	mi := &file_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -188,7 +463,7 @@ func (x *Portal) String() string {
 func (*Portal) ProtoMessage() {}
 
 func (x *Portal) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[2]
+	mi := &file_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -201,7 +476,7 @@ func (x *Portal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Portal.ProtoReflect.Descriptor instead.
 func (*Portal) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{2}
+	return file_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Portal) GetTransport() Transport {
@@ -233,7 +508,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +520,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +533,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{3}
+	return file_agent_proto_rawDescGZIP(), []int{8}
 }
 
 type InfoResponse struct {
@@ -272,7 +547,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +559,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +572,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{4}
+	return file_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *InfoResponse) GetNodeName() string {
@@ -332,7 +607,7 @@ type GetCapacityRequest struct {
 
 func (x *GetCapacityRequest) Reset() {
 	*x = GetCapacityRequest{}
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +619,7 @@ func (x *GetCapacityRequest) String() string {
 func (*GetCapacityRequest) ProtoMessage() {}
 
 func (x *GetCapacityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +632,7 @@ func (x *GetCapacityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCapacityRequest.ProtoReflect.Descriptor instead.
 func (*GetCapacityRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{5}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetCapacityRequest) GetLookupId() string {
@@ -388,7 +663,7 @@ type GetCapacityResponse struct {
 
 func (x *GetCapacityResponse) Reset() {
 	*x = GetCapacityResponse{}
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +675,7 @@ func (x *GetCapacityResponse) String() string {
 func (*GetCapacityResponse) ProtoMessage() {}
 
 func (x *GetCapacityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +688,7 @@ func (x *GetCapacityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCapacityResponse.ProtoReflect.Descriptor instead.
 func (*GetCapacityResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetCapacityResponse) GetDataBytes() int64 {
@@ -492,7 +767,7 @@ type ContentSource struct {
 
 func (x *ContentSource) Reset() {
 	*x = ContentSource{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +779,7 @@ func (x *ContentSource) String() string {
 func (*ContentSource) ProtoMessage() {}
 
 func (x *ContentSource) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +792,7 @@ func (x *ContentSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContentSource.ProtoReflect.Descriptor instead.
 func (*ContentSource) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ContentSource) GetSource() isContentSource_Source {
@@ -579,7 +854,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -591,7 +866,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -604,7 +879,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Volume) GetId() string {
@@ -670,7 +945,7 @@ type Host struct {
 
 func (x *Host) Reset() {
 	*x = Host{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +957,7 @@ func (x *Host) String() string {
 func (*Host) ProtoMessage() {}
 
 func (x *Host) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +970,7 @@ func (x *Host) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Host.ProtoReflect.Descriptor instead.
 func (*Host) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Host) GetNqn() string {
@@ -733,7 +1008,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +1020,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +1033,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Snapshot) GetId() string {
@@ -810,7 +1085,7 @@ type CreateVolumeRequest struct {
 
 func (x *CreateVolumeRequest) Reset() {
 	*x = CreateVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1097,7 @@ func (x *CreateVolumeRequest) String() string {
 func (*CreateVolumeRequest) ProtoMessage() {}
 
 func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1110,7 @@ func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeRequest.ProtoReflect.Descriptor instead.
 func (*CreateVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateVolumeRequest) GetName() string {
@@ -875,7 +1150,7 @@ type CreateVolumeResponse struct {
 
 func (x *CreateVolumeResponse) Reset() {
 	*x = CreateVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1162,7 @@ func (x *CreateVolumeResponse) String() string {
 func (*CreateVolumeResponse) ProtoMessage() {}
 
 func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1175,7 @@ func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeResponse.ProtoReflect.Descriptor instead.
 func (*CreateVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateVolumeResponse) GetVolume() *Volume {
@@ -919,7 +1194,7 @@ type DeleteVolumeRequest struct {
 
 func (x *DeleteVolumeRequest) Reset() {
 	*x = DeleteVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +1206,7 @@ func (x *DeleteVolumeRequest) String() string {
 func (*DeleteVolumeRequest) ProtoMessage() {}
 
 func (x *DeleteVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +1219,7 @@ func (x *DeleteVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVolumeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteVolumeRequest) GetId() string {
@@ -962,7 +1237,7 @@ type DeleteVolumeResponse struct {
 
 func (x *DeleteVolumeResponse) Reset() {
 	*x = DeleteVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1249,7 @@ func (x *DeleteVolumeResponse) String() string {
 func (*DeleteVolumeResponse) ProtoMessage() {}
 
 func (x *DeleteVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1262,7 @@ func (x *DeleteVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVolumeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 type ExpandVolumeRequest struct {
@@ -1000,7 +1275,7 @@ type ExpandVolumeRequest struct {
 
 func (x *ExpandVolumeRequest) Reset() {
 	*x = ExpandVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1287,7 @@ func (x *ExpandVolumeRequest) String() string {
 func (*ExpandVolumeRequest) ProtoMessage() {}
 
 func (x *ExpandVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1300,7 @@ func (x *ExpandVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpandVolumeRequest.ProtoReflect.Descriptor instead.
 func (*ExpandVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExpandVolumeRequest) GetId() string {
@@ -1051,7 +1326,7 @@ type ExpandVolumeResponse struct {
 
 func (x *ExpandVolumeResponse) Reset() {
 	*x = ExpandVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1063,7 +1338,7 @@ func (x *ExpandVolumeResponse) String() string {
 func (*ExpandVolumeResponse) ProtoMessage() {}
 
 func (x *ExpandVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1076,7 +1351,7 @@ func (x *ExpandVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpandVolumeResponse.ProtoReflect.Descriptor instead.
 func (*ExpandVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExpandVolumeResponse) GetVolume() *Volume {
@@ -1095,7 +1370,7 @@ type GetVolumeRequest struct {
 
 func (x *GetVolumeRequest) Reset() {
 	*x = GetVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1382,7 @@ func (x *GetVolumeRequest) String() string {
 func (*GetVolumeRequest) ProtoMessage() {}
 
 func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1395,7 @@ func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeRequest.ProtoReflect.Descriptor instead.
 func (*GetVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetVolumeRequest) GetId() string {
@@ -1139,7 +1414,7 @@ type GetVolumeResponse struct {
 
 func (x *GetVolumeResponse) Reset() {
 	*x = GetVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1426,7 @@ func (x *GetVolumeResponse) String() string {
 func (*GetVolumeResponse) ProtoMessage() {}
 
 func (x *GetVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1439,7 @@ func (x *GetVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeResponse.ProtoReflect.Descriptor instead.
 func (*GetVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetVolumeResponse) GetVolume() *Volume {
@@ -1182,7 +1457,7 @@ type ListVolumesRequest struct {
 
 func (x *ListVolumesRequest) Reset() {
 	*x = ListVolumesRequest{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1469,7 @@ func (x *ListVolumesRequest) String() string {
 func (*ListVolumesRequest) ProtoMessage() {}
 
 func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1482,7 @@ func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
 func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 type ListVolumesResponse struct {
@@ -1219,7 +1494,7 @@ type ListVolumesResponse struct {
 
 func (x *ListVolumesResponse) Reset() {
 	*x = ListVolumesResponse{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1231,7 +1506,7 @@ func (x *ListVolumesResponse) String() string {
 func (*ListVolumesResponse) ProtoMessage() {}
 
 func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1244,7 +1519,7 @@ func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
 func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListVolumesResponse) GetVolumes() []*Volume {
@@ -1264,7 +1539,7 @@ type CreateSnapshotRequest struct {
 
 func (x *CreateSnapshotRequest) Reset() {
 	*x = CreateSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1551,7 @@ func (x *CreateSnapshotRequest) String() string {
 func (*CreateSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1564,7 @@ func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateSnapshotRequest) GetName() string {
@@ -1315,7 +1590,7 @@ type CreateSnapshotResponse struct {
 
 func (x *CreateSnapshotResponse) Reset() {
 	*x = CreateSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1602,7 @@ func (x *CreateSnapshotResponse) String() string {
 func (*CreateSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1615,7 @@ func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateSnapshotResponse) GetSnapshot() *Snapshot {
@@ -1359,7 +1634,7 @@ type DeleteSnapshotRequest struct {
 
 func (x *DeleteSnapshotRequest) Reset() {
 	*x = DeleteSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1646,7 @@ func (x *DeleteSnapshotRequest) String() string {
 func (*DeleteSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1659,7 @@ func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteSnapshotRequest) GetId() string {
@@ -1402,7 +1677,7 @@ type DeleteSnapshotResponse struct {
 
 func (x *DeleteSnapshotResponse) Reset() {
 	*x = DeleteSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1689,7 @@ func (x *DeleteSnapshotResponse) String() string {
 func (*DeleteSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1702,7 @@ func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{29}
 }
 
 type GetSnapshotRequest struct {
@@ -1439,7 +1714,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1726,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1739,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetSnapshotRequest) GetId() string {
@@ -1483,7 +1758,7 @@ type GetSnapshotResponse struct {
 
 func (x *GetSnapshotResponse) Reset() {
 	*x = GetSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1770,7 @@ func (x *GetSnapshotResponse) String() string {
 func (*GetSnapshotResponse) ProtoMessage() {}
 
 func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1783,7 @@ func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*GetSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetSnapshotResponse) GetSnapshot() *Snapshot {
@@ -1526,7 +1801,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1813,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1826,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_proto_rawDescGZIP(), []int{32}
 }
 
 type ListSnapshotsResponse struct {
@@ -1563,7 +1838,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1850,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1863,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*Snapshot {
@@ -1615,7 +1890,7 @@ type PublishVolumeRequest struct {
 
 func (x *PublishVolumeRequest) Reset() {
 	*x = PublishVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1902,7 @@ func (x *PublishVolumeRequest) String() string {
 func (*PublishVolumeRequest) ProtoMessage() {}
 
 func (x *PublishVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1915,7 @@ func (x *PublishVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishVolumeRequest.ProtoReflect.Descriptor instead.
 func (*PublishVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PublishVolumeRequest) GetVolumeId() string {
@@ -1690,7 +1965,7 @@ type PublishVolumeResponse struct {
 
 func (x *PublishVolumeResponse) Reset() {
 	*x = PublishVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1977,7 @@ func (x *PublishVolumeResponse) String() string {
 func (*PublishVolumeResponse) ProtoMessage() {}
 
 func (x *PublishVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1990,7 @@ func (x *PublishVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishVolumeResponse.ProtoReflect.Descriptor instead.
 func (*PublishVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{30}
+	return file_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PublishVolumeResponse) GetSubsystemNqn() string {
@@ -1756,7 +2031,7 @@ type UnpublishVolumeRequest struct {
 
 func (x *UnpublishVolumeRequest) Reset() {
 	*x = UnpublishVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[31]
+	mi := &file_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +2043,7 @@ func (x *UnpublishVolumeRequest) String() string {
 func (*UnpublishVolumeRequest) ProtoMessage() {}
 
 func (x *UnpublishVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[31]
+	mi := &file_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +2056,7 @@ func (x *UnpublishVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishVolumeRequest.ProtoReflect.Descriptor instead.
 func (*UnpublishVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{31}
+	return file_agent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UnpublishVolumeRequest) GetVolumeId() string {
@@ -1806,7 +2081,7 @@ type UnpublishVolumeResponse struct {
 
 func (x *UnpublishVolumeResponse) Reset() {
 	*x = UnpublishVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[32]
+	mi := &file_agent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +2093,7 @@ func (x *UnpublishVolumeResponse) String() string {
 func (*UnpublishVolumeResponse) ProtoMessage() {}
 
 func (x *UnpublishVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[32]
+	mi := &file_agent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,14 +2106,30 @@ func (x *UnpublishVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishVolumeResponse.ProtoReflect.Descriptor instead.
 func (*UnpublishVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{32}
+	return file_agent_proto_rawDescGZIP(), []int{37}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
 	"\n" +
-	"\vagent.proto\x12\x0fnvmeof.agent.v1\"-\n" +
+	"\vagent.proto\x12\x0fnvmeof.agent.v1\"\x14\n" +
+	"\x12ListExportsRequest\"k\n" +
+	"\x13ListExportsResponse\x121\n" +
+	"\aexports\x18\x01 \x03(\v2\x17.nvmeof.agent.v1.ExportR\aexports\x12!\n" +
+	"\funused_hosts\x18\x02 \x03(\tR\vunusedHosts\"\x9a\x01\n" +
+	"\x06Export\x12#\n" +
+	"\rsubsystem_nqn\x18\x01 \x01(\tR\fsubsystemNqn\x12\x1b\n" +
+	"\tvolume_id\x18\x02 \x01(\tR\bvolumeId\x12\x1b\n" +
+	"\thost_nqns\x18\x03 \x03(\tR\bhostNqns\x12\x19\n" +
+	"\bport_ids\x18\x04 \x03(\rR\aportIds\x12\x16\n" +
+	"\x06orphan\x18\x05 \x01(\bR\x06orphan\"Z\n" +
+	"\x14RemoveOrphansRequest\x12%\n" +
+	"\x0esubsystem_nqns\x18\x01 \x03(\tR\rsubsystemNqns\x12\x1b\n" +
+	"\thost_nqns\x18\x02 \x03(\tR\bhostNqns\"k\n" +
+	"\x15RemoveOrphansResponse\x12-\n" +
+	"\x12removed_subsystems\x18\x01 \x03(\tR\x11removedSubsystems\x12#\n" +
+	"\rremoved_hosts\x18\x02 \x03(\tR\fremovedHosts\"-\n" +
 	"\x10HostNodesRequest\x12\x19\n" +
 	"\bhost_nqn\x18\x01 \x01(\tR\ahostNqn\".\n" +
 	"\x11HostNodesResponse\x12\x19\n" +
@@ -1954,8 +2245,7 @@ const file_agent_proto_rawDesc = "" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTRANSPORT_TCP\x10\x01\x12\x12\n" +
-	"\x0eTRANSPORT_RDMA\x10\x022\x85\n" +
-	"\n" +
+	"\x0eTRANSPORT_RDMA\x10\x022\xbf\v\n" +
 	"\x05Agent\x12C\n" +
 	"\x04Info\x12\x1c.nvmeof.agent.v1.InfoRequest\x1a\x1d.nvmeof.agent.v1.InfoResponse\x12X\n" +
 	"\vGetCapacity\x12#.nvmeof.agent.v1.GetCapacityRequest\x1a$.nvmeof.agent.v1.GetCapacityResponse\x12[\n" +
@@ -1970,7 +2260,9 @@ const file_agent_proto_rawDesc = "" +
 	"\rListSnapshots\x12%.nvmeof.agent.v1.ListSnapshotsRequest\x1a&.nvmeof.agent.v1.ListSnapshotsResponse\x12^\n" +
 	"\rPublishVolume\x12%.nvmeof.agent.v1.PublishVolumeRequest\x1a&.nvmeof.agent.v1.PublishVolumeResponse\x12d\n" +
 	"\x0fUnpublishVolume\x12'.nvmeof.agent.v1.UnpublishVolumeRequest\x1a(.nvmeof.agent.v1.UnpublishVolumeResponse\x12R\n" +
-	"\tHostNodes\x12!.nvmeof.agent.v1.HostNodesRequest\x1a\".nvmeof.agent.v1.HostNodesResponseB/Z-github.com/nvmeof-csi/nvmeof-csi/pkg/agentapib\x06proto3"
+	"\tHostNodes\x12!.nvmeof.agent.v1.HostNodesRequest\x1a\".nvmeof.agent.v1.HostNodesResponse\x12X\n" +
+	"\vListExports\x12#.nvmeof.agent.v1.ListExportsRequest\x1a$.nvmeof.agent.v1.ListExportsResponse\x12^\n" +
+	"\rRemoveOrphans\x12%.nvmeof.agent.v1.RemoveOrphansRequest\x1a&.nvmeof.agent.v1.RemoveOrphansResponseB/Z-github.com/nvmeof-csi/nvmeof-csi/pkg/agentapib\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -1985,96 +2277,106 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_agent_proto_goTypes = []any{
 	(Transport)(0),                  // 0: nvmeof.agent.v1.Transport
-	(*HostNodesRequest)(nil),        // 1: nvmeof.agent.v1.HostNodesRequest
-	(*HostNodesResponse)(nil),       // 2: nvmeof.agent.v1.HostNodesResponse
-	(*Portal)(nil),                  // 3: nvmeof.agent.v1.Portal
-	(*InfoRequest)(nil),             // 4: nvmeof.agent.v1.InfoRequest
-	(*InfoResponse)(nil),            // 5: nvmeof.agent.v1.InfoResponse
-	(*GetCapacityRequest)(nil),      // 6: nvmeof.agent.v1.GetCapacityRequest
-	(*GetCapacityResponse)(nil),     // 7: nvmeof.agent.v1.GetCapacityResponse
-	(*ContentSource)(nil),           // 8: nvmeof.agent.v1.ContentSource
-	(*Volume)(nil),                  // 9: nvmeof.agent.v1.Volume
-	(*Host)(nil),                    // 10: nvmeof.agent.v1.Host
-	(*Snapshot)(nil),                // 11: nvmeof.agent.v1.Snapshot
-	(*CreateVolumeRequest)(nil),     // 12: nvmeof.agent.v1.CreateVolumeRequest
-	(*CreateVolumeResponse)(nil),    // 13: nvmeof.agent.v1.CreateVolumeResponse
-	(*DeleteVolumeRequest)(nil),     // 14: nvmeof.agent.v1.DeleteVolumeRequest
-	(*DeleteVolumeResponse)(nil),    // 15: nvmeof.agent.v1.DeleteVolumeResponse
-	(*ExpandVolumeRequest)(nil),     // 16: nvmeof.agent.v1.ExpandVolumeRequest
-	(*ExpandVolumeResponse)(nil),    // 17: nvmeof.agent.v1.ExpandVolumeResponse
-	(*GetVolumeRequest)(nil),        // 18: nvmeof.agent.v1.GetVolumeRequest
-	(*GetVolumeResponse)(nil),       // 19: nvmeof.agent.v1.GetVolumeResponse
-	(*ListVolumesRequest)(nil),      // 20: nvmeof.agent.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),     // 21: nvmeof.agent.v1.ListVolumesResponse
-	(*CreateSnapshotRequest)(nil),   // 22: nvmeof.agent.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),  // 23: nvmeof.agent.v1.CreateSnapshotResponse
-	(*DeleteSnapshotRequest)(nil),   // 24: nvmeof.agent.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),  // 25: nvmeof.agent.v1.DeleteSnapshotResponse
-	(*GetSnapshotRequest)(nil),      // 26: nvmeof.agent.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil),     // 27: nvmeof.agent.v1.GetSnapshotResponse
-	(*ListSnapshotsRequest)(nil),    // 28: nvmeof.agent.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),   // 29: nvmeof.agent.v1.ListSnapshotsResponse
-	(*PublishVolumeRequest)(nil),    // 30: nvmeof.agent.v1.PublishVolumeRequest
-	(*PublishVolumeResponse)(nil),   // 31: nvmeof.agent.v1.PublishVolumeResponse
-	(*UnpublishVolumeRequest)(nil),  // 32: nvmeof.agent.v1.UnpublishVolumeRequest
-	(*UnpublishVolumeResponse)(nil), // 33: nvmeof.agent.v1.UnpublishVolumeResponse
-	nil,                             // 34: nvmeof.agent.v1.Volume.LabelsEntry
-	nil,                             // 35: nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
+	(*ListExportsRequest)(nil),      // 1: nvmeof.agent.v1.ListExportsRequest
+	(*ListExportsResponse)(nil),     // 2: nvmeof.agent.v1.ListExportsResponse
+	(*Export)(nil),                  // 3: nvmeof.agent.v1.Export
+	(*RemoveOrphansRequest)(nil),    // 4: nvmeof.agent.v1.RemoveOrphansRequest
+	(*RemoveOrphansResponse)(nil),   // 5: nvmeof.agent.v1.RemoveOrphansResponse
+	(*HostNodesRequest)(nil),        // 6: nvmeof.agent.v1.HostNodesRequest
+	(*HostNodesResponse)(nil),       // 7: nvmeof.agent.v1.HostNodesResponse
+	(*Portal)(nil),                  // 8: nvmeof.agent.v1.Portal
+	(*InfoRequest)(nil),             // 9: nvmeof.agent.v1.InfoRequest
+	(*InfoResponse)(nil),            // 10: nvmeof.agent.v1.InfoResponse
+	(*GetCapacityRequest)(nil),      // 11: nvmeof.agent.v1.GetCapacityRequest
+	(*GetCapacityResponse)(nil),     // 12: nvmeof.agent.v1.GetCapacityResponse
+	(*ContentSource)(nil),           // 13: nvmeof.agent.v1.ContentSource
+	(*Volume)(nil),                  // 14: nvmeof.agent.v1.Volume
+	(*Host)(nil),                    // 15: nvmeof.agent.v1.Host
+	(*Snapshot)(nil),                // 16: nvmeof.agent.v1.Snapshot
+	(*CreateVolumeRequest)(nil),     // 17: nvmeof.agent.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),    // 18: nvmeof.agent.v1.CreateVolumeResponse
+	(*DeleteVolumeRequest)(nil),     // 19: nvmeof.agent.v1.DeleteVolumeRequest
+	(*DeleteVolumeResponse)(nil),    // 20: nvmeof.agent.v1.DeleteVolumeResponse
+	(*ExpandVolumeRequest)(nil),     // 21: nvmeof.agent.v1.ExpandVolumeRequest
+	(*ExpandVolumeResponse)(nil),    // 22: nvmeof.agent.v1.ExpandVolumeResponse
+	(*GetVolumeRequest)(nil),        // 23: nvmeof.agent.v1.GetVolumeRequest
+	(*GetVolumeResponse)(nil),       // 24: nvmeof.agent.v1.GetVolumeResponse
+	(*ListVolumesRequest)(nil),      // 25: nvmeof.agent.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),     // 26: nvmeof.agent.v1.ListVolumesResponse
+	(*CreateSnapshotRequest)(nil),   // 27: nvmeof.agent.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),  // 28: nvmeof.agent.v1.CreateSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),   // 29: nvmeof.agent.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),  // 30: nvmeof.agent.v1.DeleteSnapshotResponse
+	(*GetSnapshotRequest)(nil),      // 31: nvmeof.agent.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),     // 32: nvmeof.agent.v1.GetSnapshotResponse
+	(*ListSnapshotsRequest)(nil),    // 33: nvmeof.agent.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),   // 34: nvmeof.agent.v1.ListSnapshotsResponse
+	(*PublishVolumeRequest)(nil),    // 35: nvmeof.agent.v1.PublishVolumeRequest
+	(*PublishVolumeResponse)(nil),   // 36: nvmeof.agent.v1.PublishVolumeResponse
+	(*UnpublishVolumeRequest)(nil),  // 37: nvmeof.agent.v1.UnpublishVolumeRequest
+	(*UnpublishVolumeResponse)(nil), // 38: nvmeof.agent.v1.UnpublishVolumeResponse
+	nil,                             // 39: nvmeof.agent.v1.Volume.LabelsEntry
+	nil,                             // 40: nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
 }
 var file_agent_proto_depIdxs = []int32{
-	0,  // 0: nvmeof.agent.v1.Portal.transport:type_name -> nvmeof.agent.v1.Transport
-	3,  // 1: nvmeof.agent.v1.InfoResponse.portals:type_name -> nvmeof.agent.v1.Portal
-	8,  // 2: nvmeof.agent.v1.Volume.source:type_name -> nvmeof.agent.v1.ContentSource
-	10, // 3: nvmeof.agent.v1.Volume.hosts:type_name -> nvmeof.agent.v1.Host
-	34, // 4: nvmeof.agent.v1.Volume.labels:type_name -> nvmeof.agent.v1.Volume.LabelsEntry
-	8,  // 5: nvmeof.agent.v1.CreateVolumeRequest.source:type_name -> nvmeof.agent.v1.ContentSource
-	35, // 6: nvmeof.agent.v1.CreateVolumeRequest.labels:type_name -> nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
-	9,  // 7: nvmeof.agent.v1.CreateVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	9,  // 8: nvmeof.agent.v1.ExpandVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	9,  // 9: nvmeof.agent.v1.GetVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	9,  // 10: nvmeof.agent.v1.ListVolumesResponse.volumes:type_name -> nvmeof.agent.v1.Volume
-	11, // 11: nvmeof.agent.v1.CreateSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
-	11, // 12: nvmeof.agent.v1.GetSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
-	11, // 13: nvmeof.agent.v1.ListSnapshotsResponse.snapshots:type_name -> nvmeof.agent.v1.Snapshot
-	0,  // 14: nvmeof.agent.v1.PublishVolumeRequest.transport:type_name -> nvmeof.agent.v1.Transport
-	0,  // 15: nvmeof.agent.v1.PublishVolumeResponse.transport:type_name -> nvmeof.agent.v1.Transport
-	3,  // 16: nvmeof.agent.v1.PublishVolumeResponse.portals:type_name -> nvmeof.agent.v1.Portal
-	4,  // 17: nvmeof.agent.v1.Agent.Info:input_type -> nvmeof.agent.v1.InfoRequest
-	6,  // 18: nvmeof.agent.v1.Agent.GetCapacity:input_type -> nvmeof.agent.v1.GetCapacityRequest
-	12, // 19: nvmeof.agent.v1.Agent.CreateVolume:input_type -> nvmeof.agent.v1.CreateVolumeRequest
-	14, // 20: nvmeof.agent.v1.Agent.DeleteVolume:input_type -> nvmeof.agent.v1.DeleteVolumeRequest
-	16, // 21: nvmeof.agent.v1.Agent.ExpandVolume:input_type -> nvmeof.agent.v1.ExpandVolumeRequest
-	18, // 22: nvmeof.agent.v1.Agent.GetVolume:input_type -> nvmeof.agent.v1.GetVolumeRequest
-	20, // 23: nvmeof.agent.v1.Agent.ListVolumes:input_type -> nvmeof.agent.v1.ListVolumesRequest
-	22, // 24: nvmeof.agent.v1.Agent.CreateSnapshot:input_type -> nvmeof.agent.v1.CreateSnapshotRequest
-	24, // 25: nvmeof.agent.v1.Agent.DeleteSnapshot:input_type -> nvmeof.agent.v1.DeleteSnapshotRequest
-	26, // 26: nvmeof.agent.v1.Agent.GetSnapshot:input_type -> nvmeof.agent.v1.GetSnapshotRequest
-	28, // 27: nvmeof.agent.v1.Agent.ListSnapshots:input_type -> nvmeof.agent.v1.ListSnapshotsRequest
-	30, // 28: nvmeof.agent.v1.Agent.PublishVolume:input_type -> nvmeof.agent.v1.PublishVolumeRequest
-	32, // 29: nvmeof.agent.v1.Agent.UnpublishVolume:input_type -> nvmeof.agent.v1.UnpublishVolumeRequest
-	1,  // 30: nvmeof.agent.v1.Agent.HostNodes:input_type -> nvmeof.agent.v1.HostNodesRequest
-	5,  // 31: nvmeof.agent.v1.Agent.Info:output_type -> nvmeof.agent.v1.InfoResponse
-	7,  // 32: nvmeof.agent.v1.Agent.GetCapacity:output_type -> nvmeof.agent.v1.GetCapacityResponse
-	13, // 33: nvmeof.agent.v1.Agent.CreateVolume:output_type -> nvmeof.agent.v1.CreateVolumeResponse
-	15, // 34: nvmeof.agent.v1.Agent.DeleteVolume:output_type -> nvmeof.agent.v1.DeleteVolumeResponse
-	17, // 35: nvmeof.agent.v1.Agent.ExpandVolume:output_type -> nvmeof.agent.v1.ExpandVolumeResponse
-	19, // 36: nvmeof.agent.v1.Agent.GetVolume:output_type -> nvmeof.agent.v1.GetVolumeResponse
-	21, // 37: nvmeof.agent.v1.Agent.ListVolumes:output_type -> nvmeof.agent.v1.ListVolumesResponse
-	23, // 38: nvmeof.agent.v1.Agent.CreateSnapshot:output_type -> nvmeof.agent.v1.CreateSnapshotResponse
-	25, // 39: nvmeof.agent.v1.Agent.DeleteSnapshot:output_type -> nvmeof.agent.v1.DeleteSnapshotResponse
-	27, // 40: nvmeof.agent.v1.Agent.GetSnapshot:output_type -> nvmeof.agent.v1.GetSnapshotResponse
-	29, // 41: nvmeof.agent.v1.Agent.ListSnapshots:output_type -> nvmeof.agent.v1.ListSnapshotsResponse
-	31, // 42: nvmeof.agent.v1.Agent.PublishVolume:output_type -> nvmeof.agent.v1.PublishVolumeResponse
-	33, // 43: nvmeof.agent.v1.Agent.UnpublishVolume:output_type -> nvmeof.agent.v1.UnpublishVolumeResponse
-	2,  // 44: nvmeof.agent.v1.Agent.HostNodes:output_type -> nvmeof.agent.v1.HostNodesResponse
-	31, // [31:45] is the sub-list for method output_type
-	17, // [17:31] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	3,  // 0: nvmeof.agent.v1.ListExportsResponse.exports:type_name -> nvmeof.agent.v1.Export
+	0,  // 1: nvmeof.agent.v1.Portal.transport:type_name -> nvmeof.agent.v1.Transport
+	8,  // 2: nvmeof.agent.v1.InfoResponse.portals:type_name -> nvmeof.agent.v1.Portal
+	13, // 3: nvmeof.agent.v1.Volume.source:type_name -> nvmeof.agent.v1.ContentSource
+	15, // 4: nvmeof.agent.v1.Volume.hosts:type_name -> nvmeof.agent.v1.Host
+	39, // 5: nvmeof.agent.v1.Volume.labels:type_name -> nvmeof.agent.v1.Volume.LabelsEntry
+	13, // 6: nvmeof.agent.v1.CreateVolumeRequest.source:type_name -> nvmeof.agent.v1.ContentSource
+	40, // 7: nvmeof.agent.v1.CreateVolumeRequest.labels:type_name -> nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
+	14, // 8: nvmeof.agent.v1.CreateVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	14, // 9: nvmeof.agent.v1.ExpandVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	14, // 10: nvmeof.agent.v1.GetVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	14, // 11: nvmeof.agent.v1.ListVolumesResponse.volumes:type_name -> nvmeof.agent.v1.Volume
+	16, // 12: nvmeof.agent.v1.CreateSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
+	16, // 13: nvmeof.agent.v1.GetSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
+	16, // 14: nvmeof.agent.v1.ListSnapshotsResponse.snapshots:type_name -> nvmeof.agent.v1.Snapshot
+	0,  // 15: nvmeof.agent.v1.PublishVolumeRequest.transport:type_name -> nvmeof.agent.v1.Transport
+	0,  // 16: nvmeof.agent.v1.PublishVolumeResponse.transport:type_name -> nvmeof.agent.v1.Transport
+	8,  // 17: nvmeof.agent.v1.PublishVolumeResponse.portals:type_name -> nvmeof.agent.v1.Portal
+	9,  // 18: nvmeof.agent.v1.Agent.Info:input_type -> nvmeof.agent.v1.InfoRequest
+	11, // 19: nvmeof.agent.v1.Agent.GetCapacity:input_type -> nvmeof.agent.v1.GetCapacityRequest
+	17, // 20: nvmeof.agent.v1.Agent.CreateVolume:input_type -> nvmeof.agent.v1.CreateVolumeRequest
+	19, // 21: nvmeof.agent.v1.Agent.DeleteVolume:input_type -> nvmeof.agent.v1.DeleteVolumeRequest
+	21, // 22: nvmeof.agent.v1.Agent.ExpandVolume:input_type -> nvmeof.agent.v1.ExpandVolumeRequest
+	23, // 23: nvmeof.agent.v1.Agent.GetVolume:input_type -> nvmeof.agent.v1.GetVolumeRequest
+	25, // 24: nvmeof.agent.v1.Agent.ListVolumes:input_type -> nvmeof.agent.v1.ListVolumesRequest
+	27, // 25: nvmeof.agent.v1.Agent.CreateSnapshot:input_type -> nvmeof.agent.v1.CreateSnapshotRequest
+	29, // 26: nvmeof.agent.v1.Agent.DeleteSnapshot:input_type -> nvmeof.agent.v1.DeleteSnapshotRequest
+	31, // 27: nvmeof.agent.v1.Agent.GetSnapshot:input_type -> nvmeof.agent.v1.GetSnapshotRequest
+	33, // 28: nvmeof.agent.v1.Agent.ListSnapshots:input_type -> nvmeof.agent.v1.ListSnapshotsRequest
+	35, // 29: nvmeof.agent.v1.Agent.PublishVolume:input_type -> nvmeof.agent.v1.PublishVolumeRequest
+	37, // 30: nvmeof.agent.v1.Agent.UnpublishVolume:input_type -> nvmeof.agent.v1.UnpublishVolumeRequest
+	6,  // 31: nvmeof.agent.v1.Agent.HostNodes:input_type -> nvmeof.agent.v1.HostNodesRequest
+	1,  // 32: nvmeof.agent.v1.Agent.ListExports:input_type -> nvmeof.agent.v1.ListExportsRequest
+	4,  // 33: nvmeof.agent.v1.Agent.RemoveOrphans:input_type -> nvmeof.agent.v1.RemoveOrphansRequest
+	10, // 34: nvmeof.agent.v1.Agent.Info:output_type -> nvmeof.agent.v1.InfoResponse
+	12, // 35: nvmeof.agent.v1.Agent.GetCapacity:output_type -> nvmeof.agent.v1.GetCapacityResponse
+	18, // 36: nvmeof.agent.v1.Agent.CreateVolume:output_type -> nvmeof.agent.v1.CreateVolumeResponse
+	20, // 37: nvmeof.agent.v1.Agent.DeleteVolume:output_type -> nvmeof.agent.v1.DeleteVolumeResponse
+	22, // 38: nvmeof.agent.v1.Agent.ExpandVolume:output_type -> nvmeof.agent.v1.ExpandVolumeResponse
+	24, // 39: nvmeof.agent.v1.Agent.GetVolume:output_type -> nvmeof.agent.v1.GetVolumeResponse
+	26, // 40: nvmeof.agent.v1.Agent.ListVolumes:output_type -> nvmeof.agent.v1.ListVolumesResponse
+	28, // 41: nvmeof.agent.v1.Agent.CreateSnapshot:output_type -> nvmeof.agent.v1.CreateSnapshotResponse
+	30, // 42: nvmeof.agent.v1.Agent.DeleteSnapshot:output_type -> nvmeof.agent.v1.DeleteSnapshotResponse
+	32, // 43: nvmeof.agent.v1.Agent.GetSnapshot:output_type -> nvmeof.agent.v1.GetSnapshotResponse
+	34, // 44: nvmeof.agent.v1.Agent.ListSnapshots:output_type -> nvmeof.agent.v1.ListSnapshotsResponse
+	36, // 45: nvmeof.agent.v1.Agent.PublishVolume:output_type -> nvmeof.agent.v1.PublishVolumeResponse
+	38, // 46: nvmeof.agent.v1.Agent.UnpublishVolume:output_type -> nvmeof.agent.v1.UnpublishVolumeResponse
+	7,  // 47: nvmeof.agent.v1.Agent.HostNodes:output_type -> nvmeof.agent.v1.HostNodesResponse
+	2,  // 48: nvmeof.agent.v1.Agent.ListExports:output_type -> nvmeof.agent.v1.ListExportsResponse
+	5,  // 49: nvmeof.agent.v1.Agent.RemoveOrphans:output_type -> nvmeof.agent.v1.RemoveOrphansResponse
+	34, // [34:50] is the sub-list for method output_type
+	18, // [18:34] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -2082,7 +2384,7 @@ func file_agent_proto_init() {
 	if File_agent_proto != nil {
 		return
 	}
-	file_agent_proto_msgTypes[7].OneofWrappers = []any{
+	file_agent_proto_msgTypes[12].OneofWrappers = []any{
 		(*ContentSource_SnapshotId)(nil),
 		(*ContentSource_VolumeId)(nil),
 	}
@@ -2092,7 +2394,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,8 @@ const (
 	Agent_PublishVolume_FullMethodName   = "/nvmeof.agent.v1.Agent/PublishVolume"
 	Agent_UnpublishVolume_FullMethodName = "/nvmeof.agent.v1.Agent/UnpublishVolume"
 	Agent_HostNodes_FullMethodName       = "/nvmeof.agent.v1.Agent/HostNodes"
+	Agent_ListExports_FullMethodName     = "/nvmeof.agent.v1.Agent/ListExports"
+	Agent_RemoveOrphans_FullMethodName   = "/nvmeof.agent.v1.Agent/RemoveOrphans"
 )
 
 // AgentClient is the client API for Agent service.
@@ -66,6 +68,14 @@ type AgentClient interface {
 	// publications, so that a controller can refuse a host NQN two nodes share across storage
 	// nodes.
 	HostNodes(ctx context.Context, in *HostNodesRequest, opts ...grpc.CallOption) (*HostNodesResponse, error)
+	// ListExports shows what the kernel target holds against the records: every subsystem of
+	// this agent with its volume and host, whether the records want it, and the target's host
+	// entries that no subsystem allows. For operators (nvmeofctl), not for the CSI controller.
+	ListExports(ctx context.Context, in *ListExportsRequest, opts ...grpc.CallOption) (*ListExportsResponse, error)
+	// RemoveOrphans removes the named subsystems and host entries that are orphans at the time
+	// of the call (a subsystem the records do not want, a host entry no subsystem allows);
+	// anything named that is not, or no longer, an orphan is left alone and not reported.
+	RemoveOrphans(ctx context.Context, in *RemoveOrphansRequest, opts ...grpc.CallOption) (*RemoveOrphansResponse, error)
 }
 
 type agentClient struct {
@@ -216,6 +226,26 @@ func (c *agentClient) HostNodes(ctx context.Context, in *HostNodesRequest, opts 
 	return out, nil
 }
 
+func (c *agentClient) ListExports(ctx context.Context, in *ListExportsRequest, opts ...grpc.CallOption) (*ListExportsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListExportsResponse)
+	err := c.cc.Invoke(ctx, Agent_ListExports_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) RemoveOrphans(ctx context.Context, in *RemoveOrphansRequest, opts ...grpc.CallOption) (*RemoveOrphansResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveOrphansResponse)
+	err := c.cc.Invoke(ctx, Agent_RemoveOrphans_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -241,6 +271,14 @@ type AgentServer interface {
 	// publications, so that a controller can refuse a host NQN two nodes share across storage
 	// nodes.
 	HostNodes(context.Context, *HostNodesRequest) (*HostNodesResponse, error)
+	// ListExports shows what the kernel target holds against the records: every subsystem of
+	// this agent with its volume and host, whether the records want it, and the target's host
+	// entries that no subsystem allows. For operators (nvmeofctl), not for the CSI controller.
+	ListExports(context.Context, *ListExportsRequest) (*ListExportsResponse, error)
+	// RemoveOrphans removes the named subsystems and host entries that are orphans at the time
+	// of the call (a subsystem the records do not want, a host entry no subsystem allows);
+	// anything named that is not, or no longer, an orphan is left alone and not reported.
+	RemoveOrphans(context.Context, *RemoveOrphansRequest) (*RemoveOrphansResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -292,6 +330,12 @@ func (UnimplementedAgentServer) UnpublishVolume(context.Context, *UnpublishVolum
 }
 func (UnimplementedAgentServer) HostNodes(context.Context, *HostNodesRequest) (*HostNodesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method HostNodes not implemented")
+}
+func (UnimplementedAgentServer) ListExports(context.Context, *ListExportsRequest) (*ListExportsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListExports not implemented")
+}
+func (UnimplementedAgentServer) RemoveOrphans(context.Context, *RemoveOrphansRequest) (*RemoveOrphansResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveOrphans not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -566,6 +610,42 @@ func _Agent_HostNodes_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_ListExports_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListExportsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ListExports(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ListExports_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ListExports(ctx, req.(*ListExportsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_RemoveOrphans_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveOrphansRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).RemoveOrphans(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_RemoveOrphans_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).RemoveOrphans(ctx, req.(*RemoveOrphansRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -628,6 +708,14 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "HostNodes",
 			Handler:    _Agent_HostNodes_Handler,
+		},
+		{
+			MethodName: "ListExports",
+			Handler:    _Agent_ListExports_Handler,
+		},
+		{
+			MethodName: "RemoveOrphans",
+			Handler:    _Agent_RemoveOrphans_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"syscall"
 )
@@ -191,4 +192,44 @@ func (t *Target) unlinkHost(nqn, host, entry string) error {
 		return err
 	}
 	return nil
+}
+
+// UnusedHosts returns, sorted, the NQNs of the host objects that no subsystem allows, ours or
+// not: what RemoveHost may remove. Host objects carry their keys, so one kept on purpose for a
+// host not yet published shows up here too.
+func (t *Target) UnusedHosts(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	t.hostMu.Lock()
+	defer t.hostMu.Unlock()
+	hosts, err := t.readDir(t.path("hosts"))
+	if err != nil {
+		return nil, fmt.Errorf("nvmet: listing hosts: %w", err)
+	}
+	subs, err := t.readDir(t.path("subsystems"))
+	if err != nil {
+		return nil, fmt.Errorf("nvmet: listing subsystems: %w", err)
+	}
+	used := map[string]bool{}
+	for _, nqn := range subs {
+		allowed, err := t.allowedHosts(nqn)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // removed while we listed
+			}
+			return nil, fmt.Errorf("nvmet: subsystem %s: %w", nqn, err)
+		}
+		for h := range allowed {
+			used[h] = true
+		}
+	}
+	var out []string
+	for _, h := range hosts {
+		if !used[h] {
+			out = append(out, h)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }

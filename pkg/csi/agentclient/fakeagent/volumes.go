@@ -195,3 +195,21 @@ func (a *Agent) HostNodes(ctx context.Context, req *agentapi.HostNodesRequest, _
 	slices.Sort(ids)
 	return &agentapi.HostNodesResponse{NodeIds: ids}, nil
 }
+
+// ListExports implements agentapi.AgentClient: the fake has no kernel target, so no exports.
+func (a *Agent) ListExports(ctx context.Context, _ *agentapi.ListExportsRequest, _ ...grpc.CallOption) (*agentapi.ListExportsResponse, error) {
+	if err := a.begin(ctx, "ListExports"); err != nil {
+		return nil, err
+	}
+	defer a.mu.Unlock()
+	return &agentapi.ListExportsResponse{}, nil
+}
+
+// RemoveOrphans implements agentapi.AgentClient: nothing is an orphan in the fake.
+func (a *Agent) RemoveOrphans(ctx context.Context, _ *agentapi.RemoveOrphansRequest, _ ...grpc.CallOption) (*agentapi.RemoveOrphansResponse, error) {
+	if err := a.begin(ctx, "RemoveOrphans"); err != nil {
+		return nil, err
+	}
+	defer a.mu.Unlock()
+	return &agentapi.RemoveOrphansResponse{}, nil
+}
