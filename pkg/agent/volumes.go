@@ -109,8 +109,8 @@ func (s *Server) admit(ctx context.Context, size int64, newDevice bool) (*reserv
 	data := u.DataBytes
 	limit := int64(s.cfg.Pool.OvercommitRatio * float64(data))
 	return s.idx.reserve(size, limit, func(provisioned int64) error {
-		return rpcerr.Exhaustedf("%d bytes asked, %d of %d provisionable bytes in use (pool %d bytes, overcommit %g)",
-			size, provisioned, limit, data, s.cfg.Pool.OvercommitRatio)
+		return rpcerr.Exhaustedf("%d bytes asked, %d of %d provisionable bytes in use (pool %d bytes, overcommit %g): "+
+			"delete unused volumes or snapshots, ask for less, or raise pool.overcommitRatio", size, provisioned, limit, data, s.cfg.Pool.OvercommitRatio)
 	})
 }
 

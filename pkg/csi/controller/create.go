@@ -170,7 +170,8 @@ func (c *Controller) provision(ctx context.Context, req *csi.CreateVolumeRequest
 		}
 		return node, vol, err
 	}
-	return agentclient.StorageNode{}, nil, rpcerr.Exhaustedf("no storage node among %s could hold %d bytes", names(ranked), areq.GetSizeBytes())
+	return agentclient.StorageNode{}, nil, rpcerr.Exhaustedf("no storage node among %s could hold %d bytes; delete unused volumes "+
+		"and snapshots (`kubectl nvmeof orphans`) or add capacity (`kubectl nvmeof status`)", names(ranked), areq.GetSizeBytes())
 }
 
 func (c *Controller) createOn(ctx context.Context, node agentclient.StorageNode, areq *agentapi.CreateVolumeRequest) (*agentapi.Volume, error) {

@@ -170,9 +170,11 @@ func rank(ctx context.Context, answers []nodeResult[*agentapi.GetCapacityRespons
 	case len(candidates) == 0:
 		return nil, rpcerr.Exhaustedf("no storage node among %s is accessible from the requisite topology %v", names(allowed), req.GetRequisite())
 	case len(unanswered) == len(candidates):
-		return nil, rpcerr.Unavailablef("no candidate storage node answered: %s", strings.Join(unanswered, "; "))
+		return nil, rpcerr.Unavailablef("no candidate storage node answered: %s; check that their agents run and that the "+
+			"controller reaches their addresses with its certificate (`kubectl nvmeof status`)", strings.Join(unanswered, "; "))
 	case len(fits) == 0:
-		return nil, rpcerr.Exhaustedf("no storage node among %s has %d bytes available (largest: %d)", names(candidates), size, largest)
+		return nil, rpcerr.Exhaustedf("no storage node among %s has %d bytes available (largest: %d); ask for less, delete unused "+
+			"volumes and snapshots (`kubectl nvmeof orphans`), or add capacity (`kubectl nvmeof status` shows each pool)", names(candidates), size, largest)
 	}
 	slices.SortFunc(fits, func(a, b fit) int {
 		return cmp.Or(cmp.Compare(a.rank, b.rank), cmp.Compare(b.available, a.available), cmp.Compare(a.node.Name, b.node.Name))
