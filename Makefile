@@ -20,10 +20,18 @@ VM_TEST_FLAGS ?= -count=1 -p 1 -v -timeout 45m
 .PHONY: all build demo test test-unit test-fuzz test-manifests test-vm test-k8s bench verify verify-generate generate deps clean
 all: build
 
-build: $(addprefix bin/,$(BINARIES))
+build: $(addprefix bin/,$(BINARIES)) bin/nvmeofctl bin/kubectl-nvmeof
 
 bin/%: FORCE
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$*
+
+## bin/nvmeofctl: the operator's CLI (own Go module: it alone needs client-go); installed as
+## bin/kubectl-nvmeof on PATH it is the kubectl plugin `kubectl nvmeof`
+bin/nvmeofctl: FORCE
+	cd nvmeofctl && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o ../bin/nvmeofctl .
+
+bin/kubectl-nvmeof: bin/nvmeofctl
+	cp bin/nvmeofctl bin/kubectl-nvmeof
 
 FORCE:
 
@@ -44,6 +52,7 @@ test: test-unit test-fuzz test-manifests test-vm
 
 test-unit:
 	$(GO) test -race ./...
+	cd nvmeofctl && $(GO) test -race ./...
 
 ## test-fuzz: every Go fuzz target under pkg/ (parsers of IDs, parameters, publish_context,
 ## configuration, kernel replies, the dm-thin journal) searched for FUZZTIME (4s) each
@@ -62,7 +71,7 @@ test-vm: deps
 ## kubelet) runs our image and the e2e overlay of our manifests with the real CSI sidecars:
 ## scenario tests through the API, then the Kubernetes external-storage suite (own Go module;
 ## binaries and images are built and cached first)
-test-k8s: deps
+test-k8s: deps bin/kubectl-nvmeof
 	bash hack/build-k8s.sh
 	bash hack/build-images.sh
 	@# One package (cluster/ has no tests): go test streams -v output only for a single package.
@@ -79,7 +88,7 @@ bench: deps
 
 ## verify: formatting, vet and golangci-lint (both tiers), generated code up to date
 verify: verify-generate $(GOLANGCI_LINT)
-	@out=$$(gofmt -l cmd pkg internal tests); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd pkg internal tests nvmeofctl); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags vm ./...
 	$(GO) vet -tags 'vm bench' ./tests/bench/
@@ -88,6 +97,7 @@ verify: verify-generate $(GOLANGCI_LINT)
 	$(GOLANGCI_LINT) run --build-tags vm,bench ./tests/bench/
 	cd tests/manifests && $(GO) vet ./... && ../../$(GOLANGCI_LINT) run --config ../../.golangci.yml ./...
 	cd tests/e2e && $(GO) vet -tags vm ./... && ../../$(GOLANGCI_LINT) run --config ../../.golangci.yml --build-tags vm ./...
+	cd nvmeofctl && $(GO) vet ./... && ../$(GOLANGCI_LINT) run --config ../.golangci.yml ./...
 
 # golangci-lint at GOLANGCI_LINT_VERSION (versions.env), built from the Go module proxy into
 # bin/tools on first use.
