@@ -1,6 +1,7 @@
 package manifests_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -123,5 +124,61 @@ func TestHelmLint(t *testing.T) {
 				t.Logf("helm lint: %v", m)
 			}
 		}
+	}
+}
+
+// With serviceMonitor.enabled the chart renders one metrics Service per component, each
+// selecting that component's pods by their port named metrics, and one ServiceMonitor that
+// selects those Services.
+func TestHelmServiceMonitor(t *testing.T) {
+	values := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(values, []byte("serviceMonitor: {enabled: true, labels: {release: prometheus}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	docs, err := manifests.Helm(path(manifests.Chart), values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type object struct {
+		Kind     string `json:"kind"`
+		Metadata struct {
+			Name   string            `json:"name"`
+			Labels map[string]string `json:"labels"`
+		} `json:"metadata"`
+		Spec struct {
+			Selector map[string]any `json:"selector"`
+			Ports    []struct {
+				Name       string `json:"name"`
+				Port       int    `json:"port"`
+				TargetPort string `json:"targetPort"`
+			} `json:"ports"`
+			Endpoints []struct {
+				Port string `json:"port"`
+			} `json:"endpoints"`
+		} `json:"spec"`
+	}
+	services := map[string]int{}
+	monitors := 0
+	for _, d := range docs {
+		var o object
+		if err := yaml.Unmarshal(d.YAML, &o); err != nil {
+			t.Fatalf("%s: %v", d.Source, err)
+		}
+		switch o.Kind {
+		case "Service":
+			if len(o.Spec.Ports) != 1 || o.Spec.Ports[0].TargetPort != "metrics" || o.Metadata.Labels["nvmeof.csi.io/metrics"] != "true" {
+				t.Errorf("Service %s: %+v; want one port targeting the pods' port named metrics, labelled for the ServiceMonitor", o.Metadata.Name, o)
+			}
+			services[fmt.Sprint(o.Spec.Selector["app.kubernetes.io/component"])] = o.Spec.Ports[0].Port
+		case "ServiceMonitor":
+			monitors++
+			if o.Metadata.Labels["release"] != "prometheus" || len(o.Spec.Endpoints) != 1 || o.Spec.Endpoints[0].Port != "metrics" {
+				t.Errorf("ServiceMonitor %s: %+v; want the extra label and the metrics endpoint", o.Metadata.Name, o)
+			}
+		}
+	}
+	want := map[string]int{"controller": 9812, "node": 9811, "agent": 9810}
+	if monitors != 1 || fmt.Sprint(services) != fmt.Sprint(want) {
+		t.Errorf("rendered %d ServiceMonitors and metrics Services %v; want 1 and %v", monitors, services, want)
 	}
 }
