@@ -7,22 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/inventory"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 )
 
@@ -125,16 +120,11 @@ func poolLeftovers(ctx context.Context) []string {
 // agentInventory asks the agent, as the controller does (its client certificate, the agents'
 // server name), for every volume and snapshot of its pool.
 func agentInventory(ctx context.Context) ([]*agentapi.Volume, []*agentapi.Snapshot, error) {
-	cfg, err := mtls.Client(controllerTLS, "nvmeof-agent")
+	agent, closeAgent, err := agentClient()
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient(net.JoinHostPort(vmtest.PortalA, "9500"), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-	if err != nil {
-		return nil, nil, err
-	}
-	defer conn.Close()
-	agent := agentapi.NewAgentClient(conn)
+	defer closeAgent()
 	vols, err := agent.ListVolumes(ctx, &agentapi.ListVolumesRequest{})
 	if err != nil {
 		return nil, nil, err
