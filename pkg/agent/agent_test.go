@@ -713,3 +713,80 @@ func TestListExportsAndRemoveOrphans(t *testing.T) {
 	_, err = e.srv.RemoveOrphans(e.ctx, &agentapi.RemoveOrphansRequest{HostNqns: []string{"not an nqn"}})
 	wantCode(t, err, codes.InvalidArgument)
 }
+
+// Two DH-HMAC-CHAP secrets of the transport form (test values, 32-byte keys).
+const (
+	keyOne  = "DHHC-1:00:ia6zGodOr4SEG0Zzaw398rpY0wqipUWj4jWjUh4HWUz6aQ2n:"
+	keyTwo  = "DHHC-1:00:r9WLxLBDkFzrYpGaRI2NVLgrWDvaGsS3Ufa0mVY5rTgXwz6G:"
+	keyCtrl = "DHHC-1:00:Z3FlYmVyaG9zdGtleWZvcnRoZXRlc3Rvbmx5MTIzNDU2eDNvEg==:"
+)
+
+func TestPublishWithDHCHAPKeysSetsThemDurablyAndRotates(t *testing.T) {
+	e := newEnv(t)
+	v := e.createVolume(t, "pvc", gib, nil)
+	hostKey := func() (string, string) {
+		t.Helper()
+		k, err := e.fs.ReadFile(e.fs.Root() + "/hosts/" + hostA + "/dhchap_key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := e.fs.ReadFile(e.fs.Root() + "/hosts/" + hostA + "/dhchap_ctrl_key")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(k)), strings.TrimSpace(string(c))
+	}
+	publish := func(host, ctrl string) error {
+		_, err := e.srv.PublishVolume(e.ctx, &agentapi.PublishVolumeRequest{VolumeId: v.Id, HostNqn: hostA, NodeId: "w1",
+			Transport: agentapi.Transport_TRANSPORT_TCP, DhchapHostKey: host, DhchapCtrlKey: ctrl})
+		return err
+	}
+	if err := publish(keyOne, keyCtrl); err != nil {
+		t.Fatal(err)
+	}
+	if k, c := hostKey(); k != keyOne || c != keyCtrl {
+		t.Fatalf("host object keys after publish: %q, %q; want the host and controller keys", k, c)
+	}
+	// Rotation: the same publication with a new host key.
+	if err := publish(keyTwo, keyCtrl); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := hostKey(); k != keyTwo {
+		t.Fatalf("host key after rotation: %q; want the new one", k)
+	}
+	// A retry without keys leaves them in force.
+	if err := publish("", ""); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := hostKey(); k != keyTwo {
+		t.Fatalf("host key after a publish without keys: %q; want it kept", k)
+	}
+	rec, _ := e.pool.Get(e.ctx, v.Id)
+	if len(rec.Hosts) != 1 || rec.Hosts[0].DHCHAPKey != keyTwo || rec.Hosts[0].DHCHAPCtrlKey != keyCtrl {
+		t.Fatalf("the pool's record of the publication: %+v; want the rotated keys, durably", rec.Hosts)
+	}
+
+	// A reboot: configfs is empty; the agent puts the keys back before it exports.
+	fs := nvmettest.New()
+	fs.AddDevice("/dev/vg/" + v.Id)
+	e.fs = fs
+	e.target.FS = fs
+	e.target.Root = fs.Root()
+	if err := e.srv.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if k, c := hostKey(); k != keyTwo || c != keyCtrl {
+		t.Fatalf("host keys after a configfs wipe and restart: %q, %q; want the recorded ones", k, c)
+	}
+
+	// Bad keys are refused, without the error quoting them.
+	for _, bad := range []struct{ host, ctrl string }{{"DHHC-1:09:xx:", ""}, {"plain-password", ""}, {"", keyCtrl}, {keyOne, "nope"}} {
+		err := publish(bad.host, bad.ctrl)
+		wantCode(t, err, codes.InvalidArgument)
+		for _, k := range []string{bad.host, bad.ctrl} {
+			if k != "" && strings.Contains(err.Error(), k) {
+				t.Errorf("the error quotes a secret: %v", err)
+			}
+		}
+	}
+}

@@ -20,12 +20,15 @@ type index struct {
 	recs map[string]pool.Record
 	// hostNodes counts, per host NQN, the publications of each node ID that presented it.
 	hostNodes map[string]map[string]int
+	// hostKeys holds, per host NQN, the publication with the newest DH-HMAC-CHAP keys seen
+	// while the host has publications: the keys in force (the kernel has one pair per host).
+	hostKeys map[string]pool.Host
 	// provisioned is the sum of every record's size plus the reservations of calls in flight.
 	provisioned int64
 }
 
 func newIndex(vols []pool.Volume) *index {
-	x := &index{recs: map[string]pool.Record{}, hostNodes: map[string]map[string]int{}}
+	x := &index{recs: map[string]pool.Record{}, hostNodes: map[string]map[string]int{}, hostKeys: map[string]pool.Host{}}
 	for _, v := range vols {
 		x.put(v.Record)
 	}
@@ -61,6 +64,9 @@ func (x *index) putLocked(rec pool.Record) {
 			x.hostNodes[h.NQN] = nodes
 		}
 		nodes[h.NodeID]++
+		if h.DHCHAPKey != "" && h.KeysSetUnixNano >= x.hostKeys[h.NQN].KeysSetUnixNano {
+			x.hostKeys[h.NQN] = h
+		}
 	}
 }
 
@@ -84,12 +90,12 @@ func (x *index) forget(rec pool.Record) {
 			}
 			if len(nodes) == 0 {
 				delete(x.hostNodes, h.NQN)
+				delete(x.hostKeys, h.NQN)
 			}
 		}
 	}
 }
 
-// otherNode returns a node other than nodeID that published host NQN nqn on any volume.
 // nodesOf returns the node IDs that presented host NQN nqn, sorted.
 func (x *index) nodesOf(nqn string) []string {
 	x.mu.RLock()
@@ -102,6 +108,21 @@ func (x *index) nodesOf(nqn string) []string {
 	return ids
 }
 
+// keysOf returns the DH-HMAC-CHAP keys in force for host NQN nqn: the newest of the indexed
+// publications' and rec's (a record being projected, perhaps not indexed yet).
+func (x *index) keysOf(nqn string, rec pool.Record) (pool.Host, bool) {
+	x.mu.RLock()
+	best, ok := x.hostKeys[nqn]
+	x.mu.RUnlock()
+	for _, h := range rec.Hosts {
+		if h.NQN == nqn && h.DHCHAPKey != "" && (!ok || h.KeysSetUnixNano > best.KeysSetUnixNano) {
+			best, ok = h, true
+		}
+	}
+	return best, ok
+}
+
+// otherNode returns a node other than nodeID that published host NQN nqn on any volume.
 func (x *index) otherNode(nqn, nodeID string) (string, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"unicode"
@@ -45,6 +46,24 @@ func checkNodeID(id string) error {
 	return nil
 }
 
+// checkKeys validates DH-HMAC-CHAP secrets without ever quoting them.
+func checkKeys(host, ctrl string) error {
+	if host != "" {
+		if err := nvmet.ValidateDHCHAPKey(host); err != nil {
+			return rpcerr.Invalidf("dhchap_host_key: %v", err)
+		}
+	}
+	if ctrl != "" {
+		if host == "" {
+			return rpcerr.Invalidf("dhchap_ctrl_key needs dhchap_host_key: bidirectional authentication authenticates the host too")
+		}
+		if err := nvmet.ValidateDHCHAPKey(ctrl); err != nil {
+			return rpcerr.Invalidf("dhchap_ctrl_key: %v", err)
+		}
+	}
+	return nil
+}
+
 // checkPublish validates a publish request and returns its transport's name.
 func (s *Server) checkPublish(req *agentapi.PublishVolumeRequest) (string, error) {
 	if err := validateID(req.GetVolumeId(), volumePrefix); err != nil {
@@ -62,6 +81,9 @@ func (s *Server) checkPublish(req *agentapi.PublishVolumeRequest) (string, error
 	}
 	if len(s.portIDs([]string{transport})) == 0 {
 		return "", rpcerr.Preconditionf("storage node %s has no %s portal", s.cfg.NodeName, transport)
+	}
+	if err := checkKeys(req.GetDhchapHostKey(), req.GetDhchapCtrlKey()); err != nil {
+		return "", err
 	}
 	return transport, nil
 }
@@ -93,8 +115,15 @@ func (s *Server) publish(ctx context.Context, req *agentapi.PublishVolumeRequest
 		}
 	}
 	next := rec.Clone()
-	if !slices.Contains(next.Hosts, want) {
+	i := slices.IndexFunc(next.Hosts, func(h pool.Host) bool { return h.NQN == want.NQN && h.NodeID == want.NodeID })
+	if i < 0 {
 		next.Hosts = append(next.Hosts, want)
+		i = len(next.Hosts) - 1
+	}
+	if k := req.GetDhchapHostKey(); k != "" && (k != next.Hosts[i].DHCHAPKey || req.GetDhchapCtrlKey() != next.Hosts[i].DHCHAPCtrlKey) {
+		// New keys, or rotated ones: in force from now on for the host's new connections.
+		next.Hosts[i].DHCHAPKey, next.Hosts[i].DHCHAPCtrlKey = k, req.GetDhchapCtrlKey()
+		next.Hosts[i].KeysSetUnixNano = s.now().UnixNano()
 	}
 	if !slices.Contains(next.Transports, transport) {
 		next.Transports = append(next.Transports, transport)
@@ -192,6 +221,13 @@ func (s *Server) export(ctx context.Context, rec pool.Record, have []string) err
 		}
 		ports := s.portIDs(rec.Transports)
 		for _, h := range rec.Hosts {
+			// The host object first: with its keys in force, the subsystem never admits the
+			// host unauthenticated, not even for a moment after configfs was wiped.
+			if keys, ok := s.idx.keysOf(h.NQN, rec); ok {
+				if err := s.target.EnsureHost(ctx, nvmet.Host{NQN: h.NQN, DHCHAPKey: keys.DHCHAPKey, DHCHAPCtrlKey: keys.DHCHAPCtrlKey}); err != nil {
+					return fmt.Errorf("setting the DH-HMAC-CHAP keys of host %s: %w", h.NQN, err)
+				}
+			}
 			sub := s.subsystem(rec, h.NQN, v.Path, ports)
 			want[sub.NQN] = true
 			if err := s.target.EnsureSubsystem(ctx, sub); err != nil {

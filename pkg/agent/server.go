@@ -38,6 +38,7 @@ type Target interface {
 	List(ctx context.Context) ([]nvmet.Subsystem, error)
 	UnusedHosts(ctx context.Context) ([]string, error)
 	RemoveHost(ctx context.Context, nqn string) error
+	EnsureHost(ctx context.Context, h nvmet.Host) error
 	RevalidateNamespace(ctx context.Context, nqn string, nsid uint32) error
 }
 

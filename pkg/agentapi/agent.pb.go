@@ -1883,7 +1883,15 @@ type PublishVolumeRequest struct {
 	NodeId string `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// Read-only access. Publishing again to the same host with the other value is
 	// AlreadyExists.
-	ReadOnly      bool `protobuf:"varint,5,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	ReadOnly bool `protobuf:"varint,5,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// DH-HMAC-CHAP: the host's secret, and optionally the storage node's (controller's) secret
+	// for bidirectional authentication ("DHHC-1:…"). The target then admits only a host that
+	// proves the host secret. The kernel keeps one pair per host NQN: the newest pair given for
+	// a host is in force for its new connections; live ones are not dropped. Empty: leave the
+	// host's keys as they are. The agent records them with the publication (so that they
+	// survive a restart and a reboot) and never logs them.
+	DhchapHostKey string `protobuf:"bytes,6,opt,name=dhchap_host_key,json=dhchapHostKey,proto3" json:"dhchap_host_key,omitempty"`
+	DhchapCtrlKey string `protobuf:"bytes,7,opt,name=dhchap_ctrl_key,json=dhchapCtrlKey,proto3" json:"dhchap_ctrl_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1951,6 +1959,20 @@ func (x *PublishVolumeRequest) GetReadOnly() bool {
 		return x.ReadOnly
 	}
 	return false
+}
+
+func (x *PublishVolumeRequest) GetDhchapHostKey() string {
+	if x != nil {
+		return x.DhchapHostKey
+	}
+	return ""
+}
+
+func (x *PublishVolumeRequest) GetDhchapCtrlKey() string {
+	if x != nil {
+		return x.DhchapCtrlKey
+	}
+	return ""
 }
 
 type PublishVolumeResponse struct {
@@ -2226,13 +2248,15 @@ const file_agent_proto_rawDesc = "" +
 	"\bsnapshot\x18\x01 \x01(\v2\x19.nvmeof.agent.v1.SnapshotR\bsnapshot\"\x16\n" +
 	"\x14ListSnapshotsRequest\"P\n" +
 	"\x15ListSnapshotsResponse\x127\n" +
-	"\tsnapshots\x18\x01 \x03(\v2\x19.nvmeof.agent.v1.SnapshotR\tsnapshots\"\xbe\x01\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x19.nvmeof.agent.v1.SnapshotR\tsnapshots\"\x8e\x02\n" +
 	"\x14PublishVolumeRequest\x12\x1b\n" +
 	"\tvolume_id\x18\x01 \x01(\tR\bvolumeId\x12\x19\n" +
 	"\bhost_nqn\x18\x02 \x01(\tR\ahostNqn\x128\n" +
 	"\ttransport\x18\x03 \x01(\x0e2\x1a.nvmeof.agent.v1.TransportR\ttransport\x12\x17\n" +
 	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x12\x1b\n" +
-	"\tread_only\x18\x05 \x01(\bR\breadOnly\"\xd0\x01\n" +
+	"\tread_only\x18\x05 \x01(\bR\breadOnly\x12&\n" +
+	"\x0fdhchap_host_key\x18\x06 \x01(\tR\rdhchapHostKey\x12&\n" +
+	"\x0fdhchap_ctrl_key\x18\a \x01(\tR\rdhchapCtrlKey\"\xd0\x01\n" +
 	"\x15PublishVolumeResponse\x12#\n" +
 	"\rsubsystem_nqn\x18\x01 \x01(\tR\fsubsystemNqn\x128\n" +
 	"\ttransport\x18\x02 \x01(\x0e2\x1a.nvmeof.agent.v1.TransportR\ttransport\x121\n" +

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
@@ -40,13 +39,13 @@ func logCalls(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler 
 	logger := klog.LoggerWithValues(klog.FromContext(ctx), "method", info.FullMethod, "requestID", id)
 	ctx = klog.NewContext(ctx, logger)
 
-	logger.V(4).Info("Request", "request", protosanitizer.StripSecrets(req))
+	logger.V(4).Info("Request", "request", loggable(req))
 	resp, err := handler(ctx, req)
 	if err != nil {
 		logger.Error(err, "Call failed", "code", status.Code(err).String())
 		return nil, err
 	}
-	logger.V(4).Info("Response", "response", protosanitizer.StripSecrets(resp))
+	logger.V(4).Info("Response", "response", loggable(resp))
 	return resp, nil
 }
 

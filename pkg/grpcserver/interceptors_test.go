@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 )
 
 // logBuffer collects the lines of a funcr logger.
@@ -143,5 +145,24 @@ func TestInterceptorsLogErrorsAndRecoverPanics(t *testing.T) {
 				t.Errorf("error not logged:\n%s", out)
 			}
 		})
+	}
+}
+
+func TestInterceptorsStripTheAgentAPIsKeys(t *testing.T) {
+	ctx, logs := capture()
+	req := &agentapi.PublishVolumeRequest{VolumeId: "vol-1", HostNqn: "nqn.2014-08.org.example:h",
+		DhchapHostKey: "DHHC-1:00:c2VjcmV0LWhvc3Q=:", DhchapCtrlKey: "DHHC-1:00:c2VjcmV0LWN0cmw=:"}
+	if _, err := chain(ctx, req, func(context.Context, any) (any, error) { return &agentapi.PublishVolumeResponse{}, nil }); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if strings.Contains(out, "c2VjcmV0") {
+		t.Errorf("a DH-HMAC-CHAP key leaked into the log:\n%s", out)
+	}
+	if !strings.Contains(out, "vol-1") || !strings.Contains(out, "***stripped***") {
+		t.Errorf("the request is not logged with its keys stripped:\n%s", out)
+	}
+	if req.DhchapHostKey == "***stripped***" {
+		t.Error("logging changed the request the handler gets")
 	}
 }

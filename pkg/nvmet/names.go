@@ -3,6 +3,7 @@ package nvmet
 import (
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 )
@@ -79,4 +80,18 @@ func printable(s string, max int) bool {
 		}
 	}
 	return true
+}
+
+// dhchapKeyRE is the transport form of a DH-HMAC-CHAP secret (NVMe Base Specification
+// 8.13.5.8, as nvme-cli's gen-dhchap-key prints it): "DHHC-1:<hash 00-03>:<base64 of the key
+// and its CRC-32>:".
+var dhchapKeyRE = regexp.MustCompile(`^DHHC-1:0[0-3]:[A-Za-z0-9+/]+={0,2}:$`)
+
+// ValidateDHCHAPKey checks that s has the form of a DH-HMAC-CHAP secret. The error never
+// contains s.
+func ValidateDHCHAPKey(s string) error {
+	if len(s) > 256 || !dhchapKeyRE.MatchString(s) {
+		return fmt.Errorf("%w: not a DH-HMAC-CHAP secret (want DHHC-1:0N:<base64>:, as nvme gen-dhchap-key prints)", ErrInvalid)
+	}
+	return nil
 }

@@ -51,6 +51,12 @@ type Host struct {
 	NQN, NodeID string
 	// ReadOnly: the host was given read-only access.
 	ReadOnly bool
+	// DHCHAPKey and DHCHAPCtrlKey are the host's and the storage node's DH-HMAC-CHAP secrets
+	// ("DHHC-1:…"; empty: no authentication asked with this publication), KeysSetUnixNano
+	// when they were given. The kernel keeps one key pair per host NQN: the newest pair among
+	// a host's publications is the one in force. Secrets: never log them.
+	DHCHAPKey, DHCHAPCtrlKey string
+	KeysSetUnixNano          int64
 }
 
 // Record is everything kept about one thin device. The backend stores it with the device and

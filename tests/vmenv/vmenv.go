@@ -214,6 +214,22 @@ func StartAgent(t testing.TB, config string) *Agent {
 // StartAgentFile starts an agent with an existing configuration file.
 func StartAgentFile(t testing.TB, path string) *Agent {
 	t.Helper()
+	return startAgent(t, path, 2)
+}
+
+// StartAgentVerbose is StartAgent logging at klog verbosity v (4 and above: every request
+// and response).
+func StartAgentVerbose(t testing.TB, v int, config string) *Agent {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return startAgent(t, path, v)
+}
+
+func startAgent(t testing.TB, path string, v int) *Agent {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +239,7 @@ func StartAgentFile(t testing.TB, path string) *Agent {
 		t.Fatal(err)
 	}
 	a := &Agent{ConfigPath: path, log: log}
-	a.cmd = exec.Command(self, "-v=2")
+	a.cmd = exec.Command(self, fmt.Sprintf("-v=%d", v))
 	a.cmd.Env = append(os.Environ(), agentConfigEnv+"="+path)
 	a.cmd.Stdout, a.cmd.Stderr = log, log
 	if err := a.cmd.Start(); err != nil {
@@ -238,6 +254,12 @@ func StartAgentFile(t testing.TB, path string) *Agent {
 		log.Close()
 	})
 	return a
+}
+
+// Log returns what the agent has logged so far.
+func (a *Agent) Log() string {
+	out, _ := os.ReadFile(a.log.Name())
+	return string(out)
 }
 
 // Stop signals the agent and waits for it to exit.

@@ -93,7 +93,35 @@ const (
 	PublishTransport = "transport"
 	// PublishPortals is a comma-separated list of host:port (IPv6 in brackets).
 	PublishPortals = "portals"
+	// PublishDHCHAP is "true" when the target authenticates the node with DH-HMAC-CHAP: the
+	// node must then present its key (NodeStageVolume's secrets).
+	PublishDHCHAP = "dhchap"
 )
+
+// DH-HMAC-CHAP keys come in one Kubernetes Secret that the StorageClass names twice, for
+// ControllerPublishVolume (csi.storage.k8s.io/controller-publish-secret-name and -namespace)
+// and for NodeStageVolume (csi.storage.k8s.io/node-stage-secret-name and -namespace). Each
+// worker's host key is under "host.<node name>"; the storage nodes' key, which makes the
+// authentication bidirectional, under "ctrl" (optional).
+const (
+	SecretHostKeyPrefix = "host."
+	SecretCtrlKey       = "ctrl"
+)
+
+// DHCHAPKeys picks a node's keys out of a CSI call's secrets. No secrets: no authentication
+// (empty keys, nil error). Secrets without the node's host key are an error that names the
+// missing key, never a value.
+func DHCHAPKeys(secrets map[string]string, nodeName string) (host, ctrl string, err error) {
+	if len(secrets) == 0 {
+		return "", "", nil
+	}
+	host = secrets[SecretHostKeyPrefix+nodeName]
+	if host == "" {
+		return "", "", fmt.Errorf("the DH-HMAC-CHAP Secret has no key %q for node %s: add the node's host key "+
+			"(nvme gen-dhchap-key) under that name", SecretHostKeyPrefix+nodeName, nodeName)
+	}
+	return host, secrets[SecretCtrlKey], nil
+}
 
 // Portal is one address of a subsystem.
 type Portal struct{ Address, Port string }

@@ -95,3 +95,18 @@ func TestParseParams(t *testing.T) {
 		}
 	}
 }
+
+func TestDHCHAPKeysPicksTheNodesKeys(t *testing.T) {
+	secrets := map[string]string{"host.w1": "DHHC-1:00:aG9zdA==:", "host.w2": "DHHC-1:00:b3RoZXI=:", "ctrl": "DHHC-1:00:Y3RybA==:"}
+	host, ctrl, err := DHCHAPKeys(secrets, "w1")
+	if err != nil || host != secrets["host.w1"] || ctrl != secrets["ctrl"] {
+		t.Errorf("DHCHAPKeys(w1) = %q, %q, %v", host, ctrl, err)
+	}
+	if host, ctrl, err := DHCHAPKeys(nil, "w1"); host != "" || ctrl != "" || err != nil {
+		t.Errorf("DHCHAPKeys without secrets = %q, %q, %v; want no authentication", host, ctrl, err)
+	}
+	_, _, err = DHCHAPKeys(secrets, "w3")
+	if err == nil || !strings.Contains(err.Error(), "host.w3") || strings.Contains(err.Error(), "aG9zdA") {
+		t.Errorf("DHCHAPKeys(w3) error = %v; want one naming host.w3 and quoting no key", err)
+	}
+}

@@ -42,9 +42,13 @@ func (c *Controller) publishVolume(ctx context.Context, req *csi.ControllerPubli
 	if err != nil {
 		return nil, err
 	}
-	_, hostNQN, err := contract.ParseNodeID(req.GetNodeId())
+	nodeName, hostNQN, err := contract.ParseNodeID(req.GetNodeId())
 	if err != nil {
 		return nil, rpcerr.NotFoundf("node %q does not exist: %v", req.GetNodeId(), err)
+	}
+	hostKey, ctrlKey, err := contract.DHCHAPKeys(req.GetSecrets(), nodeName)
+	if err != nil {
+		return nil, rpcerr.Preconditionf("%v", err)
 	}
 	if err := c.checkHostNQN(ctx, t.node.Name, hostNQN, req.GetNodeId()); err != nil {
 		return nil, err
@@ -58,7 +62,7 @@ func (c *Controller) publishVolume(ctx context.Context, req *csi.ControllerPubli
 	}
 	resp, err := t.agent.PublishVolume(ctx, &agentapi.PublishVolumeRequest{
 		VolumeId: t.agentID, HostNqn: hostNQN, Transport: transport, NodeId: req.GetNodeId(),
-		ReadOnly: req.GetReadonly(),
+		ReadOnly: req.GetReadonly(), DhchapHostKey: hostKey, DhchapCtrlKey: ctrlKey,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("storage node %s: publish volume %s to %s: %w", t.node.Name, t.agentID, hostNQN, err)
@@ -74,12 +78,16 @@ func (c *Controller) publishVolume(ctx context.Context, req *csi.ControllerPubli
 		tname = got
 	}
 	klog.FromContext(ctx).V(2).Info("Volume published", "volumeID", req.GetVolumeId(), "nodeID", req.GetNodeId())
-	return &csi.ControllerPublishVolumeResponse{PublishContext: map[string]string{
+	pc := map[string]string{
 		contract.PublishSubsysNQN: resp.GetSubsystemNqn(),
 		contract.PublishNSUUID:    resp.GetNamespaceUuid(),
 		contract.PublishTransport: tname,
 		contract.PublishPortals:   contract.FormatPortals(portals),
-	}}, nil
+	}
+	if hostKey != "" {
+		pc[contract.PublishDHCHAP] = "true"
+	}
+	return &csi.ControllerPublishVolumeResponse{PublishContext: pc}, nil
 }
 
 func hostName(h *agentapi.Host) string {

@@ -297,3 +297,32 @@ func TestPublishRefusesAHostNQNSharedAcrossStorageNodes(t *testing.T) {
 		t.Fatalf("publish with another storage node silent: %v", err)
 	}
 }
+
+func TestPublishPassesTheNodesDHCHAPKeys(t *testing.T) {
+	f := newFixture(t, nodeSpec{name: "s1", bytes: 100 * gib})
+	v := f.mustCreate(t, &csi.CreateVolumeRequest{Name: "a", CapacityRange: &csi.CapacityRange{RequiredBytes: gib},
+		VolumeCapabilities: []*csi.VolumeCapability{snw}})
+	w1 := nodeID("w1")
+	nqn := strings.SplitN(w1, "/", 2)[1]
+	secrets := map[string]string{"host.w1": "DHHC-1:00:aG9zdC13MQ==:", "host.w2": "DHHC-1:00:aG9zdC13Mg==:", "ctrl": "DHHC-1:00:Y3RybA==:"}
+	req := publishReq(v.VolumeId, w1, snw)
+	req.Secrets = secrets
+	resp, err := f.c.ControllerPublishVolume(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host, ctrl := f.agents["s1"].HostKeys(nqn); host != secrets["host.w1"] || ctrl != secrets["ctrl"] {
+		t.Errorf("the agent got keys %q, %q; want w1's host key and the controller key", host, ctrl)
+	}
+	if resp.GetPublishContext()["dhchap"] != "true" {
+		t.Errorf("publish context %v does not tell the node to authenticate", resp.GetPublishContext())
+	}
+	// A Secret without the node's key: the operator must add it.
+	req = publishReq(v.VolumeId, nodeID("w3"), snw)
+	req.Secrets = secrets
+	_, err = f.c.ControllerPublishVolume(context.Background(), req)
+	wantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(err.Error(), "host.w3") || strings.Contains(err.Error(), "aG9zdC") {
+		t.Errorf("error %q: want it to name host.w3 and quote no key", err)
+	}
+}

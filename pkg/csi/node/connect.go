@@ -76,16 +76,18 @@ func (n *Node) connectPortal(ctx context.Context, r stageRequest, p contract.Por
 	ctx, cancel := context.WithTimeout(ctx, n.opts.ConnectTimeout)
 	defer cancel()
 	ctrl, err := n.opts.Connector.Connect(ctx, nvme.ConnectOptions{
-		Transport:      r.target.transport,
-		Address:        p.Address,
-		ServiceID:      p.Port,
-		SubsysNQN:      r.target.subsysNQN,
-		HostNQN:        n.opts.Identity.HostNQN,
-		HostID:         n.opts.Identity.HostID,
-		CtrlLossTmo:    r.params.CtrlLossTmo,
-		ReconnectDelay: r.params.ReconnectDelay,
-		KeepAliveTmo:   r.params.KeepAliveTmo,
-		NrIOQueues:     r.params.NrIOQueues,
+		Transport:        r.target.transport,
+		Address:          p.Address,
+		ServiceID:        p.Port,
+		SubsysNQN:        r.target.subsysNQN,
+		HostNQN:          n.opts.Identity.HostNQN,
+		HostID:           n.opts.Identity.HostID,
+		CtrlLossTmo:      r.params.CtrlLossTmo,
+		ReconnectDelay:   r.params.ReconnectDelay,
+		KeepAliveTmo:     r.params.KeepAliveTmo,
+		NrIOQueues:       r.params.NrIOQueues,
+		DHChapSecret:     r.keys.Host,
+		DHChapCtrlSecret: r.keys.Ctrl,
 	})
 	portal := net.JoinHostPort(p.Address, p.Port)
 	if err != nil {

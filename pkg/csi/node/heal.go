@@ -144,7 +144,7 @@ func (h *healing) reconnect(ctx context.Context, ctrls []nvme.Controller) {
 		h.log.Error(err, "Healer cannot read the volume's portals or connection settings")
 		return
 	}
-	r := stageRequest{volumeID: h.st.VolumeID, params: params, target: target{
+	r := stageRequest{volumeID: h.st.VolumeID, params: params, keys: h.st.DHCHAP, target: target{
 		subsysNQN: h.st.SubsysNQN, nsUUID: h.st.NSUUID, transport: h.st.Transport, portals: portals, raw: h.st.Portals,
 	}}
 	for _, p := range portals {

@@ -97,9 +97,20 @@ type stageRequest struct {
 	cap         contract.Capability
 	target      target
 	params      contract.Params
+	// keys are the node's DH-HMAC-CHAP secrets (empty: no authentication). Never log them.
+	keys dhchapKeys
 }
 
-func parseStage(req *csi.NodeStageVolumeRequest) (stageRequest, error) {
+// dhchapKeys are a node's DH-HMAC-CHAP host key and the storage node's key.
+type dhchapKeys struct {
+	Host string `json:"host,omitempty"`
+	Ctrl string `json:"ctrl,omitempty"`
+}
+
+// String keeps the keys out of any log or error that formats them.
+func (k dhchapKeys) String() string { return "(DH-HMAC-CHAP keys not shown)" }
+
+func parseStage(req *csi.NodeStageVolumeRequest, nodeName string) (stageRequest, error) {
 	r := stageRequest{volumeID: req.GetVolumeId(), stagingPath: req.GetStagingTargetPath()}
 	if r.volumeID == "" {
 		return r, rpcerr.Invalidf("volume_id is required")
@@ -116,6 +127,13 @@ func parseStage(req *csi.NodeStageVolumeRequest) (stageRequest, error) {
 	}
 	if r.params, err = contract.ParseParams(req.GetVolumeContext()); err != nil {
 		return r, rpcerr.Invalidf("volume_context: %v", err)
+	}
+	if r.keys.Host, r.keys.Ctrl, err = contract.DHCHAPKeys(req.GetSecrets(), nodeName); err != nil {
+		return r, rpcerr.Preconditionf("%v", err)
+	}
+	if req.GetPublishContext()[contract.PublishDHCHAP] == "true" && r.keys.Host == "" {
+		return r, rpcerr.Preconditionf("the storage node authenticates this node with DH-HMAC-CHAP, and NodeStageVolume got no " +
+			"secrets: the StorageClass must name the same Secret as csi.storage.k8s.io/node-stage-secret-name and -namespace")
 	}
 	return r, nil
 }

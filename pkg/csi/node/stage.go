@@ -21,7 +21,7 @@ import (
 // stageVolume is NodeStageVolume: connect every portal, wait for the namespace, and for
 // filesystem volumes format (if blank) and mount it at the staging path.
 func (n *Node) stageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
-	r, err := parseStage(req)
+	r, err := parseStage(req, n.opts.NodeName)
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +118,7 @@ func newStash(r stageRequest, dev string) *volumeStash {
 		Transport: r.target.transport, Portals: r.target.raw,
 		Block: r.cap.Block, FSType: r.cap.FSType, Device: dev,
 		Connection: r.params.VolumeContext(),
+		DHCHAP:     r.keys,
 	}
 }
 

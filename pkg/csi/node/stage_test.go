@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
@@ -388,5 +390,38 @@ func TestStageLetsMkfsSkipZeroingOnlyOnZeroedVolumes(t *testing.T) {
 		if made, ok := h.mnt.Made(testDev); !ok || made.Zeroed != zeroed {
 			t.Fatalf("zeroed=%v: formatted %v with %+v", zeroed, ok, made)
 		}
+	}
+}
+
+func TestStageAuthenticatesWithTheNodesDHCHAPKeys(t *testing.T) {
+	h := newHarness(t)
+	secrets := map[string]string{"host.worker-1": "DHHC-1:00:d29ya2VyLTE=:", "host.worker-2": "DHHC-1:00:d29ya2VyLTI=:", "ctrl": "DHHC-1:00:Y3RybA==:"}
+	req := h.stageRequest(mountCap("ext4", snw))
+	req.PublishContext[contract.PublishDHCHAP] = "true"
+	req.Secrets = secrets
+	if _, err := h.node.NodeStageVolume(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range h.conn.connects {
+		if o.DHChapSecret != secrets["host.worker-1"] || o.DHChapCtrlSecret != secrets["ctrl"] {
+			t.Errorf("connect to %s without this node's keys", o.Address)
+		}
+	}
+	st, err := h.node.stash.load(testVolume)
+	if err != nil || st.DHCHAP.Host != secrets["host.worker-1"] {
+		t.Fatalf("stash keys = %v (%v); want them kept for the healer's reconnects", st, err)
+	}
+	if fmt.Sprint(st.DHCHAP) != "(DH-HMAC-CHAP keys not shown)" {
+		t.Errorf("the keys format as %q", fmt.Sprint(st.DHCHAP))
+	}
+
+	// The target asks for authentication and no Secret was given: the StorageClass lacks the
+	// node-stage secret.
+	h2 := newHarness(t)
+	req = h2.stageRequest(mountCap("ext4", snw))
+	req.PublishContext[contract.PublishDHCHAP] = "true"
+	_, err = h2.node.NodeStageVolume(context.Background(), req)
+	if status.Code(err) != codes.FailedPrecondition || len(h2.conn.connects) != 0 {
+		t.Errorf("stage without the secrets the target asks for = %v after %d connects; want FailedPrecondition before any", err, len(h2.conn.connects))
 	}
 }

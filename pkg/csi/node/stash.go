@@ -31,6 +31,9 @@ type volumeStash struct {
 	// Connection is the connection tuning the volume was staged with (volume_context keys),
 	// for the healer's reconnects; stashes written before it have none: the defaults apply.
 	Connection map[string]string `json:"connection,omitempty"`
+	// DHCHAP are the keys the volume was staged with, for the healer's reconnects: the file
+	// is the node plugin's alone (0600 in a 0700 directory), like the kernel's own copy.
+	DHCHAP dhchapKeys `json:"dhchap,omitzero"`
 }
 
 // stashStore keeps one stash file per volume in dir.

@@ -42,6 +42,9 @@ type diskHost struct {
 	NQN      string `json:"nqn"`
 	NodeID   string `json:"node,omitempty"`
 	ReadOnly bool   `json:"ro,omitempty"`
+	Key      string `json:"key,omitempty"`
+	CtrlKey  string `json:"ckey,omitempty"`
+	KeysSet  int64  `json:"kset,omitempty"`
 }
 
 // newVolRec is the on-disk form of rec for thin device id.
@@ -65,7 +68,7 @@ func newVolRec(rec pool.Record, id uint32, readOnly bool) *volRec {
 func diskHosts(hosts []pool.Host) []diskHost {
 	var out []diskHost
 	for _, h := range hosts {
-		out = append(out, diskHost{NQN: h.NQN, NodeID: h.NodeID, ReadOnly: h.ReadOnly})
+		out = append(out, diskHost{NQN: h.NQN, NodeID: h.NodeID, ReadOnly: h.ReadOnly, Key: h.DHCHAPKey, CtrlKey: h.DHCHAPCtrlKey, KeysSet: h.KeysSetUnixNano})
 	}
 	return out
 }
@@ -83,7 +86,8 @@ func (v *volRec) record() pool.Record {
 		Transports:      slices.Clone(v.Transports),
 	}
 	for _, h := range v.Hosts {
-		r.Hosts = append(r.Hosts, pool.Host{NQN: h.NQN, NodeID: h.NodeID, ReadOnly: h.ReadOnly})
+		r.Hosts = append(r.Hosts, pool.Host{NQN: h.NQN, NodeID: h.NodeID, ReadOnly: h.ReadOnly,
+			DHCHAPKey: h.Key, DHCHAPCtrlKey: h.CtrlKey, KeysSetUnixNano: h.KeysSet})
 	}
 	return r
 }

@@ -316,7 +316,11 @@ func hostTags(hosts []pool.Host) []string {
 		if h.ReadOnly {
 			mode = "ro"
 		}
-		out = append(out, lvm.EncodeTag(tagHost, h.NQN+"\n"+h.NodeID+"\n"+mode))
+		v := h.NQN + "\n" + h.NodeID + "\n" + mode
+		if h.DHCHAPKey != "" {
+			v += "\n" + h.DHCHAPKey + "\n" + h.DHCHAPCtrlKey + "\n" + strconv.FormatInt(h.KeysSetUnixNano, 10)
+		}
+		out = append(out, lvm.EncodeTag(tagHost, v))
 	}
 	return out
 }
@@ -353,12 +357,20 @@ func decode(lv lvm.LV) (pool.Volume, error) {
 		v.Labels[k] = val
 	}
 	for _, h := range lvm.TagValues(lv.Tags, tagHost) {
-		parts := strings.SplitN(h, "\n", 3)
+		// nqn, node ID, mode, then with DH-HMAC-CHAP: host key, controller key, time set.
+		parts := strings.SplitN(h, "\n", 6)
 		host := pool.Host{NQN: parts[0]}
 		if len(parts) > 1 {
 			host.NodeID = parts[1]
 		}
 		host.ReadOnly = len(parts) > 2 && parts[2] == "ro"
+		if len(parts) == 6 {
+			n, err := strconv.ParseInt(parts[5], 10, 64)
+			if err != nil {
+				return pool.Volume{}, fmt.Errorf("%s: host %s: bad key time %q", lv.Name, host.NQN, parts[5])
+			}
+			host.DHCHAPKey, host.DHCHAPCtrlKey, host.KeysSetUnixNano = parts[3], parts[4], n
+		}
 		v.Hosts = append(v.Hosts, host)
 	}
 	v.Transports = lvm.TagValues(lv.Tags, tagTransport)

@@ -168,6 +168,11 @@ func testSetHosts(t *testing.T, h *harness) {
 	hosts := []pool.Host{
 		{NQN: "nqn.2014-08.org.nvmexpress:uuid:a", NodeID: "worker-a/nqn.2014-08.org.nvmexpress:uuid:a"},
 		{NQN: "nqn.2014-08.org.nvmexpress:uuid:b", NodeID: "worker-b/nqn.2014-08.org.nvmexpress:uuid:b", ReadOnly: true},
+		// With DH-HMAC-CHAP keys, which the record keeps through a reopen.
+		{NQN: "nqn.2014-08.org.nvmexpress:uuid:c", NodeID: "worker-c/nqn.2014-08.org.nvmexpress:uuid:c",
+			DHCHAPKey:       "DHHC-1:00:ia6zGodOr4SEG0Zzaw398rpY0wqipUWj4jWjUh4HWUz6aQ2n:",
+			DHCHAPCtrlKey:   "DHHC-1:00:r9WLxLBDkFzrYpGaRI2NVLgrWDvaGsS3Ufa0mVY5rTgXwz6G:",
+			KeysSetUnixNano: 1764763200000000000},
 	}
 	v, err := h.p.SetHosts(h.ctx(), rec.ID, hosts, []string{"tcp", "rdma"})
 	if err != nil {

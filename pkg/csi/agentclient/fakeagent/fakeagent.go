@@ -35,6 +35,7 @@ type Agent struct {
 	volumes   map[string]*agentapi.Volume
 	snapshots map[string]*agentapi.Snapshot
 	errs      map[string]error
+	keys      map[string][2]string
 	hook      func(ctx context.Context, method string) error
 	calls     []string
 	clock     int64
@@ -56,8 +57,17 @@ func New(name string, dataBytes int64) *Agent {
 		volumes:   map[string]*agentapi.Volume{},
 		snapshots: map[string]*agentapi.Snapshot{},
 		errs:      map[string]error{},
+		keys:      map[string][2]string{},
 		clock:     time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC).UnixNano(),
 	}
+}
+
+// HostKeys returns the DH-HMAC-CHAP host and controller keys last published for a host NQN.
+func (a *Agent) HostKeys(nqn string) (host, ctrl string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := a.keys[nqn]
+	return k[0], k[1]
 }
 
 // Name is the storage node's name.

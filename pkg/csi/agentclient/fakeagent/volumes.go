@@ -152,6 +152,9 @@ func (a *Agent) PublishVolume(ctx context.Context, req *agentapi.PublishVolumeRe
 	if len(portals) == 0 {
 		return nil, status.Errorf(codes.FailedPrecondition, "no %v portal", req.GetTransport())
 	}
+	if req.GetDhchapHostKey() != "" {
+		a.keys[req.GetHostNqn()] = [2]string{req.GetDhchapHostKey(), req.GetDhchapCtrlKey()}
+	}
 	i := slices.IndexFunc(v.Hosts, func(h *agentapi.Host) bool { return h.Nqn == req.GetHostNqn() })
 	if i >= 0 && v.Hosts[i].ReadOnly != req.GetReadOnly() {
 		return nil, status.Errorf(codes.AlreadyExists, "published to %s with read_only=%v", req.GetHostNqn(), v.Hosts[i].ReadOnly)
