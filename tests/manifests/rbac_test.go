@@ -21,6 +21,8 @@ var sidecarNeeds = map[string][][3]string{
 	"csi-attacher": {
 		{"", "persistentvolumes", "patch"}, {"storage.k8s.io", "csinodes", "get"}, {"storage.k8s.io", "volumeattachments", "patch"},
 		{"storage.k8s.io", "volumeattachments/status", "patch"}, {"coordination.k8s.io", "leases", "update"},
+		// The DH-HMAC-CHAP Secret named by controller-publish-secret-name.
+		{"", "secrets", "get"},
 	},
 	"csi-snapshotter": {
 		{"", "events", "create"}, {"snapshot.storage.k8s.io", "volumesnapshotclasses", "watch"},
@@ -36,7 +38,7 @@ var sidecarNeeds = map[string][][3]string{
 
 // Resources a rule may name: a typo in a rule is a resource nobody has.
 var knownResources = map[string][]string{
-	"":                        {"persistentvolumes", "persistentvolumeclaims", "persistentvolumeclaims/status", "events", "nodes", "pods"},
+	"":                        {"persistentvolumes", "persistentvolumeclaims", "persistentvolumeclaims/status", "events", "nodes", "pods", "secrets"},
 	"storage.k8s.io":          {"storageclasses", "csinodes", "volumeattachments", "volumeattachments/status", "csistoragecapacities", "volumeattributesclasses"},
 	"snapshot.storage.k8s.io": {"volumesnapshots", "volumesnapshotcontents", "volumesnapshotcontents/status", "volumesnapshotclasses"},
 	"coordination.k8s.io":     {"leases"},
