@@ -790,3 +790,21 @@ func TestPublishWithDHCHAPKeysSetsThemDurablyAndRotates(t *testing.T) {
 		}
 	}
 }
+
+func TestPortalsReportTheirConfiguredANAState(t *testing.T) {
+	fs := nvmettest.New()
+	cfg := testConfig()
+	cfg.Portals[0].ANAState = "non-optimized"
+	cfg.Portals[1].ANAState = "inaccessible"
+	target := &nvmet.Target{Root: fs.Root(), Prefix: cfg.NQNPrefix(), FS: fs}
+	srv := New(cfg, newFakePool(10*gib, fs.AddDevice), target)
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"1": "non-optimized", "2": "inaccessible", "3": "optimized"} {
+		got, err := fs.ReadFile(fs.Root() + "/ports/" + id + "/ana_groups/1/ana_state")
+		if err != nil || strings.TrimSpace(string(got)) != want {
+			t.Errorf("port %s: ANA state %q (%v); want %s", id, got, err, want)
+		}
+	}
+}

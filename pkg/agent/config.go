@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/yamlstrict"
@@ -91,6 +92,12 @@ type PortalConfig struct {
 	Transport string `json:"transport"`
 	Address   string `json:"address"`
 	Port      int    `json:"port,omitempty"`
+	// ANAState is the Asymmetric Namespace Access state the portal reports for every
+	// namespace it exports: optimized (the default), non-optimized or inaccessible. Hosts
+	// with native multipath send I/O to optimized paths, to non-optimized ones only when no
+	// optimized path is left, and never to inaccessible ones. The kernel target gives a
+	// namespace one ANA group, whose state it keeps per port, so the state is the portal's.
+	ANAState string `json:"anaState,omitempty"`
 }
 
 // Duration is a time.Duration written as "30s" in YAML.
@@ -226,6 +233,11 @@ func (c *Config) validatePortals() []error {
 		}
 		if p.Port < 1 || p.Port > 65535 {
 			errs = append(errs, fmt.Errorf("portals[%d]: port %d out of range", i, p.Port))
+		}
+		switch nvmet.ANAState(p.ANAState) {
+		case "", nvmet.ANAOptimized, nvmet.ANANonOptimized, nvmet.ANAInaccessible:
+		default:
+			errs = append(errs, fmt.Errorf("portals[%d]: anaState %q: want optimized, non-optimized or inaccessible", i, p.ANAState))
 		}
 	}
 	return errs

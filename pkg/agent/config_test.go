@@ -54,6 +54,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		// Keys that were once documented and never applied are refused, not ignored.
 		"portal anaGroup": {"nodeName: s1\npool: {volumeGroup: vg, thinPool: p}\nportals: [{id: 1, transport: tcp, address: 192.0.2.1, anaGroup: 2}]\nlisten: unix:///x\n", "anaGroup"},
 		"agent topology":  {base + "listen: unix:///x\ntopology: {zone: a}\n", "topology"},
+		"bad anaState":    {"nodeName: s1\npool: {volumeGroup: vg, thinPool: p}\nportals: [{id: 1, transport: tcp, address: 192.0.2.1, anaState: change}]\nlisten: unix:///x\n", "anaState"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := LoadConfig(writeConfig(t, tc.body))

@@ -50,7 +50,7 @@ func (s *Server) refreshCapacity(ctx context.Context) error {
 
 func (s *Server) ensurePorts(ctx context.Context) error {
 	for _, p := range s.cfg.Portals {
-		port := nvmet.Port{ID: p.ID, Transport: p.Transport, Address: p.Address, ServiceID: itoa(p.Port)}
+		port := nvmet.Port{ID: p.ID, Transport: p.Transport, Address: p.Address, ServiceID: itoa(p.Port), ANAState: nvmet.ANAState(p.ANAState)}
 		if err := s.target.EnsurePort(ctx, port); err != nil {
 			return fmt.Errorf("portal %d (%s %s:%d): %w", p.ID, p.Transport, p.Address, p.Port, err)
 		}

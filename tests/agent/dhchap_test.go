@@ -93,7 +93,16 @@ listen: unix://%s
 		t.Fatalf("a new connect with the rotated host key: %v", err)
 	}
 
-	// The log, complete once the agent has stopped.
+	// Nothing left, then the log, complete once the agent has stopped.
+	if err := in.Disconnect(ctx, pub.SubsystemNqn); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UnpublishVolume(ctx, &agentapi.UnpublishVolumeRequest{VolumeId: vol.Volume.Id, HostNqn: host.HostNQN}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.DeleteVolume(ctx, &agentapi.DeleteVolumeRequest{Id: vol.Volume.Id}); err != nil {
+		t.Fatal(err)
+	}
 	proc.Stop(syscall.SIGTERM)
 	log := proc.Log()
 	if !strings.Contains(log, "PublishVolume") {
