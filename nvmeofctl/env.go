@@ -198,7 +198,7 @@ func (r *nodeReport) fill(ctx context.Context, agents agentclient.Source) error 
 	if r.capacity, err = c.GetCapacity(ctx, &agentapi.GetCapacityRequest{}); err != nil {
 		return err
 	}
-	vols, err := c.ListVolumes(ctx, &agentapi.ListVolumesRequest{})
+	vols, err := c.ListVolumes(ctx, &agentapi.ListVolumesRequest{WithUsage: true})
 	if err != nil {
 		return err
 	}

@@ -145,8 +145,11 @@ func TestVolumesJoinsAgentsWithPVCsAndPathStates(t *testing.T) {
 		!slices.Equal(got.Paths, []string{"worker-1: 1 live, 1 missing"}) {
 		t.Errorf("prod/db row = %+v; want its ID, 1 snapshot, 1 clone (through the snapshot), 1 GiB, host worker-1, paths 1 live and 1 missing", got)
 	}
-	if c := byPVC["dev/db-copy"]; c.Source != contract.ObjectID("sn-1", snap.GetSnapshot().GetId()) || c.PV != "pv-db-copy" {
-		t.Errorf("dev/db-copy row = %+v; want the snapshot as source and its PV", c)
+	if c := byPVC["dev/db-copy"]; c.Source != contract.ObjectID("sn-1", snap.GetSnapshot().GetId()) || c.PV != "pv-db-copy" || c.UsedBytes != nil {
+		t.Errorf("dev/db-copy row = %+v; want the snapshot as source, its PV, and no usage (not active)", c)
+	}
+	if got.UsedBytes == nil || *got.UsedBytes != 256<<20 {
+		t.Errorf("prod/db used = %v; want what the agent reports for it (256 MiB)", got.UsedBytes)
 	}
 	table, _, code := w.run("", "volumes")
 	if code != 0 || !strings.Contains(table, "prod/db") || !strings.Contains(table, "PVC") {

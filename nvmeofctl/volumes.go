@@ -21,6 +21,9 @@ type volumeRow struct {
 	// PVC is <namespace>/<name> of the PV's claim.
 	PVC       string `json:"pvc,omitempty"`
 	SizeBytes int64  `json:"sizeBytes"`
+	// UsedBytes is how much of the pool it holds, when the storage node can tell (an
+	// exported volume).
+	UsedBytes *int64 `json:"usedBytes,omitempty"`
 	// Source is the CSI ID of the snapshot or volume it was made from.
 	Source    string `json:"source,omitempty"`
 	Snapshots int    `json:"snapshots"`
@@ -68,9 +71,13 @@ func runVolumes(ctx context.Context, e *env) error {
 		return strings.Compare(a.StorageNode+"\x00"+a.PVC+"\x00"+a.ID, b.StorageNode+"\x00"+b.PVC+"\x00"+b.ID)
 	})
 	err = render(e, rep, func(w io.Writer) {
-		row(w, "ID", "PVC", "PV", "SIZE", "SNAPSHOTS", "CLONES", "SOURCE", "HOSTS", "PATHS")
+		row(w, "ID", "PVC", "PV", "SIZE", "USED", "SNAPSHOTS", "CLONES", "SOURCE", "HOSTS", "PATHS")
 		for _, v := range rep.Volumes {
-			row(w, v.ID, orDash(v.PVC), orDash(v.PV), bytesIEC(v.SizeBytes), v.Snapshots, v.Clones, orDash(v.Source),
+			used := "-"
+			if v.UsedBytes != nil {
+				used = bytesIEC(*v.UsedBytes)
+			}
+			row(w, v.ID, orDash(v.PVC), orDash(v.PV), bytesIEC(v.SizeBytes), used, v.Snapshots, v.Clones, orDash(v.Source),
 				orDash(strings.Join(v.Hosts, ",")), orDash(strings.Join(v.Paths, "; ")))
 		}
 	})
@@ -112,6 +119,10 @@ func (r *nodeReport) volumeRows(view *clusterView) []volumeRow {
 		row := volumeRow{
 			ID: contract.ObjectID(r.node.Name, v.GetId()), StorageNode: r.node.Name, Name: v.GetName(),
 			SizeBytes: v.GetSizeBytes(), Snapshots: snaps[v.GetId()], Clones: clones[v.GetId()], Hosts: []string{}, Paths: []string{},
+		}
+		if v.UsedBytes != nil {
+			n := v.GetUsedBytes()
+			row.UsedBytes = &n
 		}
 		switch src := v.GetSource(); {
 		case src.GetSnapshotId() != "":

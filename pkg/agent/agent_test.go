@@ -808,3 +808,26 @@ func TestPortalsReportTheirConfiguredANAState(t *testing.T) {
 		}
 	}
 }
+
+func TestListVolumesReportsUsageOnlyWhenAskedAndKnown(t *testing.T) {
+	e := newEnv(t)
+	published := e.createVolume(t, "pvc-a", gib, nil)
+	idle := e.createVolume(t, "pvc-b", gib, nil)
+	e.publish(t, published.Id, hostA, "w1", agentapi.Transport_TRANSPORT_TCP)
+	for _, with := range []bool{false, true} {
+		resp, err := e.srv.ListVolumes(e.ctx, &agentapi.ListVolumesRequest{WithUsage: with})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range resp.GetVolumes() {
+			switch {
+			case !with && v.UsedBytes != nil:
+				t.Errorf("usage of %s reported without being asked for", v.GetId())
+			case with && v.GetId() == published.Id && v.GetUsedBytes() != gib/2:
+				t.Errorf("usage of the exported volume = %v; want the pool's figure", v.UsedBytes)
+			case with && v.GetId() == idle.Id && v.UsedBytes != nil:
+				t.Errorf("usage of the inactive volume = %v; want none (unknown)", v.GetUsedBytes())
+			}
+		}
+	}
+}

@@ -209,3 +209,16 @@ func (p *fakePool) count(op string) int {
 	defer p.mu.Unlock()
 	return p.calls[op]
 }
+
+// Used implements pool.UsedReporter: active (exported) entries use half their size.
+func (f *fakePool) Used(_ context.Context, ids []string) (map[string]int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int64{}
+	for _, id := range ids {
+		if e, ok := f.entries[id]; ok && e.path != "" {
+			out[id] = e.rec.SizeBytes / 2
+		}
+	}
+	return out, nil
+}

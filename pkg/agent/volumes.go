@@ -212,10 +212,28 @@ func (s *Server) GetVolume(_ context.Context, req *agentapi.GetVolumeRequest) (*
 }
 
 // ListVolumes lists every volume of the pool, ordered by ID.
-func (s *Server) ListVolumes(context.Context, *agentapi.ListVolumesRequest) (*agentapi.ListVolumesResponse, error) {
+func (s *Server) ListVolumes(ctx context.Context, req *agentapi.ListVolumesRequest) (*agentapi.ListVolumesResponse, error) {
 	resp := &agentapi.ListVolumesResponse{}
-	for _, r := range s.idx.list(volumePrefix) {
+	recs := s.idx.list(volumePrefix)
+	for _, r := range recs {
 		resp.Volumes = append(resp.Volumes, volumeOf(r))
+	}
+	ur, ok := s.pool.(pool.UsedReporter)
+	if !req.GetWithUsage() || !ok {
+		return resp, nil
+	}
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	used, err := ur.Used(ctx, ids)
+	if err != nil {
+		return nil, rpcerr.Status(err)
+	}
+	for _, v := range resp.Volumes {
+		if n, ok := used[v.GetId()]; ok {
+			v.UsedBytes = &n
+		}
 	}
 	return resp, nil
 }

@@ -846,8 +846,11 @@ type Volume struct {
 	Uuid   string         `protobuf:"bytes,4,opt,name=uuid,proto3" json:"uuid,omitempty"`
 	Source *ContentSource `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
 	// The hosts the volume is published to.
-	Hosts         []*Host           `protobuf:"bytes,6,rep,name=hosts,proto3" json:"hosts,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Hosts  []*Host           `protobuf:"bytes,6,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	Labels map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Bytes of the pool allocated to the volume, when asked for (ListVolumesRequest.with_usage)
+	// and known: the pool can tell it for active (exported) volumes only.
+	UsedBytes     *int64 `protobuf:"varint,8,opt,name=used_bytes,json=usedBytes,proto3,oneof" json:"used_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -929,6 +932,13 @@ func (x *Volume) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *Volume) GetUsedBytes() int64 {
+	if x != nil && x.UsedBytes != nil {
+		return *x.UsedBytes
+	}
+	return 0
 }
 
 // Host is an initiator allowed to reach a volume.
@@ -1450,7 +1460,9 @@ func (x *GetVolumeResponse) GetVolume() *Volume {
 }
 
 type ListVolumesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Also read how much of the pool each active volume uses (one kernel query per volume).
+	WithUsage     bool `protobuf:"varint,1,opt,name=with_usage,json=withUsage,proto3" json:"with_usage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1483,6 +1495,13 @@ func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
 func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListVolumesRequest) GetWithUsage() bool {
+	if x != nil {
+		return x.WithUsage
+	}
+	return false
 }
 
 type ListVolumesResponse struct {
@@ -2183,7 +2202,7 @@ const file_agent_proto_rawDesc = "" +
 	"\vsnapshot_id\x18\x01 \x01(\tH\x00R\n" +
 	"snapshotId\x12\x1d\n" +
 	"\tvolume_id\x18\x02 \x01(\tH\x00R\bvolumeIdB\b\n" +
-	"\x06source\"\xbc\x02\n" +
+	"\x06source\"\xef\x02\n" +
 	"\x06Volume\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
@@ -2192,10 +2211,13 @@ const file_agent_proto_rawDesc = "" +
 	"\x04uuid\x18\x04 \x01(\tR\x04uuid\x126\n" +
 	"\x06source\x18\x05 \x01(\v2\x1e.nvmeof.agent.v1.ContentSourceR\x06source\x12+\n" +
 	"\x05hosts\x18\x06 \x03(\v2\x15.nvmeof.agent.v1.HostR\x05hosts\x12;\n" +
-	"\x06labels\x18\a \x03(\v2#.nvmeof.agent.v1.Volume.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\a \x03(\v2#.nvmeof.agent.v1.Volume.LabelsEntryR\x06labels\x12\"\n" +
+	"\n" +
+	"used_bytes\x18\b \x01(\x03H\x00R\tusedBytes\x88\x01\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"N\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\r\n" +
+	"\v_used_bytes\"N\n" +
 	"\x04Host\x12\x10\n" +
 	"\x03nqn\x18\x01 \x01(\tR\x03nqn\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
@@ -2230,8 +2252,10 @@ const file_agent_proto_rawDesc = "" +
 	"\x10GetVolumeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"D\n" +
 	"\x11GetVolumeResponse\x12/\n" +
-	"\x06volume\x18\x01 \x01(\v2\x17.nvmeof.agent.v1.VolumeR\x06volume\"\x14\n" +
-	"\x12ListVolumesRequest\"H\n" +
+	"\x06volume\x18\x01 \x01(\v2\x17.nvmeof.agent.v1.VolumeR\x06volume\"3\n" +
+	"\x12ListVolumesRequest\x12\x1d\n" +
+	"\n" +
+	"with_usage\x18\x01 \x01(\bR\twithUsage\"H\n" +
 	"\x13ListVolumesResponse\x121\n" +
 	"\avolumes\x18\x01 \x03(\v2\x17.nvmeof.agent.v1.VolumeR\avolumes\"U\n" +
 	"\x15CreateSnapshotRequest\x12\x12\n" +
@@ -2412,6 +2436,7 @@ func file_agent_proto_init() {
 		(*ContentSource_SnapshotId)(nil),
 		(*ContentSource_VolumeId)(nil),
 	}
+	file_agent_proto_msgTypes[13].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

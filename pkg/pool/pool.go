@@ -114,6 +114,13 @@ type SnapshotSpec struct {
 	Record Record
 }
 
+// UsedReporter is a Pool that can tell how much of the pool its active devices use.
+type UsedReporter interface {
+	// Used maps each active device among ids to the bytes the pool has allocated to it;
+	// inactive devices (and unknown IDs) are absent.
+	Used(ctx context.Context, ids []string) (map[string]int64, error)
+}
+
 // Pool is a thin pool of volumes. See the package documentation for the contract every
 // method keeps.
 type Pool interface {

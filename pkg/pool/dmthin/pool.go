@@ -408,3 +408,36 @@ func (p *Pool) ThinIDs() map[string]uint32 {
 
 // UUID is the pool's UUID, which both its devices carry.
 func (p *Pool) UUID() string { return p.hdr.UUID.String() }
+
+// Used implements pool.UsedReporter: the provisioned sectors of each active thin device, from
+// its status (one ioctl each; inactive devices are absent).
+func (p *Pool) Used(ctx context.Context, ids []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		p.mu.Lock()
+		_, active := p.active[id]
+		p.mu.Unlock()
+		if !active {
+			continue
+		}
+		targets, err := p.ctl.Status(p.thinName(id), true)
+		if errors.Is(err, dm.ErrNotFound) {
+			continue // deactivated meanwhile
+		}
+		if err != nil {
+			return nil, kernelErr(err)
+		}
+		if len(targets) != 1 {
+			continue
+		}
+		s, err := thin.ParseThinStatus(targets[0].Params)
+		if err != nil || s.Fail || s.Error {
+			continue
+		}
+		out[id] = int64(s.MappedSectors) * 512
+	}
+	return out, nil
+}

@@ -213,6 +213,21 @@ func testUsage(t *testing.T, h *harness) {
 	if after.DataUsedBytes-before.DataUsedBytes < 2*MiB || after.MetadataUsedBytes < before.MetadataUsedBytes {
 		t.Fatalf("usage did not grow with the data: before %+v, after %+v", before, after)
 	}
+	// The device's own use: the same 64 pool blocks; none for a device never written (absent
+	// while inactive) or an unknown ID.
+	h.create(Record(volID(2), 64*MiB))
+	if ur, ok := h.p.(pool.UsedReporter); ok {
+		used, err := ur.Used(h.ctx(), []string{volID(1), volID(2), volID(9)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, ok := used[volID(1)]; !ok || n < 2*MiB || n > 64*MiB {
+			t.Errorf("Used of the written volume = %d (known %v); want 64 pool blocks' worth, 2–64 MiB", n, ok)
+		}
+		if _, ok := used[volID(9)]; ok || used[volID(2)] != 0 {
+			t.Errorf("Used = %v; want nothing for the unwritten volume and the unknown ID", used)
+		}
+	}
 	h.check(volID(1))
 }
 
