@@ -228,7 +228,7 @@ func testUsage(t *testing.T, h *harness) {
 			t.Errorf("Used = %v; want nothing for the unwritten volume and the unknown ID", used)
 		}
 	}
-	h.check(volID(1))
+	h.check(volID(1), volID(2))
 }
 
 func testParallelCreates(t *testing.T, h *harness) {
