@@ -15,6 +15,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
 	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
@@ -149,4 +150,86 @@ func fioSummary(out string) string {
 		}
 	}
 	return strings.Join(keep, " | ")
+}
+
+// TestAllPathsDownAMinuteThenBack (fault suite 1): every path of a mounted ext4 volume is cut
+// for 60 s while fio writes and verifies through it, then restored. Native multipath queues
+// the I/O while the controllers reconnect (ctrl_loss_tmo 180 s, as a StorageClass would set
+// for outages this long): the application's writes stall and resume, fio reports no error,
+// the file system stays read-write, and the kernel logs no I/O or file-system error.
+func TestAllPathsDownAMinuteThenBack(t *testing.T) {
+	e := newEnv(t)
+	v := e.newVolume(256, tcpA, tcpB)
+	c := fsCap("ext4")
+	ctx := vmenv.Context(t, 8*time.Minute)
+	must(t, "mkdir", os.MkdirAll(e.stagingPath(v), 0o750))
+	_, err := e.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{
+		VolumeId: v.ID, StagingTargetPath: e.stagingPath(v), VolumeCapability: c, PublishContext: v.publishContext(),
+		VolumeContext: map[string]string{contract.ParamCtrlLossTmo: "180", contract.ParamReconnectDelay: "2", contract.ParamKeepAliveTmo: "5"},
+	})
+	must(t, "stage", err)
+	target := filepath.Join(e.dir, "publish", "app")
+	must(t, "publish", e.publish(ctx, v, c, target))
+	_, _ = vmenv.RunE("dmesg", "-C")
+
+	fioCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	fio := exec.CommandContext(fioCtx, "fio", "--name=outage", "--filename="+filepath.Join(target, "fio.dat"),
+		"--rw=randwrite", "--bs=4k", "--size=64M", "--ioengine=libaio", "--iodepth=8", "--direct=1",
+		"--verify=crc32c", "--verify_backlog=512", "--verify_fatal=1", "--time_based", "--runtime=100")
+	fio.Env = append(os.Environ(), "LC_ALL=C")
+	var out strings.Builder
+	fio.Stdout, fio.Stderr = &out, &out
+	must(t, "start fio", fio.Start())
+	fioDone := make(chan error, 1)
+	go func() { fioDone <- fio.Wait() }()
+
+	time.Sleep(5 * time.Second)
+	nft(t, "add table inet outage")
+	nft(t, "add chain inet outage out { type filter hook output priority 0 ; policy accept ; }")
+	for _, addr := range []string{vmtest.PortalA, vmtest.PortalB} {
+		nft(t, fmt.Sprintf("add rule inet outage out ip daddr %s tcp dport 4420 drop", addr))
+		nft(t, fmt.Sprintf("add rule inet outage out ip saddr %s tcp sport 4420 drop", addr))
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			nft(t, "delete table inet outage")
+		}
+	}
+	t.Cleanup(restore)
+	waitPath(t, e, v, vmtest.PortalA, false, 45*time.Second)
+	waitPath(t, e, v, vmtest.PortalB, false, 45*time.Second)
+	wantHealth(t, e, v, csi.VolumeHealthErrorType_INACCESSIBLE)
+	time.Sleep(60 * time.Second)
+	restore()
+	back := time.Now()
+	waitPath(t, e, v, vmtest.PortalA, true, 60*time.Second)
+	waitPath(t, e, v, vmtest.PortalB, true, 60*time.Second)
+	t.Logf("all paths down for 60 s; both live again %s after the network came back", time.Since(back).Round(100*time.Millisecond))
+
+	if err := <-fioDone; err != nil {
+		t.Fatalf("fio: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "err= 0") {
+		t.Fatalf("fio reported errors:\n%s", out.String())
+	}
+	t.Logf("fio: %s", fioSummary(out.String()))
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	must(t, "mountinfo", err)
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(l); len(f) > 5 && (f[4] == target || f[4] == e.stagingPath(v)) && !strings.HasPrefix(f[5], "rw") {
+			t.Errorf("%s is mounted %s after the outage; want rw", f[4], f[5])
+		}
+	}
+	klog, _ := vmenv.RunE("dmesg")
+	for _, bad := range []string{"EXT4-fs error", "Buffer I/O error", "I/O error, dev nvme"} {
+		if strings.Contains(klog, bad) {
+			t.Errorf("the kernel logged %q during the outage:\n%s", bad, klog)
+		}
+	}
+	must(t, "unpublish", e.unpublish(ctx, v, target))
+	must(t, "unstage", e.unstage(ctx, v))
+	e.assertGone(v)
 }
