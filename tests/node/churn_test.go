@@ -17,7 +17,7 @@ import (
 )
 
 // churnIterations is how many stage/unstage cycles TestStageUnstageChurn runs:
-// NVMEOF_NODE_CHURN, else 50 (what the acceptance of the node service asks for).
+// NVMEOF_NODE_CHURN, else 200 (fault suite 4: attach/detach churn ×200).
 func churnIterations(t *testing.T) int {
 	if v := os.Getenv("NVMEOF_NODE_CHURN"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -26,12 +26,13 @@ func churnIterations(t *testing.T) int {
 		}
 		return n
 	}
-	return 50
+	return 200
 }
 
-// TestStageUnstageChurn stages and unstages one filesystem volume over two paths many times
-// (tns-csi#204 corrupted ext4 this way). After every unstage no controller may be left in
-// sysfs and nothing mounted; the data written in the first cycle must survive them all.
+// TestStageUnstageChurn (fault suite 4) stages and unstages one filesystem volume over two
+// paths 200 times (tns-csi#204 corrupted ext4 this way). After every unstage no controller may
+// be left in sysfs and nothing mounted; the data written in the first cycle must survive them
+// all, and fsck finds the file system clean.
 func TestStageUnstageChurn(t *testing.T) {
 	e := newEnv(t)
 	v := e.newVolume(64, tcpA, tcpB)
