@@ -5,13 +5,14 @@ import (
 	"io"
 	"strings"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/inventory"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 )
 
 // nqnPrefix starts every subsystem NQN an nvmeof-csi agent exports:
 // <nqnPrefix><storage node>:<agent volume ID>:h<host hash> (pkg/agent).
-const nqnPrefix = "nqn.2026-11.io.nvmeof-csi:"
+const nqnPrefix = contract.SubsystemNQNPrefix
 
 // pathRow is one row of `paths`: one NVMe controller of this machine.
 type pathRow struct {

@@ -14,8 +14,10 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/node"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/plugin"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/version"
 )
 
@@ -24,6 +26,9 @@ func main() {
 	var o plugin.Options
 	var topology string
 	showVersion := flag.Bool("version", false, "print the version and exit")
+	releasePaths := flag.Duration("release-paths", 0, "do not serve: give every NVMe-oF controller of an nvmeof-csi volume on this host a ctrl_loss_tmo of this "+
+		"duration and fail queued I/O fast, so that a host shutdown's unmounts end within it even when the storage is unreachable, then exit "+
+		"(deploy/systemd/nvmeof-csi-shutdown.service)")
 	flag.StringVar(&o.Mode, "mode", plugin.ModeAll, "which CSI services to serve: controller, node or all")
 	flag.StringVar(&o.Endpoint, "endpoint", "unix:///csi/csi.sock", "CSI endpoint (unix:///path or tcp://host:port)")
 	flag.StringVar(&o.StorageNodes, "storage-nodes", "/etc/nvmeof-csi/storage-nodes.yaml", "controller: storage-node configuration file")
@@ -47,6 +52,9 @@ func main() {
 	if *showVersion {
 		fmt.Println(version.String("nvmeof-csi"))
 		return
+	}
+	if *releasePaths > 0 {
+		os.Exit(release(*releasePaths))
 	}
 	var err error
 	if o.Topology, err = parseSegments(topology); err != nil {
@@ -81,4 +89,16 @@ func parseSegments(s string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// release is --release-paths: bound the waits of this host's nvmeof-csi controllers.
+func release(d time.Duration) int {
+	in := &nvme.Initiator{}
+	changed, err := in.ReleaseTimeouts(contract.SubsystemNQNPrefix, int(d.Round(time.Second)/time.Second))
+	fmt.Printf("nvmeof-csi: ctrl_loss_tmo %s and fast I/O failure set on %d controllers %v\n", d.Round(time.Second), len(changed), changed)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nvmeof-csi: --release-paths:", err)
+		return 1
+	}
+	return 0
 }

@@ -73,3 +73,20 @@ func TestSystemdUnit(t *testing.T) {
 		}
 	}
 }
+
+// The workers' shutdown unit runs the plugin with flags it has, at stop.
+func TestShutdownUnit(t *testing.T) {
+	raw, err := os.ReadFile(path("deploy/systemd/nvmeof-csi-shutdown.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^ExecStop=(\S+)(.*)$`).FindStringSubmatch(string(raw))
+	if m == nil || filepath.Base(m[1]) != "nvmeof-csi" {
+		t.Fatalf("nvmeof-csi-shutdown.service: want ExecStop=.../nvmeof-csi")
+	}
+	args := strings.Fields(m[2])
+	checkArgs(t, "nvmeof-csi-shutdown.service", nil, args, binaryFlags(t, "nvmeof-csi"))
+	if _, ok := flagValue(args, "release-paths"); !ok {
+		t.Errorf("nvmeof-csi-shutdown.service: ExecStop %v does not release the paths", args)
+	}
+}

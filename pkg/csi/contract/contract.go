@@ -98,6 +98,10 @@ const (
 	PublishDHCHAP = "dhchap"
 )
 
+// SubsystemNQNPrefix starts the NQN of every subsystem an agent exports
+// (<prefix><storage node>:<volume ID>:h<host hash>; the agent builds them, pkg/agent).
+const SubsystemNQNPrefix = "nqn.2026-11.io.nvmeof-csi:"
+
 // DH-HMAC-CHAP keys come in one Kubernetes Secret that the StorageClass names twice, for
 // ControllerPublishVolume (csi.storage.k8s.io/controller-publish-secret-name and -namespace)
 // and for NodeStageVolume (csi.storage.k8s.io/node-stage-secret-name and -namespace). Each
