@@ -109,7 +109,10 @@ var connectErrnos = []struct {
 }{
 	{syscall.EIO, rpcerr.ErrPrecondition, "the target refused this host: it is not (or no longer) allowed on the subsystem, " +
 		"or the subsystem is not exported on this portal; ControllerPublishVolume grants access"},
-	{syscall.EKEYREJECTED, rpcerr.ErrPrecondition, "the target rejected this host's authentication (DH-HMAC-CHAP)"},
+	{syscall.EKEYREJECTED, rpcerr.ErrPrecondition, "the target rejected this host's authentication, or the host the target's (DH-HMAC-CHAP): " +
+		"the keys in the StorageClass's Secret differ from the ones the storage node has; the next ControllerPublishVolume sets them"},
+	{syscall.ENOKEY, rpcerr.ErrPrecondition, "the target requires DH-HMAC-CHAP authentication and this node presented no key: " +
+		"the StorageClass must name the Secret for node-stage too"},
 	{syscall.EINVAL, rpcerr.ErrPrecondition, "the kernel refused the connect options: is the transport's module (nvme-tcp, nvme-rdma) loaded?"},
 	{syscall.ENODEV, rpcerr.ErrPrecondition, "no device for the transport on this host (for RDMA: no RDMA device reaches the portal)"},
 	{syscall.EPERM, rpcerr.ErrPrecondition, "the plugin may not write to the fabrics device (it needs CAP_SYS_ADMIN)"},

@@ -127,6 +127,7 @@ func TestStageMapsTheKernelsConnectErrnos(t *testing.T) {
 	}{
 		{syscall.EIO, codes.FailedPrecondition}, // host not allowed: publish first
 		{syscall.EKEYREJECTED, codes.FailedPrecondition},
+		{syscall.ENOKEY, codes.FailedPrecondition},
 		{syscall.EINVAL, codes.FailedPrecondition},
 		{syscall.ENODEV, codes.FailedPrecondition},
 		{syscall.EPERM, codes.FailedPrecondition},
