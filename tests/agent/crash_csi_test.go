@@ -14,11 +14,8 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/plugin"
@@ -94,27 +91,9 @@ func startController(t *testing.T, nodes ...*storageNode) creator {
 	if err := os.WriteFile(nodesFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	endpoint := filepath.Join(dir, "csi.sock")
-	pctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- plugin.Run(klog.NewContext(pctx, klog.Background()), plugin.Options{
-			Mode: plugin.ModeController, Endpoint: "unix://" + endpoint, StorageNodes: nodesFile,
-			AgentTimeout: 30 * time.Second, ProbeTimeout: 5 * time.Second,
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("plugin: %v", err)
-		}
-	})
-	conn, err := grpc.NewClient("unix://"+endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ctrl := csi.NewControllerClient(conn)
+	ctrl := csi.NewControllerClient(vmenv.StartPlugin(t, plugin.Options{
+		Mode: plugin.ModeController, StorageNodes: nodesFile, AgentTimeout: 30 * time.Second, ProbeTimeout: 5 * time.Second,
+	}))
 	ctx := vmenv.Context(t, 10*time.Minute)
 	create := func(name, pin string) (string, error) {
 		cctx, ccancel := context.WithTimeout(ctx, time.Minute)

@@ -8,15 +8,12 @@ package metrics_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,9 +22,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/plugin"
@@ -105,28 +99,11 @@ metricsAddress: %s
 	if err := os.WriteFile(nodesFile, []byte("storageNodes:\n- name: sn-m\n  address: unix://"+sock+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	endpoint := filepath.Join(dir, "csi.sock")
-	pctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- plugin.Run(klog.NewContext(pctx, klog.Background()), plugin.Options{
-			Mode: plugin.ModeAll, Endpoint: "unix://" + endpoint, StorageNodes: nodesFile,
-			AgentTimeout: time.Minute, ProbeTimeout: 10 * time.Second, NodeName: "metrics-node",
-			IdentityDir: filepath.Join(dir, "nvme"), StateDir: filepath.Join(dir, "state"),
-			MetricsAddress: pluginMetrics,
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("plugin: %v", err)
-		}
+	conn := vmenv.StartPlugin(t, plugin.Options{
+		Mode: plugin.ModeAll, StorageNodes: nodesFile, AgentTimeout: time.Minute, ProbeTimeout: 10 * time.Second,
+		NodeName: "metrics-node", IdentityDir: filepath.Join(dir, "nvme"), StateDir: filepath.Join(dir, "state"),
+		MetricsAddress: pluginMetrics,
 	})
-	conn, err := grpc.NewClient("unix://"+endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	ids, ctrl, node := csi.NewIdentityClient(conn), csi.NewControllerClient(conn), csi.NewNodeClient(conn)
 	eventually(t, time.Minute, "plugin ready", func() (bool, string) {
 		r, err := ids.Probe(ctx, &csi.ProbeRequest{})
@@ -221,18 +198,7 @@ metricsAddress: %s
 	t.Logf("after the lifecycle: pool data use grew by %.1f MiB for 32 MiB written; 2 live paths", grown/float64(mib))
 
 	// Cut the path to portal B: the node's metrics show one live path and one that is not.
-	nft(t, "add table inet metricstest")
-	nft(t, "add chain inet metricstest out { type filter hook output priority 0 ; policy accept ; }")
-	nft(t, fmt.Sprintf("add rule inet metricstest out ip daddr %s tcp dport %d drop", vmtest.PortalB, svcPort))
-	nft(t, fmt.Sprintf("add rule inet metricstest out ip saddr %s tcp sport %d drop", vmtest.PortalB, svcPort))
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			nft(t, "delete table inet metricstest")
-		}
-	}
-	t.Cleanup(restore)
+	restore := vmenv.CutNVMeTCP(t, "metricstest", svcPort, vmtest.PortalB)
 	cut := time.Now()
 	eventually(t, 90*time.Second, "node metrics show the cut path", func() (bool, string) {
 		live, down := paths("live"), paths("connecting")+paths("resetting")+paths("missing")
@@ -277,13 +243,5 @@ func must(t *testing.T, step string, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: %v", step, err)
-	}
-}
-
-func nft(t *testing.T, rule string) {
-	t.Helper()
-	cmd := exec.Command("nft", strings.Fields(rule)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft %s: %v\n%s", rule, err, out)
 	}
 }

@@ -189,12 +189,17 @@ func (e *env) stagingPath(v *volume) string {
 }
 
 func (e *env) stage(ctx context.Context, v *volume, c *csi.VolumeCapability) error {
+	return e.stageWith(ctx, v, c, volumeContext)
+}
+
+// stageWith stages v with the volume context vc (the connection settings a StorageClass gives).
+func (e *env) stageWith(ctx context.Context, v *volume, c *csi.VolumeCapability, vc map[string]string) error {
 	if err := os.MkdirAll(e.stagingPath(v), 0o750); err != nil { // kubelet creates it
 		return err
 	}
 	_, err := e.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{
 		VolumeId: v.ID, StagingTargetPath: e.stagingPath(v), VolumeCapability: c,
-		PublishContext: v.publishContext(), VolumeContext: volumeContext,
+		PublishContext: v.publishContext(), VolumeContext: vc,
 	})
 	return err
 }

@@ -4,7 +4,6 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,18 +47,7 @@ func TestCuttingOnePathKeepsIOGoing(t *testing.T) {
 
 	time.Sleep(3 * time.Second)
 	cut := time.Now()
-	nft(t, "add table inet nodetest")
-	nft(t, "add chain inet nodetest out { type filter hook output priority 0 ; policy accept ; }")
-	nft(t, fmt.Sprintf("add rule inet nodetest out ip daddr %s tcp dport 4420 drop", vmtest.PortalB))
-	nft(t, fmt.Sprintf("add rule inet nodetest out ip saddr %s tcp sport 4420 drop", vmtest.PortalB))
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			nft(t, "delete table inet nodetest")
-		}
-	}
-	t.Cleanup(restore)
+	restore := vmenv.CutNVMeTCP(t, "nodetest", 4420, vmtest.PortalB)
 
 	waitPath(t, e, v, vmtest.PortalB, false, 45*time.Second)
 	t.Logf("path to %s down after %s", vmtest.PortalB, time.Since(cut).Round(100*time.Millisecond))
@@ -81,11 +69,6 @@ func TestCuttingOnePathKeepsIOGoing(t *testing.T) {
 	must(t, "unpublish", e.unpublish(ctx, v, target))
 	must(t, "unstage", e.unstage(ctx, v))
 	e.assertGone(v)
-}
-
-func nft(t *testing.T, rule string) {
-	t.Helper()
-	vmenv.Run(t, "nft", strings.Fields(rule)...)
 }
 
 // waitPath waits until the controller to addr is live (or not live).
@@ -162,12 +145,7 @@ func TestAllPathsDownAMinuteThenBack(t *testing.T) {
 	v := e.newVolume(256, tcpA, tcpB)
 	c := fsCap("ext4")
 	ctx := vmenv.Context(t, 8*time.Minute)
-	must(t, "mkdir", os.MkdirAll(e.stagingPath(v), 0o750))
-	_, err := e.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{
-		VolumeId: v.ID, StagingTargetPath: e.stagingPath(v), VolumeCapability: c, PublishContext: v.publishContext(),
-		VolumeContext: map[string]string{contract.ParamCtrlLossTmo: "180", contract.ParamReconnectDelay: "2", contract.ParamKeepAliveTmo: "5"},
-	})
-	must(t, "stage", err)
+	must(t, "stage", e.stageWith(ctx, v, c, map[string]string{contract.ParamCtrlLossTmo: "180", contract.ParamReconnectDelay: "2", contract.ParamKeepAliveTmo: "5"}))
 	target := filepath.Join(e.dir, "publish", "app")
 	must(t, "publish", e.publish(ctx, v, c, target))
 	_, _ = vmenv.RunE("dmesg", "-C")
@@ -185,20 +163,7 @@ func TestAllPathsDownAMinuteThenBack(t *testing.T) {
 	go func() { fioDone <- fio.Wait() }()
 
 	time.Sleep(5 * time.Second)
-	nft(t, "add table inet outage")
-	nft(t, "add chain inet outage out { type filter hook output priority 0 ; policy accept ; }")
-	for _, addr := range []string{vmtest.PortalA, vmtest.PortalB} {
-		nft(t, fmt.Sprintf("add rule inet outage out ip daddr %s tcp dport 4420 drop", addr))
-		nft(t, fmt.Sprintf("add rule inet outage out ip saddr %s tcp sport 4420 drop", addr))
-	}
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			nft(t, "delete table inet outage")
-		}
-	}
-	t.Cleanup(restore)
+	restore := vmenv.CutNVMeTCP(t, "outage", 4420, vmtest.PortalA, vmtest.PortalB)
 	waitPath(t, e, v, vmtest.PortalA, false, 45*time.Second)
 	waitPath(t, e, v, vmtest.PortalB, false, 45*time.Second)
 	wantHealth(t, e, v, csi.VolumeHealthErrorType_INACCESSIBLE)

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/container-storage-interface/spec/lib/go/csi"
-
 	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
@@ -27,24 +25,13 @@ func TestShutdownReleaseBoundsUnmount(t *testing.T) {
 	v := e.newVolume(128, tcpA, tcpB)
 	c := fsCap("ext4")
 	ctx := vmenv.Context(t, 5*time.Minute)
-	must(t, "mkdir", os.MkdirAll(e.stagingPath(v), 0o750))
-	_, err := e.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{
-		VolumeId: v.ID, StagingTargetPath: e.stagingPath(v), VolumeCapability: c, PublishContext: v.publishContext(),
-		VolumeContext: map[string]string{contract.ParamCtrlLossTmo: "600", contract.ParamReconnectDelay: "2", contract.ParamKeepAliveTmo: "5"},
-	})
-	must(t, "stage", err)
+	must(t, "stage", e.stageWith(ctx, v, c, map[string]string{contract.ParamCtrlLossTmo: "600", contract.ParamReconnectDelay: "2", contract.ParamKeepAliveTmo: "5"}))
 	target := filepath.Join(e.dir, "publish", "app")
 	must(t, "publish", e.publish(ctx, v, c, target))
 	// Data the application wrote and the kernel has not written back yet.
 	must(t, "write", os.WriteFile(filepath.Join(target, "unsynced"), randomBytes(t, 16<<20), 0o644))
 
-	nft(t, "add table inet shutdown")
-	nft(t, "add chain inet shutdown out { type filter hook output priority 0 ; policy accept ; }")
-	for _, addr := range []string{vmtest.PortalA, vmtest.PortalB} {
-		nft(t, fmt.Sprintf("add rule inet shutdown out ip daddr %s tcp dport 4420 drop", addr))
-		nft(t, fmt.Sprintf("add rule inet shutdown out ip saddr %s tcp sport 4420 drop", addr))
-	}
-	t.Cleanup(func() { nft(t, "delete table inet shutdown") })
+	vmenv.CutNVMeTCP(t, "shutdown", 4420, vmtest.PortalA, vmtest.PortalB)
 	waitPath(t, e, v, vmtest.PortalA, false, 45*time.Second)
 	waitPath(t, e, v, vmtest.PortalB, false, 45*time.Second)
 

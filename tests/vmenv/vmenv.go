@@ -376,3 +376,32 @@ func DHCHAPSecret(t testing.TB) string {
 	key = binary.LittleEndian.AppendUint32(key, crc32.ChecksumIEEE(key))
 	return "DHHC-1:00:" + base64.StdEncoding.EncodeToString(key) + ":"
 }
+
+// CutNVMeTCP drops, with an nftables table of its own, the NVMe/TCP traffic to and from port
+// on each address (both directions, so neither side sees the other), as a network failure
+// would. The returned restore deletes the table; it runs at the end of the test too, and
+// running it twice is harmless.
+func CutNVMeTCP(t testing.TB, table string, port int, addrs ...string) (restore func()) {
+	t.Helper()
+	rules := []string{
+		"add table inet " + table,
+		"add chain inet " + table + " out { type filter hook output priority 0 ; policy accept ; }",
+	}
+	for _, addr := range addrs {
+		rules = append(rules,
+			fmt.Sprintf("add rule inet %s out ip daddr %s tcp dport %d drop", table, addr, port),
+			fmt.Sprintf("add rule inet %s out ip saddr %s tcp sport %d drop", table, addr, port))
+	}
+	for _, r := range rules {
+		Run(t, "nft", strings.Fields(r)...)
+	}
+	done := false
+	restore = func() {
+		if !done {
+			done = true
+			Run(t, "nft", "delete", "table", "inet", table)
+		}
+	}
+	t.Cleanup(restore)
+	return restore
+}
