@@ -6,9 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -64,22 +62,7 @@ listen: unix://%s
 		devs, nqns = append(devs, dev), append(nqns, pub.SubsystemNqn)
 	}
 
-	fioCtx, cancel := context.WithTimeout(ctx, 4*time.Minute)
-	defer cancel()
-	args := []string{"--rw=randwrite", "--bs=4k", "--size=64M", "--ioengine=libaio", "--iodepth=4", "--direct=1",
-		"--verify=crc32c", "--verify_backlog=256", "--verify_fatal=1", "--time_based", "--runtime=40"}
-	for i, dev := range devs {
-		args = append(args, fmt.Sprintf("--name=vol%d", i), "--filename="+dev)
-	}
-	fio := exec.CommandContext(fioCtx, "fio", args...)
-	fio.Env = append(os.Environ(), "LC_ALL=C")
-	var out strings.Builder
-	fio.Stdout, fio.Stderr = &out, &out
-	if err := fio.Start(); err != nil {
-		t.Fatal(err)
-	}
-	fioDone := make(chan error, 1)
-	go func() { fioDone <- fio.Wait() }()
+	fio := vmenv.StartFioVerify(t, ctx, 40*time.Second, devs...)
 
 	time.Sleep(5 * time.Second)
 	proc.Stop(syscall.SIGKILL)
@@ -125,13 +108,7 @@ listen: unix://%s
 		return nil
 	})
 	t.Logf("the host's controllers live again %s after the agent started", time.Since(start).Round(100*time.Millisecond))
-	if err := <-fioDone; err != nil {
-		t.Fatalf("fio: %v\n%s", err, out.String())
-	}
-	if strings.Count(out.String(), "err= 0") != len(devs) {
-		t.Fatalf("fio reported errors:\n%s", out.String())
-	}
-	t.Logf("fio verified both volumes with no error across the restart")
+	t.Logf("fio verified both volumes with no error across the restart: %s", fio())
 
 	c = vmenv.Dial(t, "unix://"+sock, nil)
 	for _, nqn := range nqns {

@@ -5,7 +5,6 @@ package node
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,18 +31,7 @@ func TestCuttingOnePathKeepsIOGoing(t *testing.T) {
 	must(t, "publish", e.publish(ctx, v, c, target))
 	setIOPolicy(t, v.NQN, "round-robin")
 
-	fioCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	fio := exec.CommandContext(fioCtx, "fio", "--name=verify", "--filename="+target,
-		"--rw=randwrite", "--bs=4k", "--size=64M", "--ioengine=libaio", "--iodepth=8", "--direct=1",
-		"--verify=crc32c", "--verify_backlog=512", "--verify_fatal=1",
-		"--time_based", "--runtime=45")
-	fio.Env = append(os.Environ(), "LC_ALL=C")
-	var out strings.Builder
-	fio.Stdout, fio.Stderr = &out, &out
-	must(t, "start fio", fio.Start())
-	fioDone := make(chan error, 1)
-	go func() { fioDone <- fio.Wait() }()
+	fio := vmenv.StartFioVerify(t, ctx, 45*time.Second, target)
 
 	time.Sleep(3 * time.Second)
 	cut := time.Now()
@@ -59,13 +47,7 @@ func TestCuttingOnePathKeepsIOGoing(t *testing.T) {
 	t.Logf("path to %s live again after %s", vmtest.PortalB, time.Since(back).Round(100*time.Millisecond))
 	wantHealth(t, e, v, csi.VolumeHealthErrorType_UNKNOWN_VOLUME_HEALTH_TYPE)
 
-	if err := <-fioDone; err != nil {
-		t.Fatalf("fio: %v\n%s", err, out.String())
-	}
-	if !strings.Contains(out.String(), "err= 0") {
-		t.Fatalf("fio reported errors:\n%s", out.String())
-	}
-	t.Logf("fio: %s", fioSummary(out.String()))
+	t.Logf("fio: %s", fio())
 	must(t, "unpublish", e.unpublish(ctx, v, target))
 	must(t, "unstage", e.unstage(ctx, v))
 	e.assertGone(v)
@@ -123,18 +105,6 @@ func setIOPolicy(t *testing.T, nqn, policy string) {
 	t.Fatalf("no nvme-subsystem for %s", nqn)
 }
 
-// fioSummary picks fio's write and verify (read) lines.
-func fioSummary(out string) string {
-	var keep []string
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "write: IOPS=") || strings.HasPrefix(l, "read: IOPS=") || strings.Contains(l, "err=") {
-			keep = append(keep, l)
-		}
-	}
-	return strings.Join(keep, " | ")
-}
-
 // TestAllPathsDownAMinuteThenBack (fault suite 1): every path of a mounted ext4 volume is cut
 // for 60 s while fio writes and verifies through it, then restored. Native multipath queues
 // the I/O while the controllers reconnect (ctrl_loss_tmo 180 s, as a StorageClass would set
@@ -150,17 +120,7 @@ func TestAllPathsDownAMinuteThenBack(t *testing.T) {
 	must(t, "publish", e.publish(ctx, v, c, target))
 	_, _ = vmenv.RunE("dmesg", "-C")
 
-	fioCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	fio := exec.CommandContext(fioCtx, "fio", "--name=outage", "--filename="+filepath.Join(target, "fio.dat"),
-		"--rw=randwrite", "--bs=4k", "--size=64M", "--ioengine=libaio", "--iodepth=8", "--direct=1",
-		"--verify=crc32c", "--verify_backlog=512", "--verify_fatal=1", "--time_based", "--runtime=100")
-	fio.Env = append(os.Environ(), "LC_ALL=C")
-	var out strings.Builder
-	fio.Stdout, fio.Stderr = &out, &out
-	must(t, "start fio", fio.Start())
-	fioDone := make(chan error, 1)
-	go func() { fioDone <- fio.Wait() }()
+	fio := vmenv.StartFioVerify(t, ctx, 100*time.Second, filepath.Join(target, "fio.dat"))
 
 	time.Sleep(5 * time.Second)
 	restore := vmenv.CutNVMeTCP(t, "outage", 4420, vmtest.PortalA, vmtest.PortalB)
@@ -174,13 +134,7 @@ func TestAllPathsDownAMinuteThenBack(t *testing.T) {
 	waitPath(t, e, v, vmtest.PortalB, true, 60*time.Second)
 	t.Logf("all paths down for 60 s; both live again %s after the network came back", time.Since(back).Round(100*time.Millisecond))
 
-	if err := <-fioDone; err != nil {
-		t.Fatalf("fio: %v\n%s", err, out.String())
-	}
-	if !strings.Contains(out.String(), "err= 0") {
-		t.Fatalf("fio reported errors:\n%s", out.String())
-	}
-	t.Logf("fio: %s", fioSummary(out.String()))
+	t.Logf("fio: %s", fio())
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	must(t, "mountinfo", err)
 	for _, l := range strings.Split(string(mounts), "\n") {
