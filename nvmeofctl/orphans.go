@@ -256,6 +256,13 @@ var errKept = errors.New("kept: no longer an orphan")
 
 func removeOrphan(ctx context.Context, e *env, agents agentclient.Source, view *clusterView, o orphan) error {
 	if o.Kind == kindController {
+		// The volume may have been published (again) since the search: ask its storage node.
+		if exported, err := exportedNow(ctx, agents, o.subsystem); err != nil || exported {
+			if err != nil {
+				return fmt.Errorf("cannot tell whether %s is exported again: %w", o.subsystem, err)
+			}
+			return errKept
+		}
 		return e.localInitiator().DeleteControllers(ctx, o.subsystem, []string{o.ID})
 	}
 	c, err := agents.Client(o.Where)
@@ -302,4 +309,24 @@ func removeOrphan(ctx context.Context, e *env, agents agentclient.Source, view *
 		return nil
 	}
 	return fmt.Errorf("unknown kind %q", o.Kind)
+}
+
+// exportedNow asks the storage node a subsystem NQN names whether it exports it on purpose.
+func exportedNow(ctx context.Context, agents agentclient.Source, nqn string) (bool, error) {
+	rest, _ := strings.CutPrefix(nqn, nqnPrefix)
+	node, _, _ := strings.Cut(rest, ":")
+	c, err := agents.Client(node)
+	if err != nil {
+		return false, err
+	}
+	exports, err := c.ListExports(ctx, &agentapi.ListExportsRequest{})
+	if err != nil {
+		return false, err
+	}
+	for _, x := range exports.GetExports() {
+		if x.GetSubsystemNqn() == nqn && !x.GetOrphan() {
+			return true, nil
+		}
+	}
+	return false, nil
 }
