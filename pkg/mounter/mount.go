@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"k8s.io/mount-utils"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // maxStackedMounts bounds Unmount's loop over mounts stacked on one target.
@@ -22,9 +24,36 @@ const maxStackedMounts = 8
 func (m *Mounter) FormatAndMount(ctx context.Context, device, target, fsType string, options []string, f Format) error {
 	sfm := &mount.SafeFormatAndMount{Interface: boundMounter{Interface: m.base, m: m, ctx: ctx}, Exec: m.bound(ctx)}
 	if err := sfm.FormatAndMountSensitiveWithFormatOptions(device, target, fsType, options, nil, f.formatOptions(fsType)); err != nil {
-		return fmt.Errorf("mounter: format and mount %s at %s: %w", device, target, err)
+		return fmt.Errorf("mounter: format and mount %s at %s: %w", device, target, classifyMountError(err))
 	}
 	return nil
+}
+
+// classifyMountError gives a failed probe, fsck, mkfs or mount its class (README "Node
+// errors"): the device unreadable now (an I/O error, a path that went away) is Unavailable,
+// for the kubelet to retry once paths return; a file system that is not the one asked for,
+// has errors fsck cannot repair, or that mkfs or mount refuse is FailedPrecondition, for an
+// operator to look at; the call's end is its own.
+func classifyMountError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	msg := strings.ToLower(err.Error())
+	for _, ioErr := range []string{"input/output error", "i/o error", "can't read superblock", "no such device", "no medium found"} {
+		if strings.Contains(msg, ioErr) {
+			return fmt.Errorf("%w: the device cannot be read now (%w)", rpcerr.ErrUnavailable, err)
+		}
+	}
+	var me mount.MountError
+	if errors.As(err, &me) {
+		switch me.Type {
+		case mount.FilesystemMismatch:
+			return fmt.Errorf("%w: the device holds another file system (%w)", rpcerr.ErrPrecondition, err)
+		case mount.HasFilesystemErrors:
+			return fmt.Errorf("%w: the file system has errors fsck cannot repair unattended; repair it by hand (%w)", rpcerr.ErrPrecondition, err)
+		}
+	}
+	return fmt.Errorf("%w: the file system could not be made or mounted (%w)", rpcerr.ErrPrecondition, err)
 }
 
 // GetDiskFormat implements Interface (blkid).
@@ -39,7 +68,10 @@ func (m *Mounter) GetDiskFormat(ctx context.Context, device string) (string, err
 
 // Mount implements Interface.
 func (m *Mounter) Mount(ctx context.Context, source, target, fsType string, options []string) error {
-	return m.mount(ctx, source, target, fsType, options, nil)
+	if err := m.mount(ctx, source, target, fsType, options, nil); err != nil {
+		return classifyMountError(err)
+	}
+	return nil
 }
 
 // mount runs mount(8), twice for a bind mount with options (bind, then bind remount with the
