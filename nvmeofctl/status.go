@@ -55,8 +55,12 @@ func runStatus(ctx context.Context, e *env) error {
 	return render(e, out, func(w io.Writer) {
 		row(w, "STORAGE NODE", "ADDRESS", "REACHABLE", "VERSION", "DATA", "SIZE", "METADATA", "PROVISIONED", "AVAILABLE", "VOLUMES", "SNAPSHOTS", "EXPORTS")
 		for _, s := range out.StorageNodes {
-			if !s.Reachable {
-				row(w, s.Name, s.Address, "no: "+s.Error, "-", "-", "-", "-", "-", "-", "-", "-", "-")
+			if !s.Reachable || s.Error != "" {
+				state := "no: " + s.Error
+				if s.Reachable {
+					state = "answers, but: " + s.Error
+				}
+				row(w, s.Name, s.Address, state, orDash(s.Version), "-", "-", "-", "-", "-", "-", "-", "-")
 				continue
 			}
 			row(w, s.Name, s.Address, "yes", orDash(s.Version), bar(s.DataUsedBytes, s.DataBytes), bytesIEC(s.DataBytes),
