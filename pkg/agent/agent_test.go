@@ -831,3 +831,39 @@ func TestListVolumesReportsUsageOnlyWhenAskedAndKnown(t *testing.T) {
 		}
 	}
 }
+
+func TestAHostsKeysGoWithItsLastKeyedPublication(t *testing.T) {
+	e := newEnv(t)
+	keyed := e.createVolume(t, "pvc-keyed", gib, nil)
+	plain := e.createVolume(t, "pvc-plain", gib, nil)
+	if _, err := e.srv.PublishVolume(e.ctx, &agentapi.PublishVolumeRequest{VolumeId: keyed.Id, HostNqn: hostA, NodeId: "w1",
+		Transport: agentapi.Transport_TRANSPORT_TCP, DhchapHostKey: keyOne, DhchapCtrlKey: keyCtrl}); err != nil {
+		t.Fatal(err)
+	}
+	plainSub := e.publish(t, plain.Id, hostA, "w1", agentapi.Transport_TRANSPORT_TCP).GetSubsystemNqn()
+	hasKey := func() bool {
+		t.Helper()
+		has, err := e.target.HostHasKey(e.ctx, hostA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return has
+	}
+	if !hasKey() {
+		t.Fatal("the host has no key while a publication with keys stands")
+	}
+	if _, err := e.srv.UnpublishVolume(e.ctx, &agentapi.UnpublishVolumeRequest{VolumeId: keyed.Id, HostNqn: hostA}); err != nil {
+		t.Fatal(err)
+	}
+	if hasKey() {
+		t.Fatal("the host keeps its key after its only keyed publication went: its other volumes would ask for a key it no longer presents")
+	}
+	sub, err := e.target.Get(e.ctx, plainSub)
+	if err != nil || !slices.Equal(sub.Hosts, []string{hostA}) {
+		t.Fatalf("the unkeyed volume's subsystem after the keys went: %+v, %v; want it to allow the host still", sub, err)
+	}
+	// A restart finds no keys in the records and leaves the host without them.
+	if err := e.srv.Reconcile(e.ctx); err != nil || hasKey() {
+		t.Fatalf("reconcile: %v; key %v", err, hasKey())
+	}
+}

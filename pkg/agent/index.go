@@ -84,6 +84,9 @@ func (x *index) remove(id string) {
 func (x *index) forget(rec pool.Record) {
 	x.provisioned -= rec.SizeBytes
 	for _, h := range rec.Hosts {
+		if h.DHCHAPKey != "" && x.hostKeys[h.NQN] == h {
+			x.recomputeKeys(h.NQN, rec.ID)
+		}
 		if nodes := x.hostNodes[h.NQN]; nodes != nil {
 			if nodes[h.NodeID]--; nodes[h.NodeID] <= 0 {
 				delete(nodes, h.NodeID)
@@ -106,6 +109,22 @@ func (x *index) nodesOf(nqn string) []string {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// recomputeKeys sets the keys in force for host NQN nqn to the newest among the records
+// other than skipID's (none: no keys in force); x.mu is held.
+func (x *index) recomputeKeys(nqn, skipID string) {
+	delete(x.hostKeys, nqn)
+	for id, r := range x.recs {
+		if id == skipID {
+			continue
+		}
+		for _, h := range r.Hosts {
+			if h.NQN == nqn && h.DHCHAPKey != "" && h.KeysSetUnixNano >= x.hostKeys[nqn].KeysSetUnixNano {
+				x.hostKeys[nqn] = h
+			}
+		}
+	}
 }
 
 // keysOf returns the DH-HMAC-CHAP keys in force for host NQN nqn: the newest of the indexed

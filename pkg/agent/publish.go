@@ -9,6 +9,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"k8s.io/klog/v2"
+
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
@@ -205,7 +207,54 @@ func (s *Server) unpublish(ctx context.Context, req *agentapi.UnpublishVolumeReq
 	if err := s.export(ctx, next, nil); err != nil {
 		return err
 	}
-	return s.setHosts(ctx, next)
+	if err := s.setHosts(ctx, next); err != nil {
+		return err
+	}
+	// The host's keys may have gone with this publication: the host object follows.
+	return s.settleHostKeys(ctx, req.GetHostNqn(), next)
+}
+
+// settleHostKeys makes host object nqn carry the DH-HMAC-CHAP keys in force for it (the
+// newest of its publications', rec's included), or none when none of its publications has
+// keys any more: then the host object is made again without keys (the kernel cannot unset a
+// key), unlinked from and relinked into the subsystems that allow it, which leaves their live
+// controllers alone. A host no subsystem allows is removed instead.
+func (s *Server) settleHostKeys(ctx context.Context, nqn string, rec pool.Record) error {
+	if keys, ok := s.idx.keysOf(nqn, rec); ok {
+		if err := s.target.EnsureHost(ctx, nvmet.Host{NQN: nqn, DHCHAPKey: keys.DHCHAPKey, DHCHAPCtrlKey: keys.DHCHAPCtrlKey}); err != nil {
+			return fmt.Errorf("setting the DH-HMAC-CHAP keys of host %s: %w", nqn, err)
+		}
+		return nil
+	}
+	has, err := s.target.HostHasKey(ctx, nqn)
+	if err != nil || !has {
+		return err
+	}
+	subs, err := s.target.List(ctx)
+	if err != nil {
+		return err
+	}
+	var allowing []string
+	for _, sub := range subs {
+		if slices.Contains(sub.Hosts, nqn) {
+			allowing = append(allowing, sub.NQN)
+		}
+	}
+	for _, sub := range allowing {
+		if err := s.target.DisallowHost(ctx, sub, nqn); err != nil {
+			return err
+		}
+	}
+	if err := s.target.RemoveHost(ctx, nqn); err != nil {
+		return fmt.Errorf("dropping the DH-HMAC-CHAP keys of host %s: %w", nqn, err)
+	}
+	klog.FromContext(ctx).Info("Dropped a host's DH-HMAC-CHAP keys: none of its publications has any now", "hostNQN", nqn)
+	for _, sub := range allowing {
+		if err := s.target.AllowHost(ctx, sub, nqn); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // export projects a volume's recorded hosts into configfs: one subsystem per host, on the
@@ -223,10 +272,8 @@ func (s *Server) export(ctx context.Context, rec pool.Record, have []string) err
 		for _, h := range rec.Hosts {
 			// The host object first: with its keys in force, the subsystem never admits the
 			// host unauthenticated, not even for a moment after configfs was wiped.
-			if keys, ok := s.idx.keysOf(h.NQN, rec); ok {
-				if err := s.target.EnsureHost(ctx, nvmet.Host{NQN: h.NQN, DHCHAPKey: keys.DHCHAPKey, DHCHAPCtrlKey: keys.DHCHAPCtrlKey}); err != nil {
-					return fmt.Errorf("setting the DH-HMAC-CHAP keys of host %s: %w", h.NQN, err)
-				}
+			if err := s.settleHostKeys(ctx, h.NQN, rec); err != nil {
+				return err
 			}
 			sub := s.subsystem(rec, h.NQN, v.Path, ports)
 			want[sub.NQN] = true

@@ -39,6 +39,9 @@ type Target interface {
 	UnusedHosts(ctx context.Context) ([]string, error)
 	RemoveHost(ctx context.Context, nqn string) error
 	EnsureHost(ctx context.Context, h nvmet.Host) error
+	HostHasKey(ctx context.Context, nqn string) (bool, error)
+	AllowHost(ctx context.Context, nqn, host string) error
+	DisallowHost(ctx context.Context, nqn, host string) error
 	RevalidateNamespace(ctx context.Context, nqn string, nsid uint32) error
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -232,4 +233,22 @@ func (t *Target) UnusedHosts(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// HostHasKey reports whether host object nqn exists with a DH-HMAC-CHAP host key set.
+func (t *Target) HostHasKey(ctx context.Context, nqn string) (bool, error) {
+	if err := ValidateNQN(nqn); err != nil {
+		return false, fmt.Errorf("nvmet: host: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	key, err := t.read(t.path("hosts", nqn, "dhchap_key"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("nvmet: host %s: %w", nqn, err)
+	}
+	return strings.TrimSpace(key) != "", nil
 }

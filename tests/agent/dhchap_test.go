@@ -93,15 +93,41 @@ listen: unix://%s
 		t.Fatalf("a new connect with the rotated host key: %v", err)
 	}
 
-	// Nothing left, then the log, complete once the agent has stopped.
+	// A volume of a class without keys, published to the same host: while the keyed
+	// publication stands the host must present its key (the kernel keeps one per host); once
+	// it is unpublished the storage node drops the key and the host connects without one.
+	plain, err := c.CreateVolume(ctx, &agentapi.CreateVolumeRequest{Name: "plain", SizeBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plainPub, err := c.PublishVolume(ctx, &agentapi.PublishVolumeRequest{VolumeId: plain.Volume.Id, HostNqn: host.HostNQN,
+		NodeId: "wa/" + host.HostNQN, Transport: agentapi.Transport_TRANSPORT_TCP})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := in.Disconnect(ctx, pub.SubsystemNqn); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.UnpublishVolume(ctx, &agentapi.UnpublishVolumeRequest{VolumeId: vol.Volume.Id, HostNqn: host.HostNQN}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.DeleteVolume(ctx, &agentapi.DeleteVolumeRequest{Id: vol.Volume.Id}); err != nil {
+	if _, err := in.Connect(ctx, nvme.ConnectOptions{Transport: "tcp", Address: plainPub.Portals[0].Address, ServiceID: plainPub.Portals[0].ServiceId,
+		SubsysNQN: plainPub.SubsystemNqn, HostNQN: host.HostNQN, HostID: host.HostID, CtrlLossTmo: 5}); err != nil {
+		t.Fatalf("connect without a key once the host's keyed publication is gone: %v", err)
+	}
+	t.Logf("the keyed publication gone, the host connects to its other volume without a key")
+
+	// Nothing left, then the log, complete once the agent has stopped.
+	if err := in.Disconnect(ctx, plainPub.SubsystemNqn); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := c.UnpublishVolume(ctx, &agentapi.UnpublishVolumeRequest{VolumeId: plain.Volume.Id, HostNqn: host.HostNQN}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{vol.Volume.Id, plain.Volume.Id} {
+		if _, err := c.DeleteVolume(ctx, &agentapi.DeleteVolumeRequest{Id: id}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	proc.Stop(syscall.SIGTERM)
 	log := proc.Log()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nvmeof-csi/nvmeof-csi/tests/e2e/cluster"
@@ -47,6 +48,7 @@ func TestDHCHAPStorageClass(t *testing.T) {
 	ns := newNamespace(t, ctx, "chap")
 	createPVC(t, ctx, ns, claim{name: "data", storageClass: "nvmeof-tcp-dhchap", size: "1Gi"})
 	sum := strings.TrimSpace(runPod(t, ctx, ns, podSpec("writer", "data", false, corev1.RestartPolicyNever, writeScript)))
+	pv := waitBound(t, ctx, ns, "data")
 	got := strings.TrimSpace(runPod(t, ctx, ns, podSpec("reader", "data", false, corev1.RestartPolicyNever, readScript)))
 	if got != sum || len(sum) != 32 {
 		t.Fatalf("the reader read checksum %q, the writer wrote %q", got, sum)
@@ -77,5 +79,17 @@ func TestDHCHAPStorageClass(t *testing.T) {
 		if strings.Contains(logs.String(), strings.Split(k, ":")[2]) {
 			t.Errorf("the %s appears in the logs or events", what)
 		}
+	}
+
+	// The claim goes, and with its volume's publication the node's key on the storage node:
+	// the next tests' classes have no Secret.
+	if err := k8s.Client.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "data", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctx, 5*time.Minute, func() (bool, string, error) {
+		_, err := k8s.Client.CoreV1().PersistentVolumes().Get(ctx, pv, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), "PV " + pv + " still there", nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
