@@ -29,20 +29,14 @@ func (m *Mounter) FormatAndMount(ctx context.Context, device, target, fsType str
 	return nil
 }
 
-// classifyMountError gives a failed probe, fsck, mkfs or mount its class (README "Node
-// errors"): the device unreadable now (an I/O error, a path that went away) is Unavailable,
-// for the kubelet to retry once paths return; a file system that is not the one asked for,
-// has errors fsck cannot repair, or that mkfs or mount refuse is FailedPrecondition, for an
-// operator to look at; the call's end is its own.
+// classifyMountError gives a failed probe, fsck, mkfs or mount its class by mount-utils'
+// error type, never by the programs' words (README "Node errors"): a file system that is not
+// the one asked for, has errors fsck cannot repair, or that mkfs or mount refuse is
+// FailedPrecondition; the call's end is its own. Whether the device was unreadable because
+// its paths are down is for the caller, who knows the paths, to tell (Unavailable).
 func classifyMountError(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return err
-	}
-	msg := strings.ToLower(err.Error())
-	for _, ioErr := range []string{"input/output error", "i/o error", "can't read superblock", "no such device", "no medium found"} {
-		if strings.Contains(msg, ioErr) {
-			return fmt.Errorf("%w: the device cannot be read now (%w)", rpcerr.ErrUnavailable, err)
-		}
 	}
 	var me mount.MountError
 	if errors.As(err, &me) {

@@ -15,8 +15,7 @@ func TestClassifyMountError(t *testing.T) {
 		err  error
 		want codes.Code
 	}{
-		{mount.NewMountError(mount.UnknownMountError, "mount failed: exit status 32: can't read superblock on /dev/nvme0n1"), codes.Unavailable},
-		{mount.NewMountError(mount.FormatFailed, "mkfs: /dev/nvme0n1: Input/output error"), codes.Unavailable},
+		{mount.NewMountError(mount.FormatFailed, "mkfs failed"), codes.FailedPrecondition},
 		{mount.NewMountError(mount.FilesystemMismatch, "xfs, not ext4"), codes.FailedPrecondition},
 		{mount.NewMountError(mount.HasFilesystemErrors, "fsck found uncorrected errors"), codes.FailedPrecondition},
 		{mount.NewMountError(mount.UnknownMountError, "wrong fs type, bad option"), codes.FailedPrecondition},

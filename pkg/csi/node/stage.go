@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
 	"k8s.io/klog/v2"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
@@ -174,7 +176,7 @@ func (n *Node) stageNew(ctx context.Context, r stageRequest) (err error) {
 	}
 	format, err := n.opts.Mounter.GetDiskFormat(ctx, dev)
 	if err != nil {
-		return err
+		return n.deviceErr(nqn, err)
 	}
 	took.mark("probe")
 	if format != "" && format != r.cap.FSType {
@@ -184,7 +186,7 @@ func (n *Node) stageNew(ctx context.Context, r stageRequest) (err error) {
 	undo.push("unmount "+r.stagingPath, func(ctx context.Context) error { return n.opts.Mounter.Unmount(ctx, r.stagingPath) })
 	mkfs := mounter.Format{Zeroed: r.params.Zeroed}
 	if err := n.opts.Mounter.FormatAndMount(ctx, dev, r.stagingPath, r.cap.FSType, stageMountOptions(r.cap), mkfs); err != nil {
-		return err
+		return n.deviceErr(nqn, err)
 	}
 	took.mark("mount")
 	if format != "" && !r.cap.ReadOnly {
@@ -259,3 +261,21 @@ func (p *phases) mark(name string) {
 }
 
 func (p phases) String() string { return strings.Join(p.parts, " ") }
+
+// deviceErr classifies a failure to probe, format or mount the namespace's device: with no
+// live path to the subsystem the device could not be read, so the kubelet should retry once
+// paths return (Unavailable); otherwise the mounter's class stands (FailedPrecondition when it
+// has none: the programs refused the device).
+func (n *Node) deviceErr(nqn string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	ctrls, cerr := n.opts.Connector.Controllers(nqn)
+	if cerr == nil && !slices.ContainsFunc(ctrls, func(c nvme.Controller) bool { return c.State == "live" }) {
+		return fmt.Errorf("%w: no live path to %s: %w", rpcerr.ErrUnavailable, nqn, err)
+	}
+	if rpcerr.Code(err) == codes.Unknown || rpcerr.Code(err) == codes.Internal {
+		return fmt.Errorf("%w: %w", rpcerr.ErrPrecondition, err)
+	}
+	return err
+}

@@ -184,7 +184,7 @@ func TestStageUndoesEverythingWhenTheMountFails(t *testing.T) {
 		return nil
 	})
 	_, err := h.node.NodeStageVolume(context.Background(), h.stageRequest(mountCap("ext4", snw)))
-	wantCode(t, err, codes.Internal) // final: kubelet may forget the volume, nothing is left
+	wantCode(t, err, codes.FailedPrecondition) // final: kubelet may forget the volume, nothing is left
 	if h.conn.controllerCount() != 0 || h.stashExists() {
 		t.Errorf("left %d controllers, stash %t", h.conn.controllerCount(), h.stashExists())
 	}
@@ -424,5 +424,31 @@ func TestStageAuthenticatesWithTheNodesDHCHAPKeys(t *testing.T) {
 	_, err = h2.node.NodeStageVolume(context.Background(), req)
 	if status.Code(err) != codes.FailedPrecondition || len(h2.conn.connects) != 0 {
 		t.Errorf("stage without the secrets the target asks for = %v after %d connects; want FailedPrecondition before any", err, len(h2.conn.connects))
+	}
+}
+
+func TestStageClassifiesAFailedMountByThePathsState(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		state string
+		want  codes.Code
+	}{
+		{"paths live: the programs refused the device", "live", codes.FailedPrecondition},
+		{"no live path: the device could not be read", "connecting", codes.Unavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.mnt.SetHook(func(_ context.Context, op, _ string) error {
+				if op == "FormatAndMount" {
+					h.conn.setState(tc.state, 0, 1)
+					return errors.New("mount: exit status 32")
+				}
+				return nil
+			})
+			_, err := h.node.NodeStageVolume(context.Background(), h.stageRequest(mountCap("ext4", snw)))
+			if status.Code(err) != tc.want {
+				t.Errorf("stage = %v; want %s", err, tc.want)
+			}
+		})
 	}
 }
