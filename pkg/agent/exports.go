@@ -78,20 +78,38 @@ func (s *Server) RemoveOrphans(ctx context.Context, req *agentapi.RemoveOrphansR
 			resp.RemovedSubsystems = append(resp.RemovedSubsystems, nqn)
 		}
 	}
-	unused, err := s.target.UnusedHosts(ctx)
-	if err != nil {
-		return resp, rpcerr.Status(err)
-	}
 	for _, nqn := range req.GetHostNqns() {
-		if !slices.Contains(unused, nqn) {
-			continue
+		removed, err := s.removeUnusedHost(ctx, nqn)
+		if err != nil {
+			return resp, rpcerr.Status(err)
 		}
-		if err := s.target.RemoveHost(ctx, nqn); err != nil {
-			log.Info("Kept a host object that is in use again", "hostNQN", nqn, "err", err)
-			continue
+		if removed {
+			log.Info("Removed an unused host object", "hostNQN", nqn)
+			resp.RemovedHosts = append(resp.RemovedHosts, nqn)
 		}
-		log.Info("Removed an unused host object", "hostNQN", nqn)
-		resp.RemovedHosts = append(resp.RemovedHosts, nqn)
 	}
 	return resp, nil
+}
+
+// removeUnusedHost removes host object nqn if no subsystem allows it and no publication
+// names it, under the host's lock: a publication being exported to it holds the lock from
+// its keys to its subsystem, so it never finds its host object gone half-way.
+func (s *Server) removeUnusedHost(ctx context.Context, nqn string) (bool, error) {
+	ctx, unlock, err := s.lockHost(ctx, nqn)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if len(s.idx.nodesOf(nqn)) > 0 {
+		return false, nil
+	}
+	unused, err := s.target.UnusedHosts(ctx)
+	if err != nil || !slices.Contains(unused, nqn) {
+		return false, err
+	}
+	if err := s.target.RemoveHost(ctx, nqn); err != nil {
+		klog.FromContext(ctx).Info("Kept a host object that is in use again", "hostNQN", nqn, "err", err)
+		return false, nil
+	}
+	return true, nil
 }

@@ -211,14 +211,41 @@ func (s *Server) unpublish(ctx context.Context, req *agentapi.UnpublishVolumeReq
 		return err
 	}
 	// The host's keys may have gone with this publication: the host object follows.
+	ctx, unlockHost, err := s.lockHost(ctx, req.GetHostNqn())
+	if err != nil {
+		return err
+	}
+	defer unlockHost()
 	return s.settleHostKeys(ctx, req.GetHostNqn(), next)
+}
+
+// exportTo makes sub, the volume's subsystem for host nqn, under the host's lock: the host
+// object first, with its keys in force, so the subsystem never admits the host
+// unauthenticated, not even for a moment after configfs was wiped or while an orphan search
+// removes the host object.
+func (s *Server) exportTo(ctx context.Context, rec pool.Record, nqn string, sub nvmet.Subsystem) error {
+	ctx, unlock, err := s.lockHost(ctx, nqn)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.settleHostKeys(ctx, nqn, rec); err != nil {
+		return err
+	}
+	return s.target.EnsureSubsystem(ctx, sub)
+}
+
+// lockHost serializes what changes host object nqn (its keys, its removal) with the linking of
+// subsystems to it. It is taken after the volume's lock, never before one.
+func (s *Server) lockHost(ctx context.Context, nqn string) (context.Context, func(), error) {
+	return s.lock(ctx, "host:"+nqn)
 }
 
 // settleHostKeys makes host object nqn carry the DH-HMAC-CHAP keys in force for it (the
 // newest of its publications', rec's included), or none when none of its publications has
 // keys any more: then the host object is made again without keys (the kernel cannot unset a
 // key), unlinked from and relinked into the subsystems that allow it, which leaves their live
-// controllers alone. A host no subsystem allows is removed instead.
+// controllers alone. A host no subsystem allows is removed instead. The host's lock is held.
 func (s *Server) settleHostKeys(ctx context.Context, nqn string, rec pool.Record) error {
 	if keys, ok := s.idx.keysOf(nqn, rec); ok {
 		if err := s.target.EnsureHost(ctx, nvmet.Host{NQN: nqn, DHCHAPKey: keys.DHCHAPKey, DHCHAPCtrlKey: keys.DHCHAPCtrlKey}); err != nil {
@@ -270,14 +297,9 @@ func (s *Server) export(ctx context.Context, rec pool.Record, have []string) err
 		}
 		ports := s.portIDs(rec.Transports)
 		for _, h := range rec.Hosts {
-			// The host object first: with its keys in force, the subsystem never admits the
-			// host unauthenticated, not even for a moment after configfs was wiped.
-			if err := s.settleHostKeys(ctx, h.NQN, rec); err != nil {
-				return err
-			}
 			sub := s.subsystem(rec, h.NQN, v.Path, ports)
 			want[sub.NQN] = true
-			if err := s.target.EnsureSubsystem(ctx, sub); err != nil {
+			if err := s.exportTo(ctx, rec, h.NQN, sub); err != nil {
 				return err
 			}
 		}
