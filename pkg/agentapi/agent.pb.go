@@ -76,6 +76,547 @@ func (Transport) EnumDescriptor() ([]byte, []int) {
 	return file_agent_proto_rawDescGZIP(), []int{0}
 }
 
+type HoldWritesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the caller; the same ID again while the hold is on is OK (same volumes).
+	HoldId    string   `protobuf:"bytes,1,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	VolumeIds []string `protobuf:"bytes,2,rep,name=volume_ids,json=volumeIds,proto3" json:"volume_ids,omitempty"`
+	// How long writes may stay held; the agent caps it (see the agent's documentation).
+	TimeoutMs     int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldWritesRequest) Reset() {
+	*x = HoldWritesRequest{}
+	mi := &file_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldWritesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldWritesRequest) ProtoMessage() {}
+
+func (x *HoldWritesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldWritesRequest.ProtoReflect.Descriptor instead.
+func (*HoldWritesRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *HoldWritesRequest) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
+}
+
+func (x *HoldWritesRequest) GetVolumeIds() []string {
+	if x != nil {
+		return x.VolumeIds
+	}
+	return nil
+}
+
+func (x *HoldWritesRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+type HoldWritesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unix time in nanoseconds by the agent's clock when the hold ends at the latest.
+	ExpiresUnixNano int64 `protobuf:"varint,1,opt,name=expires_unix_nano,json=expiresUnixNano,proto3" json:"expires_unix_nano,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *HoldWritesResponse) Reset() {
+	*x = HoldWritesResponse{}
+	mi := &file_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldWritesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldWritesResponse) ProtoMessage() {}
+
+func (x *HoldWritesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldWritesResponse.ProtoReflect.Descriptor instead.
+func (*HoldWritesResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HoldWritesResponse) GetExpiresUnixNano() int64 {
+	if x != nil {
+		return x.ExpiresUnixNano
+	}
+	return 0
+}
+
+type ReleaseWritesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HoldId        string                 `protobuf:"bytes,1,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseWritesRequest) Reset() {
+	*x = ReleaseWritesRequest{}
+	mi := &file_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseWritesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseWritesRequest) ProtoMessage() {}
+
+func (x *ReleaseWritesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseWritesRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseWritesRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReleaseWritesRequest) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
+}
+
+type ReleaseWritesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseWritesResponse) Reset() {
+	*x = ReleaseWritesResponse{}
+	mi := &file_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseWritesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseWritesResponse) ProtoMessage() {}
+
+func (x *ReleaseWritesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseWritesResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseWritesResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{3}
+}
+
+type GroupMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member snapshot's name (1–128 bytes; its ID derives from it like CreateSnapshot's).
+	Name           string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	SourceVolumeId string `protobuf:"bytes,2,opt,name=source_volume_id,json=sourceVolumeId,proto3" json:"source_volume_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GroupMember) Reset() {
+	*x = GroupMember{}
+	mi := &file_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMember) ProtoMessage() {}
+
+func (x *GroupMember) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
+func (*GroupMember) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GroupMember) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupMember) GetSourceVolumeId() string {
+	if x != nil {
+		return x.SourceVolumeId
+	}
+	return ""
+}
+
+type CreateGroupSnapshotRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The group snapshot's ID, recorded with every member (Snapshot.group_id).
+	GroupId string         `protobuf:"bytes,1,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Members []*GroupMember `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	// Empty: hold writes to the members' sources for this call only. Else the hold of a
+	// HoldWrites call covering every source: snapshots are made only while it is intact
+	// (Aborted if it ended first), and it is released when the call ends.
+	HoldId        string `protobuf:"bytes,3,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateGroupSnapshotRequest) Reset() {
+	*x = CreateGroupSnapshotRequest{}
+	mi := &file_agent_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGroupSnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGroupSnapshotRequest) ProtoMessage() {}
+
+func (x *CreateGroupSnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGroupSnapshotRequest.ProtoReflect.Descriptor instead.
+func (*CreateGroupSnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CreateGroupSnapshotRequest) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
+func (x *CreateGroupSnapshotRequest) GetMembers() []*GroupMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *CreateGroupSnapshotRequest) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
+}
+
+type CreateGroupSnapshotResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Snapshots []*Snapshot            `protobuf:"bytes,1,rep,name=snapshots,proto3" json:"snapshots,omitempty"`
+	// How long the sources' writes were held (from the first suspend to the resume).
+	HoldNanos     int64 `protobuf:"varint,2,opt,name=hold_nanos,json=holdNanos,proto3" json:"hold_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateGroupSnapshotResponse) Reset() {
+	*x = CreateGroupSnapshotResponse{}
+	mi := &file_agent_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateGroupSnapshotResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateGroupSnapshotResponse) ProtoMessage() {}
+
+func (x *CreateGroupSnapshotResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateGroupSnapshotResponse.ProtoReflect.Descriptor instead.
+func (*CreateGroupSnapshotResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CreateGroupSnapshotResponse) GetSnapshots() []*Snapshot {
+	if x != nil {
+		return x.Snapshots
+	}
+	return nil
+}
+
+func (x *CreateGroupSnapshotResponse) GetHoldNanos() int64 {
+	if x != nil {
+		return x.HoldNanos
+	}
+	return 0
+}
+
+type GetBlockMapRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	SnapshotId string                 `protobuf:"bytes,1,opt,name=snapshot_id,json=snapshotId,proto3" json:"snapshot_id,omitempty"`
+	// Optional: an older snapshot of the same volume; the map is then of the blocks that differ.
+	BaseSnapshotId string `protobuf:"bytes,2,opt,name=base_snapshot_id,json=baseSnapshotId,proto3" json:"base_snapshot_id,omitempty"`
+	// Byte offset to start from (ranges ending before it are left out; one spanning it is cut).
+	StartingOffset int64 `protobuf:"varint,3,opt,name=starting_offset,json=startingOffset,proto3" json:"starting_offset,omitempty"`
+	// Most ranges per message (0: the agent's choice).
+	MaxResults    int32 `protobuf:"varint,4,opt,name=max_results,json=maxResults,proto3" json:"max_results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBlockMapRequest) Reset() {
+	*x = GetBlockMapRequest{}
+	mi := &file_agent_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBlockMapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBlockMapRequest) ProtoMessage() {}
+
+func (x *GetBlockMapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBlockMapRequest.ProtoReflect.Descriptor instead.
+func (*GetBlockMapRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetBlockMapRequest) GetSnapshotId() string {
+	if x != nil {
+		return x.SnapshotId
+	}
+	return ""
+}
+
+func (x *GetBlockMapRequest) GetBaseSnapshotId() string {
+	if x != nil {
+		return x.BaseSnapshotId
+	}
+	return ""
+}
+
+func (x *GetBlockMapRequest) GetStartingOffset() int64 {
+	if x != nil {
+		return x.StartingOffset
+	}
+	return 0
+}
+
+func (x *GetBlockMapRequest) GetMaxResults() int32 {
+	if x != nil {
+		return x.MaxResults
+	}
+	return 0
+}
+
+type GetBlockMapResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pool's block size: every offset and length is a multiple of it.
+	BlockSizeBytes  int64         `protobuf:"varint,1,opt,name=block_size_bytes,json=blockSizeBytes,proto3" json:"block_size_bytes,omitempty"`
+	VolumeSizeBytes int64         `protobuf:"varint,2,opt,name=volume_size_bytes,json=volumeSizeBytes,proto3" json:"volume_size_bytes,omitempty"`
+	Ranges          []*BlockRange `protobuf:"bytes,3,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GetBlockMapResponse) Reset() {
+	*x = GetBlockMapResponse{}
+	mi := &file_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBlockMapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBlockMapResponse) ProtoMessage() {}
+
+func (x *GetBlockMapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBlockMapResponse.ProtoReflect.Descriptor instead.
+func (*GetBlockMapResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetBlockMapResponse) GetBlockSizeBytes() int64 {
+	if x != nil {
+		return x.BlockSizeBytes
+	}
+	return 0
+}
+
+func (x *GetBlockMapResponse) GetVolumeSizeBytes() int64 {
+	if x != nil {
+		return x.VolumeSizeBytes
+	}
+	return 0
+}
+
+func (x *GetBlockMapResponse) GetRanges() []*BlockRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+type BlockRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Length        int64                  `protobuf:"varint,2,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockRange) Reset() {
+	*x = BlockRange{}
+	mi := &file_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockRange) ProtoMessage() {}
+
+func (x *BlockRange) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockRange.ProtoReflect.Descriptor instead.
+func (*BlockRange) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *BlockRange) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *BlockRange) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
 type ListExportsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -84,7 +625,7 @@ type ListExportsRequest struct {
 
 func (x *ListExportsRequest) Reset() {
 	*x = ListExportsRequest{}
-	mi := &file_agent_proto_msgTypes[0]
+	mi := &file_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -96,7 +637,7 @@ func (x *ListExportsRequest) String() string {
 func (*ListExportsRequest) ProtoMessage() {}
 
 func (x *ListExportsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[0]
+	mi := &file_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -109,7 +650,7 @@ func (x *ListExportsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExportsRequest.ProtoReflect.Descriptor instead.
 func (*ListExportsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{0}
+	return file_agent_proto_rawDescGZIP(), []int{10}
 }
 
 type ListExportsResponse struct {
@@ -123,7 +664,7 @@ type ListExportsResponse struct {
 
 func (x *ListExportsResponse) Reset() {
 	*x = ListExportsResponse{}
-	mi := &file_agent_proto_msgTypes[1]
+	mi := &file_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -135,7 +676,7 @@ func (x *ListExportsResponse) String() string {
 func (*ListExportsResponse) ProtoMessage() {}
 
 func (x *ListExportsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[1]
+	mi := &file_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -148,7 +689,7 @@ func (x *ListExportsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListExportsResponse.ProtoReflect.Descriptor instead.
 func (*ListExportsResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{1}
+	return file_agent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListExportsResponse) GetExports() []*Export {
@@ -183,7 +724,7 @@ type Export struct {
 
 func (x *Export) Reset() {
 	*x = Export{}
-	mi := &file_agent_proto_msgTypes[2]
+	mi := &file_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -195,7 +736,7 @@ func (x *Export) String() string {
 func (*Export) ProtoMessage() {}
 
 func (x *Export) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[2]
+	mi := &file_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -208,7 +749,7 @@ func (x *Export) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Export.ProtoReflect.Descriptor instead.
 func (*Export) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{2}
+	return file_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Export) GetSubsystemNqn() string {
@@ -256,7 +797,7 @@ type RemoveOrphansRequest struct {
 
 func (x *RemoveOrphansRequest) Reset() {
 	*x = RemoveOrphansRequest{}
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -268,7 +809,7 @@ func (x *RemoveOrphansRequest) String() string {
 func (*RemoveOrphansRequest) ProtoMessage() {}
 
 func (x *RemoveOrphansRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[3]
+	mi := &file_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -281,7 +822,7 @@ func (x *RemoveOrphansRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveOrphansRequest.ProtoReflect.Descriptor instead.
 func (*RemoveOrphansRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{3}
+	return file_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RemoveOrphansRequest) GetSubsystemNqns() []string {
@@ -309,7 +850,7 @@ type RemoveOrphansResponse struct {
 
 func (x *RemoveOrphansResponse) Reset() {
 	*x = RemoveOrphansResponse{}
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +862,7 @@ func (x *RemoveOrphansResponse) String() string {
 func (*RemoveOrphansResponse) ProtoMessage() {}
 
 func (x *RemoveOrphansResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[4]
+	mi := &file_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +875,7 @@ func (x *RemoveOrphansResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveOrphansResponse.ProtoReflect.Descriptor instead.
 func (*RemoveOrphansResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{4}
+	return file_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RemoveOrphansResponse) GetRemovedSubsystems() []string {
@@ -360,7 +901,7 @@ type HostNodesRequest struct {
 
 func (x *HostNodesRequest) Reset() {
 	*x = HostNodesRequest{}
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +913,7 @@ func (x *HostNodesRequest) String() string {
 func (*HostNodesRequest) ProtoMessage() {}
 
 func (x *HostNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[5]
+	mi := &file_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +926,7 @@ func (x *HostNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostNodesRequest.ProtoReflect.Descriptor instead.
 func (*HostNodesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{5}
+	return file_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HostNodesRequest) GetHostNqn() string {
@@ -404,7 +945,7 @@ type HostNodesResponse struct {
 
 func (x *HostNodesResponse) Reset() {
 	*x = HostNodesResponse{}
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +957,7 @@ func (x *HostNodesResponse) String() string {
 func (*HostNodesResponse) ProtoMessage() {}
 
 func (x *HostNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[6]
+	mi := &file_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +970,7 @@ func (x *HostNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostNodesResponse.ProtoReflect.Descriptor instead.
 func (*HostNodesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{6}
+	return file_agent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HostNodesResponse) GetNodeIds() []string {
@@ -451,7 +992,7 @@ type Portal struct {
 
 func (x *Portal) Reset() {
 	*x = Portal{}
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +1004,7 @@ func (x *Portal) String() string {
 func (*Portal) ProtoMessage() {}
 
 func (x *Portal) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[7]
+	mi := &file_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +1017,7 @@ func (x *Portal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Portal.ProtoReflect.Descriptor instead.
 func (*Portal) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{7}
+	return file_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Portal) GetTransport() Transport {
@@ -508,7 +1049,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +1061,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[8]
+	mi := &file_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +1074,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{8}
+	return file_agent_proto_rawDescGZIP(), []int{18}
 }
 
 type InfoResponse struct {
@@ -547,7 +1088,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +1100,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[9]
+	mi := &file_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +1113,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *InfoResponse) GetNodeName() string {
@@ -607,7 +1148,7 @@ type GetCapacityRequest struct {
 
 func (x *GetCapacityRequest) Reset() {
 	*x = GetCapacityRequest{}
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +1160,7 @@ func (x *GetCapacityRequest) String() string {
 func (*GetCapacityRequest) ProtoMessage() {}
 
 func (x *GetCapacityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[10]
+	mi := &file_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +1173,7 @@ func (x *GetCapacityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCapacityRequest.ProtoReflect.Descriptor instead.
 func (*GetCapacityRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetCapacityRequest) GetLookupId() string {
@@ -663,7 +1204,7 @@ type GetCapacityResponse struct {
 
 func (x *GetCapacityResponse) Reset() {
 	*x = GetCapacityResponse{}
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +1216,7 @@ func (x *GetCapacityResponse) String() string {
 func (*GetCapacityResponse) ProtoMessage() {}
 
 func (x *GetCapacityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[11]
+	mi := &file_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +1229,7 @@ func (x *GetCapacityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCapacityResponse.ProtoReflect.Descriptor instead.
 func (*GetCapacityResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetCapacityResponse) GetDataBytes() int64 {
@@ -767,7 +1308,7 @@ type ContentSource struct {
 
 func (x *ContentSource) Reset() {
 	*x = ContentSource{}
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +1320,7 @@ func (x *ContentSource) String() string {
 func (*ContentSource) ProtoMessage() {}
 
 func (x *ContentSource) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[12]
+	mi := &file_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +1333,7 @@ func (x *ContentSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContentSource.ProtoReflect.Descriptor instead.
 func (*ContentSource) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ContentSource) GetSource() isContentSource_Source {
@@ -857,7 +1398,7 @@ type Volume struct {
 
 func (x *Volume) Reset() {
 	*x = Volume{}
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +1410,7 @@ func (x *Volume) String() string {
 func (*Volume) ProtoMessage() {}
 
 func (x *Volume) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[13]
+	mi := &file_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +1423,7 @@ func (x *Volume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Volume.ProtoReflect.Descriptor instead.
 func (*Volume) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Volume) GetId() string {
@@ -955,7 +1496,7 @@ type Host struct {
 
 func (x *Host) Reset() {
 	*x = Host{}
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1508,7 @@ func (x *Host) String() string {
 func (*Host) ProtoMessage() {}
 
 func (x *Host) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[14]
+	mi := &file_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1521,7 @@ func (x *Host) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Host.ProtoReflect.Descriptor instead.
 func (*Host) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Host) GetNqn() string {
@@ -1012,13 +1553,15 @@ type Snapshot struct {
 	SizeBytes      int64                  `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	// Unix time in nanoseconds.
 	CreationTimeUnixNano int64 `protobuf:"varint,5,opt,name=creation_time_unix_nano,json=creationTimeUnixNano,proto3" json:"creation_time_unix_nano,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The group snapshot this snapshot was made with (CreateGroupSnapshot), else "".
+	GroupId       string `protobuf:"bytes,6,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1573,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[15]
+	mi := &file_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1586,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Snapshot) GetId() string {
@@ -1081,6 +1624,13 @@ func (x *Snapshot) GetCreationTimeUnixNano() int64 {
 	return 0
 }
 
+func (x *Snapshot) GetGroupId() string {
+	if x != nil {
+		return x.GroupId
+	}
+	return ""
+}
+
 type CreateVolumeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 1–128 bytes; the same name always maps to the same ID.
@@ -1095,7 +1645,7 @@ type CreateVolumeRequest struct {
 
 func (x *CreateVolumeRequest) Reset() {
 	*x = CreateVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1657,7 @@ func (x *CreateVolumeRequest) String() string {
 func (*CreateVolumeRequest) ProtoMessage() {}
 
 func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[16]
+	mi := &file_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1670,7 @@ func (x *CreateVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeRequest.ProtoReflect.Descriptor instead.
 func (*CreateVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CreateVolumeRequest) GetName() string {
@@ -1160,7 +1710,7 @@ type CreateVolumeResponse struct {
 
 func (x *CreateVolumeResponse) Reset() {
 	*x = CreateVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1722,7 @@ func (x *CreateVolumeResponse) String() string {
 func (*CreateVolumeResponse) ProtoMessage() {}
 
 func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[17]
+	mi := &file_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1735,7 @@ func (x *CreateVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateVolumeResponse.ProtoReflect.Descriptor instead.
 func (*CreateVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateVolumeResponse) GetVolume() *Volume {
@@ -1204,7 +1754,7 @@ type DeleteVolumeRequest struct {
 
 func (x *DeleteVolumeRequest) Reset() {
 	*x = DeleteVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1766,7 @@ func (x *DeleteVolumeRequest) String() string {
 func (*DeleteVolumeRequest) ProtoMessage() {}
 
 func (x *DeleteVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[18]
+	mi := &file_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1779,7 @@ func (x *DeleteVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVolumeRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteVolumeRequest) GetId() string {
@@ -1247,7 +1797,7 @@ type DeleteVolumeResponse struct {
 
 func (x *DeleteVolumeResponse) Reset() {
 	*x = DeleteVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1809,7 @@ func (x *DeleteVolumeResponse) String() string {
 func (*DeleteVolumeResponse) ProtoMessage() {}
 
 func (x *DeleteVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[19]
+	mi := &file_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1822,7 @@ func (x *DeleteVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVolumeResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_proto_rawDescGZIP(), []int{29}
 }
 
 type ExpandVolumeRequest struct {
@@ -1285,7 +1835,7 @@ type ExpandVolumeRequest struct {
 
 func (x *ExpandVolumeRequest) Reset() {
 	*x = ExpandVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1847,7 @@ func (x *ExpandVolumeRequest) String() string {
 func (*ExpandVolumeRequest) ProtoMessage() {}
 
 func (x *ExpandVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[20]
+	mi := &file_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1860,7 @@ func (x *ExpandVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpandVolumeRequest.ProtoReflect.Descriptor instead.
 func (*ExpandVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ExpandVolumeRequest) GetId() string {
@@ -1336,7 +1886,7 @@ type ExpandVolumeResponse struct {
 
 func (x *ExpandVolumeResponse) Reset() {
 	*x = ExpandVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1898,7 @@ func (x *ExpandVolumeResponse) String() string {
 func (*ExpandVolumeResponse) ProtoMessage() {}
 
 func (x *ExpandVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[21]
+	mi := &file_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1911,7 @@ func (x *ExpandVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpandVolumeResponse.ProtoReflect.Descriptor instead.
 func (*ExpandVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ExpandVolumeResponse) GetVolume() *Volume {
@@ -1380,7 +1930,7 @@ type GetVolumeRequest struct {
 
 func (x *GetVolumeRequest) Reset() {
 	*x = GetVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1392,7 +1942,7 @@ func (x *GetVolumeRequest) String() string {
 func (*GetVolumeRequest) ProtoMessage() {}
 
 func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[22]
+	mi := &file_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1405,7 +1955,7 @@ func (x *GetVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeRequest.ProtoReflect.Descriptor instead.
 func (*GetVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetVolumeRequest) GetId() string {
@@ -1424,7 +1974,7 @@ type GetVolumeResponse struct {
 
 func (x *GetVolumeResponse) Reset() {
 	*x = GetVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1986,7 @@ func (x *GetVolumeResponse) String() string {
 func (*GetVolumeResponse) ProtoMessage() {}
 
 func (x *GetVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[23]
+	mi := &file_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1999,7 @@ func (x *GetVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVolumeResponse.ProtoReflect.Descriptor instead.
 func (*GetVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetVolumeResponse) GetVolume() *Volume {
@@ -1469,7 +2019,7 @@ type ListVolumesRequest struct {
 
 func (x *ListVolumesRequest) Reset() {
 	*x = ListVolumesRequest{}
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +2031,7 @@ func (x *ListVolumesRequest) String() string {
 func (*ListVolumesRequest) ProtoMessage() {}
 
 func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[24]
+	mi := &file_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +2044,7 @@ func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
 func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListVolumesRequest) GetWithUsage() bool {
@@ -1513,7 +2063,7 @@ type ListVolumesResponse struct {
 
 func (x *ListVolumesResponse) Reset() {
 	*x = ListVolumesResponse{}
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +2075,7 @@ func (x *ListVolumesResponse) String() string {
 func (*ListVolumesResponse) ProtoMessage() {}
 
 func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[25]
+	mi := &file_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +2088,7 @@ func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
 func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListVolumesResponse) GetVolumes() []*Volume {
@@ -1558,7 +2108,7 @@ type CreateSnapshotRequest struct {
 
 func (x *CreateSnapshotRequest) Reset() {
 	*x = CreateSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +2120,7 @@ func (x *CreateSnapshotRequest) String() string {
 func (*CreateSnapshotRequest) ProtoMessage() {}
 
 func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[26]
+	mi := &file_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +2133,7 @@ func (x *CreateSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateSnapshotRequest) GetName() string {
@@ -1609,7 +2159,7 @@ type CreateSnapshotResponse struct {
 
 func (x *CreateSnapshotResponse) Reset() {
 	*x = CreateSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +2171,7 @@ func (x *CreateSnapshotResponse) String() string {
 func (*CreateSnapshotResponse) ProtoMessage() {}
 
 func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[27]
+	mi := &file_agent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +2184,7 @@ func (x *CreateSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*CreateSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateSnapshotResponse) GetSnapshot() *Snapshot {
@@ -1653,7 +2203,7 @@ type DeleteSnapshotRequest struct {
 
 func (x *DeleteSnapshotRequest) Reset() {
 	*x = DeleteSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +2215,7 @@ func (x *DeleteSnapshotRequest) String() string {
 func (*DeleteSnapshotRequest) ProtoMessage() {}
 
 func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[28]
+	mi := &file_agent_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +2228,7 @@ func (x *DeleteSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteSnapshotRequest) GetId() string {
@@ -1696,7 +2246,7 @@ type DeleteSnapshotResponse struct {
 
 func (x *DeleteSnapshotResponse) Reset() {
 	*x = DeleteSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +2258,7 @@ func (x *DeleteSnapshotResponse) String() string {
 func (*DeleteSnapshotResponse) ProtoMessage() {}
 
 func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[29]
+	mi := &file_agent_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +2271,7 @@ func (x *DeleteSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_proto_rawDescGZIP(), []int{39}
 }
 
 type GetSnapshotRequest struct {
@@ -1733,7 +2283,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +2295,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[30]
+	mi := &file_agent_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +2308,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{30}
+	return file_agent_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetSnapshotRequest) GetId() string {
@@ -1777,7 +2327,7 @@ type GetSnapshotResponse struct {
 
 func (x *GetSnapshotResponse) Reset() {
 	*x = GetSnapshotResponse{}
-	mi := &file_agent_proto_msgTypes[31]
+	mi := &file_agent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +2339,7 @@ func (x *GetSnapshotResponse) String() string {
 func (*GetSnapshotResponse) ProtoMessage() {}
 
 func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[31]
+	mi := &file_agent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +2352,7 @@ func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*GetSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{31}
+	return file_agent_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetSnapshotResponse) GetSnapshot() *Snapshot {
@@ -1820,7 +2370,7 @@ type ListSnapshotsRequest struct {
 
 func (x *ListSnapshotsRequest) Reset() {
 	*x = ListSnapshotsRequest{}
-	mi := &file_agent_proto_msgTypes[32]
+	mi := &file_agent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +2382,7 @@ func (x *ListSnapshotsRequest) String() string {
 func (*ListSnapshotsRequest) ProtoMessage() {}
 
 func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[32]
+	mi := &file_agent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +2395,7 @@ func (x *ListSnapshotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsRequest.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{32}
+	return file_agent_proto_rawDescGZIP(), []int{42}
 }
 
 type ListSnapshotsResponse struct {
@@ -1857,7 +2407,7 @@ type ListSnapshotsResponse struct {
 
 func (x *ListSnapshotsResponse) Reset() {
 	*x = ListSnapshotsResponse{}
-	mi := &file_agent_proto_msgTypes[33]
+	mi := &file_agent_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +2419,7 @@ func (x *ListSnapshotsResponse) String() string {
 func (*ListSnapshotsResponse) ProtoMessage() {}
 
 func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[33]
+	mi := &file_agent_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +2432,7 @@ func (x *ListSnapshotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSnapshotsResponse.ProtoReflect.Descriptor instead.
 func (*ListSnapshotsResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{33}
+	return file_agent_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListSnapshotsResponse) GetSnapshots() []*Snapshot {
@@ -1917,7 +2467,7 @@ type PublishVolumeRequest struct {
 
 func (x *PublishVolumeRequest) Reset() {
 	*x = PublishVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[34]
+	mi := &file_agent_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2479,7 @@ func (x *PublishVolumeRequest) String() string {
 func (*PublishVolumeRequest) ProtoMessage() {}
 
 func (x *PublishVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[34]
+	mi := &file_agent_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2492,7 @@ func (x *PublishVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishVolumeRequest.ProtoReflect.Descriptor instead.
 func (*PublishVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{34}
+	return file_agent_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PublishVolumeRequest) GetVolumeId() string {
@@ -2006,7 +2556,7 @@ type PublishVolumeResponse struct {
 
 func (x *PublishVolumeResponse) Reset() {
 	*x = PublishVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[35]
+	mi := &file_agent_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2018,7 +2568,7 @@ func (x *PublishVolumeResponse) String() string {
 func (*PublishVolumeResponse) ProtoMessage() {}
 
 func (x *PublishVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[35]
+	mi := &file_agent_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2031,7 +2581,7 @@ func (x *PublishVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishVolumeResponse.ProtoReflect.Descriptor instead.
 func (*PublishVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{35}
+	return file_agent_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PublishVolumeResponse) GetSubsystemNqn() string {
@@ -2072,7 +2622,7 @@ type UnpublishVolumeRequest struct {
 
 func (x *UnpublishVolumeRequest) Reset() {
 	*x = UnpublishVolumeRequest{}
-	mi := &file_agent_proto_msgTypes[36]
+	mi := &file_agent_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2634,7 @@ func (x *UnpublishVolumeRequest) String() string {
 func (*UnpublishVolumeRequest) ProtoMessage() {}
 
 func (x *UnpublishVolumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[36]
+	mi := &file_agent_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2647,7 @@ func (x *UnpublishVolumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishVolumeRequest.ProtoReflect.Descriptor instead.
 func (*UnpublishVolumeRequest) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{36}
+	return file_agent_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *UnpublishVolumeRequest) GetVolumeId() string {
@@ -2122,7 +2672,7 @@ type UnpublishVolumeResponse struct {
 
 func (x *UnpublishVolumeResponse) Reset() {
 	*x = UnpublishVolumeResponse{}
-	mi := &file_agent_proto_msgTypes[37]
+	mi := &file_agent_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2684,7 @@ func (x *UnpublishVolumeResponse) String() string {
 func (*UnpublishVolumeResponse) ProtoMessage() {}
 
 func (x *UnpublishVolumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_proto_msgTypes[37]
+	mi := &file_agent_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,14 +2697,51 @@ func (x *UnpublishVolumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpublishVolumeResponse.ProtoReflect.Descriptor instead.
 func (*UnpublishVolumeResponse) Descriptor() ([]byte, []int) {
-	return file_agent_proto_rawDescGZIP(), []int{37}
+	return file_agent_proto_rawDescGZIP(), []int{47}
 }
 
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
 	"\n" +
-	"\vagent.proto\x12\x0fnvmeof.agent.v1\"\x14\n" +
+	"\vagent.proto\x12\x0fnvmeof.agent.v1\"j\n" +
+	"\x11HoldWritesRequest\x12\x17\n" +
+	"\ahold_id\x18\x01 \x01(\tR\x06holdId\x12\x1d\n" +
+	"\n" +
+	"volume_ids\x18\x02 \x03(\tR\tvolumeIds\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\"@\n" +
+	"\x12HoldWritesResponse\x12*\n" +
+	"\x11expires_unix_nano\x18\x01 \x01(\x03R\x0fexpiresUnixNano\"/\n" +
+	"\x14ReleaseWritesRequest\x12\x17\n" +
+	"\ahold_id\x18\x01 \x01(\tR\x06holdId\"\x17\n" +
+	"\x15ReleaseWritesResponse\"K\n" +
+	"\vGroupMember\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
+	"\x10source_volume_id\x18\x02 \x01(\tR\x0esourceVolumeId\"\x88\x01\n" +
+	"\x1aCreateGroupSnapshotRequest\x12\x19\n" +
+	"\bgroup_id\x18\x01 \x01(\tR\agroupId\x126\n" +
+	"\amembers\x18\x02 \x03(\v2\x1c.nvmeof.agent.v1.GroupMemberR\amembers\x12\x17\n" +
+	"\ahold_id\x18\x03 \x01(\tR\x06holdId\"u\n" +
+	"\x1bCreateGroupSnapshotResponse\x127\n" +
+	"\tsnapshots\x18\x01 \x03(\v2\x19.nvmeof.agent.v1.SnapshotR\tsnapshots\x12\x1d\n" +
+	"\n" +
+	"hold_nanos\x18\x02 \x01(\x03R\tholdNanos\"\xa9\x01\n" +
+	"\x12GetBlockMapRequest\x12\x1f\n" +
+	"\vsnapshot_id\x18\x01 \x01(\tR\n" +
+	"snapshotId\x12(\n" +
+	"\x10base_snapshot_id\x18\x02 \x01(\tR\x0ebaseSnapshotId\x12'\n" +
+	"\x0fstarting_offset\x18\x03 \x01(\x03R\x0estartingOffset\x12\x1f\n" +
+	"\vmax_results\x18\x04 \x01(\x05R\n" +
+	"maxResults\"\xa0\x01\n" +
+	"\x13GetBlockMapResponse\x12(\n" +
+	"\x10block_size_bytes\x18\x01 \x01(\x03R\x0eblockSizeBytes\x12*\n" +
+	"\x11volume_size_bytes\x18\x02 \x01(\x03R\x0fvolumeSizeBytes\x123\n" +
+	"\x06ranges\x18\x03 \x03(\v2\x1b.nvmeof.agent.v1.BlockRangeR\x06ranges\"<\n" +
+	"\n" +
+	"BlockRange\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x02 \x01(\x03R\x06length\"\x14\n" +
 	"\x12ListExportsRequest\"k\n" +
 	"\x13ListExportsResponse\x121\n" +
 	"\aexports\x18\x01 \x03(\v2\x17.nvmeof.agent.v1.ExportR\aexports\x12!\n" +
@@ -2221,14 +2808,15 @@ const file_agent_proto_rawDesc = "" +
 	"\x04Host\x12\x10\n" +
 	"\x03nqn\x18\x01 \x01(\tR\x03nqn\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1b\n" +
-	"\tread_only\x18\x03 \x01(\bR\breadOnly\"\xae\x01\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\"\xc9\x01\n" +
 	"\bSnapshot\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12(\n" +
 	"\x10source_volume_id\x18\x03 \x01(\tR\x0esourceVolumeId\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x04 \x01(\x03R\tsizeBytes\x125\n" +
-	"\x17creation_time_unix_nano\x18\x05 \x01(\x03R\x14creationTimeUnixNano\"\x85\x02\n" +
+	"\x17creation_time_unix_nano\x18\x05 \x01(\x03R\x14creationTimeUnixNano\x12\x19\n" +
+	"\bgroup_id\x18\x06 \x01(\tR\agroupId\"\x85\x02\n" +
 	"\x13CreateVolumeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -2293,7 +2881,7 @@ const file_agent_proto_rawDesc = "" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rTRANSPORT_TCP\x10\x01\x12\x12\n" +
-	"\x0eTRANSPORT_RDMA\x10\x022\xbf\v\n" +
+	"\x0eTRANSPORT_RDMA\x10\x022\xc4\x0e\n" +
 	"\x05Agent\x12C\n" +
 	"\x04Info\x12\x1c.nvmeof.agent.v1.InfoRequest\x1a\x1d.nvmeof.agent.v1.InfoResponse\x12X\n" +
 	"\vGetCapacity\x12#.nvmeof.agent.v1.GetCapacityRequest\x1a$.nvmeof.agent.v1.GetCapacityResponse\x12[\n" +
@@ -2310,7 +2898,12 @@ const file_agent_proto_rawDesc = "" +
 	"\x0fUnpublishVolume\x12'.nvmeof.agent.v1.UnpublishVolumeRequest\x1a(.nvmeof.agent.v1.UnpublishVolumeResponse\x12R\n" +
 	"\tHostNodes\x12!.nvmeof.agent.v1.HostNodesRequest\x1a\".nvmeof.agent.v1.HostNodesResponse\x12X\n" +
 	"\vListExports\x12#.nvmeof.agent.v1.ListExportsRequest\x1a$.nvmeof.agent.v1.ListExportsResponse\x12^\n" +
-	"\rRemoveOrphans\x12%.nvmeof.agent.v1.RemoveOrphansRequest\x1a&.nvmeof.agent.v1.RemoveOrphansResponseB/Z-github.com/nvmeof-csi/nvmeof-csi/pkg/agentapib\x06proto3"
+	"\rRemoveOrphans\x12%.nvmeof.agent.v1.RemoveOrphansRequest\x1a&.nvmeof.agent.v1.RemoveOrphansResponse\x12U\n" +
+	"\n" +
+	"HoldWrites\x12\".nvmeof.agent.v1.HoldWritesRequest\x1a#.nvmeof.agent.v1.HoldWritesResponse\x12^\n" +
+	"\rReleaseWrites\x12%.nvmeof.agent.v1.ReleaseWritesRequest\x1a&.nvmeof.agent.v1.ReleaseWritesResponse\x12p\n" +
+	"\x13CreateGroupSnapshot\x12+.nvmeof.agent.v1.CreateGroupSnapshotRequest\x1a,.nvmeof.agent.v1.CreateGroupSnapshotResponse\x12Z\n" +
+	"\vGetBlockMap\x12#.nvmeof.agent.v1.GetBlockMapRequest\x1a$.nvmeof.agent.v1.GetBlockMapResponse0\x01B/Z-github.com/nvmeof-csi/nvmeof-csi/pkg/agentapib\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -2325,106 +2918,127 @@ func file_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_agent_proto_goTypes = []any{
-	(Transport)(0),                  // 0: nvmeof.agent.v1.Transport
-	(*ListExportsRequest)(nil),      // 1: nvmeof.agent.v1.ListExportsRequest
-	(*ListExportsResponse)(nil),     // 2: nvmeof.agent.v1.ListExportsResponse
-	(*Export)(nil),                  // 3: nvmeof.agent.v1.Export
-	(*RemoveOrphansRequest)(nil),    // 4: nvmeof.agent.v1.RemoveOrphansRequest
-	(*RemoveOrphansResponse)(nil),   // 5: nvmeof.agent.v1.RemoveOrphansResponse
-	(*HostNodesRequest)(nil),        // 6: nvmeof.agent.v1.HostNodesRequest
-	(*HostNodesResponse)(nil),       // 7: nvmeof.agent.v1.HostNodesResponse
-	(*Portal)(nil),                  // 8: nvmeof.agent.v1.Portal
-	(*InfoRequest)(nil),             // 9: nvmeof.agent.v1.InfoRequest
-	(*InfoResponse)(nil),            // 10: nvmeof.agent.v1.InfoResponse
-	(*GetCapacityRequest)(nil),      // 11: nvmeof.agent.v1.GetCapacityRequest
-	(*GetCapacityResponse)(nil),     // 12: nvmeof.agent.v1.GetCapacityResponse
-	(*ContentSource)(nil),           // 13: nvmeof.agent.v1.ContentSource
-	(*Volume)(nil),                  // 14: nvmeof.agent.v1.Volume
-	(*Host)(nil),                    // 15: nvmeof.agent.v1.Host
-	(*Snapshot)(nil),                // 16: nvmeof.agent.v1.Snapshot
-	(*CreateVolumeRequest)(nil),     // 17: nvmeof.agent.v1.CreateVolumeRequest
-	(*CreateVolumeResponse)(nil),    // 18: nvmeof.agent.v1.CreateVolumeResponse
-	(*DeleteVolumeRequest)(nil),     // 19: nvmeof.agent.v1.DeleteVolumeRequest
-	(*DeleteVolumeResponse)(nil),    // 20: nvmeof.agent.v1.DeleteVolumeResponse
-	(*ExpandVolumeRequest)(nil),     // 21: nvmeof.agent.v1.ExpandVolumeRequest
-	(*ExpandVolumeResponse)(nil),    // 22: nvmeof.agent.v1.ExpandVolumeResponse
-	(*GetVolumeRequest)(nil),        // 23: nvmeof.agent.v1.GetVolumeRequest
-	(*GetVolumeResponse)(nil),       // 24: nvmeof.agent.v1.GetVolumeResponse
-	(*ListVolumesRequest)(nil),      // 25: nvmeof.agent.v1.ListVolumesRequest
-	(*ListVolumesResponse)(nil),     // 26: nvmeof.agent.v1.ListVolumesResponse
-	(*CreateSnapshotRequest)(nil),   // 27: nvmeof.agent.v1.CreateSnapshotRequest
-	(*CreateSnapshotResponse)(nil),  // 28: nvmeof.agent.v1.CreateSnapshotResponse
-	(*DeleteSnapshotRequest)(nil),   // 29: nvmeof.agent.v1.DeleteSnapshotRequest
-	(*DeleteSnapshotResponse)(nil),  // 30: nvmeof.agent.v1.DeleteSnapshotResponse
-	(*GetSnapshotRequest)(nil),      // 31: nvmeof.agent.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil),     // 32: nvmeof.agent.v1.GetSnapshotResponse
-	(*ListSnapshotsRequest)(nil),    // 33: nvmeof.agent.v1.ListSnapshotsRequest
-	(*ListSnapshotsResponse)(nil),   // 34: nvmeof.agent.v1.ListSnapshotsResponse
-	(*PublishVolumeRequest)(nil),    // 35: nvmeof.agent.v1.PublishVolumeRequest
-	(*PublishVolumeResponse)(nil),   // 36: nvmeof.agent.v1.PublishVolumeResponse
-	(*UnpublishVolumeRequest)(nil),  // 37: nvmeof.agent.v1.UnpublishVolumeRequest
-	(*UnpublishVolumeResponse)(nil), // 38: nvmeof.agent.v1.UnpublishVolumeResponse
-	nil,                             // 39: nvmeof.agent.v1.Volume.LabelsEntry
-	nil,                             // 40: nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
+	(Transport)(0),                      // 0: nvmeof.agent.v1.Transport
+	(*HoldWritesRequest)(nil),           // 1: nvmeof.agent.v1.HoldWritesRequest
+	(*HoldWritesResponse)(nil),          // 2: nvmeof.agent.v1.HoldWritesResponse
+	(*ReleaseWritesRequest)(nil),        // 3: nvmeof.agent.v1.ReleaseWritesRequest
+	(*ReleaseWritesResponse)(nil),       // 4: nvmeof.agent.v1.ReleaseWritesResponse
+	(*GroupMember)(nil),                 // 5: nvmeof.agent.v1.GroupMember
+	(*CreateGroupSnapshotRequest)(nil),  // 6: nvmeof.agent.v1.CreateGroupSnapshotRequest
+	(*CreateGroupSnapshotResponse)(nil), // 7: nvmeof.agent.v1.CreateGroupSnapshotResponse
+	(*GetBlockMapRequest)(nil),          // 8: nvmeof.agent.v1.GetBlockMapRequest
+	(*GetBlockMapResponse)(nil),         // 9: nvmeof.agent.v1.GetBlockMapResponse
+	(*BlockRange)(nil),                  // 10: nvmeof.agent.v1.BlockRange
+	(*ListExportsRequest)(nil),          // 11: nvmeof.agent.v1.ListExportsRequest
+	(*ListExportsResponse)(nil),         // 12: nvmeof.agent.v1.ListExportsResponse
+	(*Export)(nil),                      // 13: nvmeof.agent.v1.Export
+	(*RemoveOrphansRequest)(nil),        // 14: nvmeof.agent.v1.RemoveOrphansRequest
+	(*RemoveOrphansResponse)(nil),       // 15: nvmeof.agent.v1.RemoveOrphansResponse
+	(*HostNodesRequest)(nil),            // 16: nvmeof.agent.v1.HostNodesRequest
+	(*HostNodesResponse)(nil),           // 17: nvmeof.agent.v1.HostNodesResponse
+	(*Portal)(nil),                      // 18: nvmeof.agent.v1.Portal
+	(*InfoRequest)(nil),                 // 19: nvmeof.agent.v1.InfoRequest
+	(*InfoResponse)(nil),                // 20: nvmeof.agent.v1.InfoResponse
+	(*GetCapacityRequest)(nil),          // 21: nvmeof.agent.v1.GetCapacityRequest
+	(*GetCapacityResponse)(nil),         // 22: nvmeof.agent.v1.GetCapacityResponse
+	(*ContentSource)(nil),               // 23: nvmeof.agent.v1.ContentSource
+	(*Volume)(nil),                      // 24: nvmeof.agent.v1.Volume
+	(*Host)(nil),                        // 25: nvmeof.agent.v1.Host
+	(*Snapshot)(nil),                    // 26: nvmeof.agent.v1.Snapshot
+	(*CreateVolumeRequest)(nil),         // 27: nvmeof.agent.v1.CreateVolumeRequest
+	(*CreateVolumeResponse)(nil),        // 28: nvmeof.agent.v1.CreateVolumeResponse
+	(*DeleteVolumeRequest)(nil),         // 29: nvmeof.agent.v1.DeleteVolumeRequest
+	(*DeleteVolumeResponse)(nil),        // 30: nvmeof.agent.v1.DeleteVolumeResponse
+	(*ExpandVolumeRequest)(nil),         // 31: nvmeof.agent.v1.ExpandVolumeRequest
+	(*ExpandVolumeResponse)(nil),        // 32: nvmeof.agent.v1.ExpandVolumeResponse
+	(*GetVolumeRequest)(nil),            // 33: nvmeof.agent.v1.GetVolumeRequest
+	(*GetVolumeResponse)(nil),           // 34: nvmeof.agent.v1.GetVolumeResponse
+	(*ListVolumesRequest)(nil),          // 35: nvmeof.agent.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),         // 36: nvmeof.agent.v1.ListVolumesResponse
+	(*CreateSnapshotRequest)(nil),       // 37: nvmeof.agent.v1.CreateSnapshotRequest
+	(*CreateSnapshotResponse)(nil),      // 38: nvmeof.agent.v1.CreateSnapshotResponse
+	(*DeleteSnapshotRequest)(nil),       // 39: nvmeof.agent.v1.DeleteSnapshotRequest
+	(*DeleteSnapshotResponse)(nil),      // 40: nvmeof.agent.v1.DeleteSnapshotResponse
+	(*GetSnapshotRequest)(nil),          // 41: nvmeof.agent.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil),         // 42: nvmeof.agent.v1.GetSnapshotResponse
+	(*ListSnapshotsRequest)(nil),        // 43: nvmeof.agent.v1.ListSnapshotsRequest
+	(*ListSnapshotsResponse)(nil),       // 44: nvmeof.agent.v1.ListSnapshotsResponse
+	(*PublishVolumeRequest)(nil),        // 45: nvmeof.agent.v1.PublishVolumeRequest
+	(*PublishVolumeResponse)(nil),       // 46: nvmeof.agent.v1.PublishVolumeResponse
+	(*UnpublishVolumeRequest)(nil),      // 47: nvmeof.agent.v1.UnpublishVolumeRequest
+	(*UnpublishVolumeResponse)(nil),     // 48: nvmeof.agent.v1.UnpublishVolumeResponse
+	nil,                                 // 49: nvmeof.agent.v1.Volume.LabelsEntry
+	nil,                                 // 50: nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
 }
 var file_agent_proto_depIdxs = []int32{
-	3,  // 0: nvmeof.agent.v1.ListExportsResponse.exports:type_name -> nvmeof.agent.v1.Export
-	0,  // 1: nvmeof.agent.v1.Portal.transport:type_name -> nvmeof.agent.v1.Transport
-	8,  // 2: nvmeof.agent.v1.InfoResponse.portals:type_name -> nvmeof.agent.v1.Portal
-	13, // 3: nvmeof.agent.v1.Volume.source:type_name -> nvmeof.agent.v1.ContentSource
-	15, // 4: nvmeof.agent.v1.Volume.hosts:type_name -> nvmeof.agent.v1.Host
-	39, // 5: nvmeof.agent.v1.Volume.labels:type_name -> nvmeof.agent.v1.Volume.LabelsEntry
-	13, // 6: nvmeof.agent.v1.CreateVolumeRequest.source:type_name -> nvmeof.agent.v1.ContentSource
-	40, // 7: nvmeof.agent.v1.CreateVolumeRequest.labels:type_name -> nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
-	14, // 8: nvmeof.agent.v1.CreateVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	14, // 9: nvmeof.agent.v1.ExpandVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	14, // 10: nvmeof.agent.v1.GetVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
-	14, // 11: nvmeof.agent.v1.ListVolumesResponse.volumes:type_name -> nvmeof.agent.v1.Volume
-	16, // 12: nvmeof.agent.v1.CreateSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
-	16, // 13: nvmeof.agent.v1.GetSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
-	16, // 14: nvmeof.agent.v1.ListSnapshotsResponse.snapshots:type_name -> nvmeof.agent.v1.Snapshot
-	0,  // 15: nvmeof.agent.v1.PublishVolumeRequest.transport:type_name -> nvmeof.agent.v1.Transport
-	0,  // 16: nvmeof.agent.v1.PublishVolumeResponse.transport:type_name -> nvmeof.agent.v1.Transport
-	8,  // 17: nvmeof.agent.v1.PublishVolumeResponse.portals:type_name -> nvmeof.agent.v1.Portal
-	9,  // 18: nvmeof.agent.v1.Agent.Info:input_type -> nvmeof.agent.v1.InfoRequest
-	11, // 19: nvmeof.agent.v1.Agent.GetCapacity:input_type -> nvmeof.agent.v1.GetCapacityRequest
-	17, // 20: nvmeof.agent.v1.Agent.CreateVolume:input_type -> nvmeof.agent.v1.CreateVolumeRequest
-	19, // 21: nvmeof.agent.v1.Agent.DeleteVolume:input_type -> nvmeof.agent.v1.DeleteVolumeRequest
-	21, // 22: nvmeof.agent.v1.Agent.ExpandVolume:input_type -> nvmeof.agent.v1.ExpandVolumeRequest
-	23, // 23: nvmeof.agent.v1.Agent.GetVolume:input_type -> nvmeof.agent.v1.GetVolumeRequest
-	25, // 24: nvmeof.agent.v1.Agent.ListVolumes:input_type -> nvmeof.agent.v1.ListVolumesRequest
-	27, // 25: nvmeof.agent.v1.Agent.CreateSnapshot:input_type -> nvmeof.agent.v1.CreateSnapshotRequest
-	29, // 26: nvmeof.agent.v1.Agent.DeleteSnapshot:input_type -> nvmeof.agent.v1.DeleteSnapshotRequest
-	31, // 27: nvmeof.agent.v1.Agent.GetSnapshot:input_type -> nvmeof.agent.v1.GetSnapshotRequest
-	33, // 28: nvmeof.agent.v1.Agent.ListSnapshots:input_type -> nvmeof.agent.v1.ListSnapshotsRequest
-	35, // 29: nvmeof.agent.v1.Agent.PublishVolume:input_type -> nvmeof.agent.v1.PublishVolumeRequest
-	37, // 30: nvmeof.agent.v1.Agent.UnpublishVolume:input_type -> nvmeof.agent.v1.UnpublishVolumeRequest
-	6,  // 31: nvmeof.agent.v1.Agent.HostNodes:input_type -> nvmeof.agent.v1.HostNodesRequest
-	1,  // 32: nvmeof.agent.v1.Agent.ListExports:input_type -> nvmeof.agent.v1.ListExportsRequest
-	4,  // 33: nvmeof.agent.v1.Agent.RemoveOrphans:input_type -> nvmeof.agent.v1.RemoveOrphansRequest
-	10, // 34: nvmeof.agent.v1.Agent.Info:output_type -> nvmeof.agent.v1.InfoResponse
-	12, // 35: nvmeof.agent.v1.Agent.GetCapacity:output_type -> nvmeof.agent.v1.GetCapacityResponse
-	18, // 36: nvmeof.agent.v1.Agent.CreateVolume:output_type -> nvmeof.agent.v1.CreateVolumeResponse
-	20, // 37: nvmeof.agent.v1.Agent.DeleteVolume:output_type -> nvmeof.agent.v1.DeleteVolumeResponse
-	22, // 38: nvmeof.agent.v1.Agent.ExpandVolume:output_type -> nvmeof.agent.v1.ExpandVolumeResponse
-	24, // 39: nvmeof.agent.v1.Agent.GetVolume:output_type -> nvmeof.agent.v1.GetVolumeResponse
-	26, // 40: nvmeof.agent.v1.Agent.ListVolumes:output_type -> nvmeof.agent.v1.ListVolumesResponse
-	28, // 41: nvmeof.agent.v1.Agent.CreateSnapshot:output_type -> nvmeof.agent.v1.CreateSnapshotResponse
-	30, // 42: nvmeof.agent.v1.Agent.DeleteSnapshot:output_type -> nvmeof.agent.v1.DeleteSnapshotResponse
-	32, // 43: nvmeof.agent.v1.Agent.GetSnapshot:output_type -> nvmeof.agent.v1.GetSnapshotResponse
-	34, // 44: nvmeof.agent.v1.Agent.ListSnapshots:output_type -> nvmeof.agent.v1.ListSnapshotsResponse
-	36, // 45: nvmeof.agent.v1.Agent.PublishVolume:output_type -> nvmeof.agent.v1.PublishVolumeResponse
-	38, // 46: nvmeof.agent.v1.Agent.UnpublishVolume:output_type -> nvmeof.agent.v1.UnpublishVolumeResponse
-	7,  // 47: nvmeof.agent.v1.Agent.HostNodes:output_type -> nvmeof.agent.v1.HostNodesResponse
-	2,  // 48: nvmeof.agent.v1.Agent.ListExports:output_type -> nvmeof.agent.v1.ListExportsResponse
-	5,  // 49: nvmeof.agent.v1.Agent.RemoveOrphans:output_type -> nvmeof.agent.v1.RemoveOrphansResponse
-	34, // [34:50] is the sub-list for method output_type
-	18, // [18:34] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	5,  // 0: nvmeof.agent.v1.CreateGroupSnapshotRequest.members:type_name -> nvmeof.agent.v1.GroupMember
+	26, // 1: nvmeof.agent.v1.CreateGroupSnapshotResponse.snapshots:type_name -> nvmeof.agent.v1.Snapshot
+	10, // 2: nvmeof.agent.v1.GetBlockMapResponse.ranges:type_name -> nvmeof.agent.v1.BlockRange
+	13, // 3: nvmeof.agent.v1.ListExportsResponse.exports:type_name -> nvmeof.agent.v1.Export
+	0,  // 4: nvmeof.agent.v1.Portal.transport:type_name -> nvmeof.agent.v1.Transport
+	18, // 5: nvmeof.agent.v1.InfoResponse.portals:type_name -> nvmeof.agent.v1.Portal
+	23, // 6: nvmeof.agent.v1.Volume.source:type_name -> nvmeof.agent.v1.ContentSource
+	25, // 7: nvmeof.agent.v1.Volume.hosts:type_name -> nvmeof.agent.v1.Host
+	49, // 8: nvmeof.agent.v1.Volume.labels:type_name -> nvmeof.agent.v1.Volume.LabelsEntry
+	23, // 9: nvmeof.agent.v1.CreateVolumeRequest.source:type_name -> nvmeof.agent.v1.ContentSource
+	50, // 10: nvmeof.agent.v1.CreateVolumeRequest.labels:type_name -> nvmeof.agent.v1.CreateVolumeRequest.LabelsEntry
+	24, // 11: nvmeof.agent.v1.CreateVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	24, // 12: nvmeof.agent.v1.ExpandVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	24, // 13: nvmeof.agent.v1.GetVolumeResponse.volume:type_name -> nvmeof.agent.v1.Volume
+	24, // 14: nvmeof.agent.v1.ListVolumesResponse.volumes:type_name -> nvmeof.agent.v1.Volume
+	26, // 15: nvmeof.agent.v1.CreateSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
+	26, // 16: nvmeof.agent.v1.GetSnapshotResponse.snapshot:type_name -> nvmeof.agent.v1.Snapshot
+	26, // 17: nvmeof.agent.v1.ListSnapshotsResponse.snapshots:type_name -> nvmeof.agent.v1.Snapshot
+	0,  // 18: nvmeof.agent.v1.PublishVolumeRequest.transport:type_name -> nvmeof.agent.v1.Transport
+	0,  // 19: nvmeof.agent.v1.PublishVolumeResponse.transport:type_name -> nvmeof.agent.v1.Transport
+	18, // 20: nvmeof.agent.v1.PublishVolumeResponse.portals:type_name -> nvmeof.agent.v1.Portal
+	19, // 21: nvmeof.agent.v1.Agent.Info:input_type -> nvmeof.agent.v1.InfoRequest
+	21, // 22: nvmeof.agent.v1.Agent.GetCapacity:input_type -> nvmeof.agent.v1.GetCapacityRequest
+	27, // 23: nvmeof.agent.v1.Agent.CreateVolume:input_type -> nvmeof.agent.v1.CreateVolumeRequest
+	29, // 24: nvmeof.agent.v1.Agent.DeleteVolume:input_type -> nvmeof.agent.v1.DeleteVolumeRequest
+	31, // 25: nvmeof.agent.v1.Agent.ExpandVolume:input_type -> nvmeof.agent.v1.ExpandVolumeRequest
+	33, // 26: nvmeof.agent.v1.Agent.GetVolume:input_type -> nvmeof.agent.v1.GetVolumeRequest
+	35, // 27: nvmeof.agent.v1.Agent.ListVolumes:input_type -> nvmeof.agent.v1.ListVolumesRequest
+	37, // 28: nvmeof.agent.v1.Agent.CreateSnapshot:input_type -> nvmeof.agent.v1.CreateSnapshotRequest
+	39, // 29: nvmeof.agent.v1.Agent.DeleteSnapshot:input_type -> nvmeof.agent.v1.DeleteSnapshotRequest
+	41, // 30: nvmeof.agent.v1.Agent.GetSnapshot:input_type -> nvmeof.agent.v1.GetSnapshotRequest
+	43, // 31: nvmeof.agent.v1.Agent.ListSnapshots:input_type -> nvmeof.agent.v1.ListSnapshotsRequest
+	45, // 32: nvmeof.agent.v1.Agent.PublishVolume:input_type -> nvmeof.agent.v1.PublishVolumeRequest
+	47, // 33: nvmeof.agent.v1.Agent.UnpublishVolume:input_type -> nvmeof.agent.v1.UnpublishVolumeRequest
+	16, // 34: nvmeof.agent.v1.Agent.HostNodes:input_type -> nvmeof.agent.v1.HostNodesRequest
+	11, // 35: nvmeof.agent.v1.Agent.ListExports:input_type -> nvmeof.agent.v1.ListExportsRequest
+	14, // 36: nvmeof.agent.v1.Agent.RemoveOrphans:input_type -> nvmeof.agent.v1.RemoveOrphansRequest
+	1,  // 37: nvmeof.agent.v1.Agent.HoldWrites:input_type -> nvmeof.agent.v1.HoldWritesRequest
+	3,  // 38: nvmeof.agent.v1.Agent.ReleaseWrites:input_type -> nvmeof.agent.v1.ReleaseWritesRequest
+	6,  // 39: nvmeof.agent.v1.Agent.CreateGroupSnapshot:input_type -> nvmeof.agent.v1.CreateGroupSnapshotRequest
+	8,  // 40: nvmeof.agent.v1.Agent.GetBlockMap:input_type -> nvmeof.agent.v1.GetBlockMapRequest
+	20, // 41: nvmeof.agent.v1.Agent.Info:output_type -> nvmeof.agent.v1.InfoResponse
+	22, // 42: nvmeof.agent.v1.Agent.GetCapacity:output_type -> nvmeof.agent.v1.GetCapacityResponse
+	28, // 43: nvmeof.agent.v1.Agent.CreateVolume:output_type -> nvmeof.agent.v1.CreateVolumeResponse
+	30, // 44: nvmeof.agent.v1.Agent.DeleteVolume:output_type -> nvmeof.agent.v1.DeleteVolumeResponse
+	32, // 45: nvmeof.agent.v1.Agent.ExpandVolume:output_type -> nvmeof.agent.v1.ExpandVolumeResponse
+	34, // 46: nvmeof.agent.v1.Agent.GetVolume:output_type -> nvmeof.agent.v1.GetVolumeResponse
+	36, // 47: nvmeof.agent.v1.Agent.ListVolumes:output_type -> nvmeof.agent.v1.ListVolumesResponse
+	38, // 48: nvmeof.agent.v1.Agent.CreateSnapshot:output_type -> nvmeof.agent.v1.CreateSnapshotResponse
+	40, // 49: nvmeof.agent.v1.Agent.DeleteSnapshot:output_type -> nvmeof.agent.v1.DeleteSnapshotResponse
+	42, // 50: nvmeof.agent.v1.Agent.GetSnapshot:output_type -> nvmeof.agent.v1.GetSnapshotResponse
+	44, // 51: nvmeof.agent.v1.Agent.ListSnapshots:output_type -> nvmeof.agent.v1.ListSnapshotsResponse
+	46, // 52: nvmeof.agent.v1.Agent.PublishVolume:output_type -> nvmeof.agent.v1.PublishVolumeResponse
+	48, // 53: nvmeof.agent.v1.Agent.UnpublishVolume:output_type -> nvmeof.agent.v1.UnpublishVolumeResponse
+	17, // 54: nvmeof.agent.v1.Agent.HostNodes:output_type -> nvmeof.agent.v1.HostNodesResponse
+	12, // 55: nvmeof.agent.v1.Agent.ListExports:output_type -> nvmeof.agent.v1.ListExportsResponse
+	15, // 56: nvmeof.agent.v1.Agent.RemoveOrphans:output_type -> nvmeof.agent.v1.RemoveOrphansResponse
+	2,  // 57: nvmeof.agent.v1.Agent.HoldWrites:output_type -> nvmeof.agent.v1.HoldWritesResponse
+	4,  // 58: nvmeof.agent.v1.Agent.ReleaseWrites:output_type -> nvmeof.agent.v1.ReleaseWritesResponse
+	7,  // 59: nvmeof.agent.v1.Agent.CreateGroupSnapshot:output_type -> nvmeof.agent.v1.CreateGroupSnapshotResponse
+	9,  // 60: nvmeof.agent.v1.Agent.GetBlockMap:output_type -> nvmeof.agent.v1.GetBlockMapResponse
+	41, // [41:61] is the sub-list for method output_type
+	21, // [21:41] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -2432,18 +3046,18 @@ func file_agent_proto_init() {
 	if File_agent_proto != nil {
 		return
 	}
-	file_agent_proto_msgTypes[12].OneofWrappers = []any{
+	file_agent_proto_msgTypes[22].OneofWrappers = []any{
 		(*ContentSource_SnapshotId)(nil),
 		(*ContentSource_VolumeId)(nil),
 	}
-	file_agent_proto_msgTypes[13].OneofWrappers = []any{}
+	file_agent_proto_msgTypes[23].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,22 +25,26 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Agent_Info_FullMethodName            = "/nvmeof.agent.v1.Agent/Info"
-	Agent_GetCapacity_FullMethodName     = "/nvmeof.agent.v1.Agent/GetCapacity"
-	Agent_CreateVolume_FullMethodName    = "/nvmeof.agent.v1.Agent/CreateVolume"
-	Agent_DeleteVolume_FullMethodName    = "/nvmeof.agent.v1.Agent/DeleteVolume"
-	Agent_ExpandVolume_FullMethodName    = "/nvmeof.agent.v1.Agent/ExpandVolume"
-	Agent_GetVolume_FullMethodName       = "/nvmeof.agent.v1.Agent/GetVolume"
-	Agent_ListVolumes_FullMethodName     = "/nvmeof.agent.v1.Agent/ListVolumes"
-	Agent_CreateSnapshot_FullMethodName  = "/nvmeof.agent.v1.Agent/CreateSnapshot"
-	Agent_DeleteSnapshot_FullMethodName  = "/nvmeof.agent.v1.Agent/DeleteSnapshot"
-	Agent_GetSnapshot_FullMethodName     = "/nvmeof.agent.v1.Agent/GetSnapshot"
-	Agent_ListSnapshots_FullMethodName   = "/nvmeof.agent.v1.Agent/ListSnapshots"
-	Agent_PublishVolume_FullMethodName   = "/nvmeof.agent.v1.Agent/PublishVolume"
-	Agent_UnpublishVolume_FullMethodName = "/nvmeof.agent.v1.Agent/UnpublishVolume"
-	Agent_HostNodes_FullMethodName       = "/nvmeof.agent.v1.Agent/HostNodes"
-	Agent_ListExports_FullMethodName     = "/nvmeof.agent.v1.Agent/ListExports"
-	Agent_RemoveOrphans_FullMethodName   = "/nvmeof.agent.v1.Agent/RemoveOrphans"
+	Agent_Info_FullMethodName                = "/nvmeof.agent.v1.Agent/Info"
+	Agent_GetCapacity_FullMethodName         = "/nvmeof.agent.v1.Agent/GetCapacity"
+	Agent_CreateVolume_FullMethodName        = "/nvmeof.agent.v1.Agent/CreateVolume"
+	Agent_DeleteVolume_FullMethodName        = "/nvmeof.agent.v1.Agent/DeleteVolume"
+	Agent_ExpandVolume_FullMethodName        = "/nvmeof.agent.v1.Agent/ExpandVolume"
+	Agent_GetVolume_FullMethodName           = "/nvmeof.agent.v1.Agent/GetVolume"
+	Agent_ListVolumes_FullMethodName         = "/nvmeof.agent.v1.Agent/ListVolumes"
+	Agent_CreateSnapshot_FullMethodName      = "/nvmeof.agent.v1.Agent/CreateSnapshot"
+	Agent_DeleteSnapshot_FullMethodName      = "/nvmeof.agent.v1.Agent/DeleteSnapshot"
+	Agent_GetSnapshot_FullMethodName         = "/nvmeof.agent.v1.Agent/GetSnapshot"
+	Agent_ListSnapshots_FullMethodName       = "/nvmeof.agent.v1.Agent/ListSnapshots"
+	Agent_PublishVolume_FullMethodName       = "/nvmeof.agent.v1.Agent/PublishVolume"
+	Agent_UnpublishVolume_FullMethodName     = "/nvmeof.agent.v1.Agent/UnpublishVolume"
+	Agent_HostNodes_FullMethodName           = "/nvmeof.agent.v1.Agent/HostNodes"
+	Agent_ListExports_FullMethodName         = "/nvmeof.agent.v1.Agent/ListExports"
+	Agent_RemoveOrphans_FullMethodName       = "/nvmeof.agent.v1.Agent/RemoveOrphans"
+	Agent_HoldWrites_FullMethodName          = "/nvmeof.agent.v1.Agent/HoldWrites"
+	Agent_ReleaseWrites_FullMethodName       = "/nvmeof.agent.v1.Agent/ReleaseWrites"
+	Agent_CreateGroupSnapshot_FullMethodName = "/nvmeof.agent.v1.Agent/CreateGroupSnapshot"
+	Agent_GetBlockMap_FullMethodName         = "/nvmeof.agent.v1.Agent/GetBlockMap"
 )
 
 // AgentClient is the client API for Agent service.
@@ -76,6 +80,19 @@ type AgentClient interface {
 	// of the call (a subsystem the records do not want, a host entry no subsystem allows);
 	// anything named that is not, or no longer, an orphan is left alone and not reported.
 	RemoveOrphans(ctx context.Context, in *RemoveOrphansRequest, opts ...grpc.CallOption) (*RemoveOrphansResponse, error)
+	// Group snapshots. Members on one storage node: CreateGroupSnapshot alone (one write hold
+	// inside the call). Members on several: phase one, HoldWrites on every storage node; phase
+	// two, CreateGroupSnapshot with the hold's ID on every one (each snapshots while its hold is
+	// intact, then releases it); ReleaseWrites to abort. The agent bounds every hold itself: it
+	// ends (writes resume) at its timeout whatever the caller does. Backends that cannot hold
+	// writes (lvm) refuse with FailedPrecondition.
+	HoldWrites(ctx context.Context, in *HoldWritesRequest, opts ...grpc.CallOption) (*HoldWritesResponse, error)
+	ReleaseWrites(ctx context.Context, in *ReleaseWritesRequest, opts ...grpc.CallOption) (*ReleaseWritesResponse, error)
+	CreateGroupSnapshot(ctx context.Context, in *CreateGroupSnapshotRequest, opts ...grpc.CallOption) (*CreateGroupSnapshotResponse, error)
+	// GetBlockMap streams the ranges of a snapshot that hold data (base_snapshot_id empty), or
+	// that differ between two snapshots of the same volume, read from the thin pool's metadata:
+	// for changed-block tracking (CSI SnapshotMetadata).
+	GetBlockMap(ctx context.Context, in *GetBlockMapRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetBlockMapResponse], error)
 }
 
 type agentClient struct {
@@ -246,6 +263,55 @@ func (c *agentClient) RemoveOrphans(ctx context.Context, in *RemoveOrphansReques
 	return out, nil
 }
 
+func (c *agentClient) HoldWrites(ctx context.Context, in *HoldWritesRequest, opts ...grpc.CallOption) (*HoldWritesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HoldWritesResponse)
+	err := c.cc.Invoke(ctx, Agent_HoldWrites_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) ReleaseWrites(ctx context.Context, in *ReleaseWritesRequest, opts ...grpc.CallOption) (*ReleaseWritesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseWritesResponse)
+	err := c.cc.Invoke(ctx, Agent_ReleaseWrites_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) CreateGroupSnapshot(ctx context.Context, in *CreateGroupSnapshotRequest, opts ...grpc.CallOption) (*CreateGroupSnapshotResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateGroupSnapshotResponse)
+	err := c.cc.Invoke(ctx, Agent_CreateGroupSnapshot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) GetBlockMap(ctx context.Context, in *GetBlockMapRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetBlockMapResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Agent_ServiceDesc.Streams[0], Agent_GetBlockMap_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GetBlockMapRequest, GetBlockMapResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_GetBlockMapClient = grpc.ServerStreamingClient[GetBlockMapResponse]
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -279,6 +345,19 @@ type AgentServer interface {
 	// of the call (a subsystem the records do not want, a host entry no subsystem allows);
 	// anything named that is not, or no longer, an orphan is left alone and not reported.
 	RemoveOrphans(context.Context, *RemoveOrphansRequest) (*RemoveOrphansResponse, error)
+	// Group snapshots. Members on one storage node: CreateGroupSnapshot alone (one write hold
+	// inside the call). Members on several: phase one, HoldWrites on every storage node; phase
+	// two, CreateGroupSnapshot with the hold's ID on every one (each snapshots while its hold is
+	// intact, then releases it); ReleaseWrites to abort. The agent bounds every hold itself: it
+	// ends (writes resume) at its timeout whatever the caller does. Backends that cannot hold
+	// writes (lvm) refuse with FailedPrecondition.
+	HoldWrites(context.Context, *HoldWritesRequest) (*HoldWritesResponse, error)
+	ReleaseWrites(context.Context, *ReleaseWritesRequest) (*ReleaseWritesResponse, error)
+	CreateGroupSnapshot(context.Context, *CreateGroupSnapshotRequest) (*CreateGroupSnapshotResponse, error)
+	// GetBlockMap streams the ranges of a snapshot that hold data (base_snapshot_id empty), or
+	// that differ between two snapshots of the same volume, read from the thin pool's metadata:
+	// for changed-block tracking (CSI SnapshotMetadata).
+	GetBlockMap(*GetBlockMapRequest, grpc.ServerStreamingServer[GetBlockMapResponse]) error
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -336,6 +415,18 @@ func (UnimplementedAgentServer) ListExports(context.Context, *ListExportsRequest
 }
 func (UnimplementedAgentServer) RemoveOrphans(context.Context, *RemoveOrphansRequest) (*RemoveOrphansResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveOrphans not implemented")
+}
+func (UnimplementedAgentServer) HoldWrites(context.Context, *HoldWritesRequest) (*HoldWritesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HoldWrites not implemented")
+}
+func (UnimplementedAgentServer) ReleaseWrites(context.Context, *ReleaseWritesRequest) (*ReleaseWritesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseWrites not implemented")
+}
+func (UnimplementedAgentServer) CreateGroupSnapshot(context.Context, *CreateGroupSnapshotRequest) (*CreateGroupSnapshotResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateGroupSnapshot not implemented")
+}
+func (UnimplementedAgentServer) GetBlockMap(*GetBlockMapRequest, grpc.ServerStreamingServer[GetBlockMapResponse]) error {
+	return status.Error(codes.Unimplemented, "method GetBlockMap not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -646,6 +737,71 @@ func _Agent_RemoveOrphans_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_HoldWrites_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HoldWritesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).HoldWrites(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_HoldWrites_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).HoldWrites(ctx, req.(*HoldWritesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_ReleaseWrites_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseWritesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ReleaseWrites(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ReleaseWrites_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ReleaseWrites(ctx, req.(*ReleaseWritesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_CreateGroupSnapshot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateGroupSnapshotRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).CreateGroupSnapshot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_CreateGroupSnapshot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).CreateGroupSnapshot(ctx, req.(*CreateGroupSnapshotRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_GetBlockMap_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(GetBlockMapRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServer).GetBlockMap(m, &grpc.GenericServerStream[GetBlockMapRequest, GetBlockMapResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Agent_GetBlockMapServer = grpc.ServerStreamingServer[GetBlockMapResponse]
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -717,7 +873,25 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "RemoveOrphans",
 			Handler:    _Agent_RemoveOrphans_Handler,
 		},
+		{
+			MethodName: "HoldWrites",
+			Handler:    _Agent_HoldWrites_Handler,
+		},
+		{
+			MethodName: "ReleaseWrites",
+			Handler:    _Agent_ReleaseWrites_Handler,
+		},
+		{
+			MethodName: "CreateGroupSnapshot",
+			Handler:    _Agent_CreateGroupSnapshot_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "GetBlockMap",
+			Handler:       _Agent_GetBlockMap_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "agent.proto",
 }

@@ -25,6 +25,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
@@ -119,6 +120,44 @@ type UsedReporter interface {
 	// Used maps each active device among ids to the bytes the pool has allocated to it;
 	// inactive devices (and unknown IDs) are absent.
 	Used(ctx context.Context, ids []string) (map[string]int64, error)
+}
+
+// WriteHolder is a Pool that can hold writes to origins across calls, for a group snapshot
+// whose members span storage nodes: phase one holds writes on every node, phase two makes
+// each node's snapshots while its hold is intact.
+type WriteHolder interface {
+	// HoldWrites holds the writes to origins (all of which must exist) until the hold is
+	// released, used, or timeout passes, whichever is first; the hold always ends by itself.
+	// Until it ends, the origins take no other call (Delete, Resize, … wait for it).
+	HoldWrites(ctx context.Context, origins []string, timeout time.Duration) (WriteHold, error)
+}
+
+// WriteHold is a hold of HoldWrites.
+type WriteHold interface {
+	// SnapshotGroup makes read-only snapshots of the hold's origins while the hold is intact,
+	// then ends it. Either every snapshot is made or none; a hold that ended first is
+	// ErrHoldEnded and nothing is made. A hold serves one SnapshotGroup.
+	SnapshotGroup(ctx context.Context, specs []SnapshotSpec) ([]Volume, error)
+	// Release ends the hold (idempotent). It reports whether the hold was intact until then.
+	Release() bool
+	// Expires is when the hold ends at the latest.
+	Expires() time.Time
+}
+
+// ErrHoldEnded: a write hold ended (timed out or released) before what was to be done under it.
+var ErrHoldEnded = rpcerr.Sentinel(rpcerr.ErrAborted, "the write hold ended first")
+
+// Range is a byte range of a device.
+type Range struct{ Offset, Length int64 }
+
+// BlockMapper is a Pool that can read from the thin pool's metadata which blocks of its
+// devices hold data.
+type BlockMapper interface {
+	// MapBlocks calls emit, in ascending order, with the ranges of device id that are mapped
+	// (base "") or that differ from device base (mapped in one and not the other, or mapped
+	// to different data blocks), coalesced, each a multiple of the pool's block size
+	// (blockSize, the same in every call). It stops at the first error emit returns.
+	MapBlocks(ctx context.Context, id, base string, emit func(blockSize int64, r Range) error) error
 }
 
 // Pool is a thin pool of volumes. See the package documentation for the contract every
