@@ -65,6 +65,8 @@ type Server struct {
 	usage atomic.Pointer[usageAt]
 
 	metrics *agentMetrics
+	// holds are the HoldWrites holds in force (groups.go).
+	holds holds
 
 	newUUID func() string
 	now     func() time.Time

@@ -41,6 +41,7 @@ func snapshotOf(r pool.Record) *agentapi.Snapshot {
 		SourceVolumeId:       r.Source,
 		SizeBytes:            r.SizeBytes,
 		CreationTimeUnixNano: r.CreatedUnixNano,
+		GroupId:              r.Labels[groupLabel],
 	}
 }
 

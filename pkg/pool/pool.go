@@ -142,6 +142,9 @@ type WriteHold interface {
 	Release() bool
 	// Expires is when the hold ends at the latest.
 	Expires() time.Time
+	// HoldDuration is how long writes were held, once the hold ended (0 before, and when
+	// none of the origins could take writes).
+	HoldDuration() time.Duration
 }
 
 // ErrHoldEnded: a write hold ended (timed out or released) before what was to be done under it.

@@ -153,7 +153,7 @@ func (p *Pool) Snapshot(ctx context.Context, origin string, rec pool.Record, rea
 		if err != nil {
 			return pool.Volume{}, err
 		}
-		vols, err := p.snapshots(ctx, op, []snapReq{{o, rec}}, readOnly)
+		vols, err := p.snapshots(ctx, op, []snapReq{{o, rec}}, readOnly, nil)
 		if err != nil {
 			return pool.Volume{}, err
 		}
@@ -221,13 +221,14 @@ func (p *Pool) SnapshotGroup(ctx context.Context, specs []pool.SnapshotSpec) ([]
 		if len(exist) > 0 {
 			return exist, fmt.Errorf("%w: %d of the group's snapshots exist", pool.ErrExists, len(exist))
 		}
-		return p.snapshots(ctx, opGroup, reqs, true)
+		return p.snapshots(ctx, opGroup, reqs, true, nil)
 	})
 }
 
 // snapshots makes the snapshots of reqs under one intent and one write hold (see the
-// package documentation for the steps and their crash points).
-func (p *Pool) snapshots(ctx context.Context, op string, reqs []snapReq, readOnly bool) ([]pool.Volume, error) {
+// package documentation for the steps and their crash points): held, when a HoldWrites hold
+// already holds the origins, else one of its own.
+func (p *Pool) snapshots(ctx context.Context, op string, reqs []snapReq, readOnly bool, held *hold) ([]pool.Volume, error) {
 	if err := p.writable(); err != nil {
 		return nil, err
 	}
@@ -246,7 +247,7 @@ func (p *Pool) snapshots(ctx context.Context, op string, reqs []snapReq, readOnl
 		return nil, err
 	}
 	crashpoint.Hit(op + "/after-intent")
-	made, err := p.snapshotsHeld(ctx, op, pending, reqs)
+	made, err := p.snapshotsHeld(ctx, op, pending, reqs, held)
 	if err != nil {
 		ctx, cancel := detached(ctx)
 		defer cancel()
@@ -271,9 +272,10 @@ func (p *Pool) snapshots(ctx context.Context, op string, reqs []snapReq, readOnl
 	return out, nil
 }
 
-// snapshotsHeld holds the writes of the active, writable origins, sends every create_snap
-// and resumes them. It returns the thin ids it made; on error the caller rolls them back.
-func (p *Pool) snapshotsHeld(ctx context.Context, op string, it *intent, reqs []snapReq) (made []uint32, err error) {
+// snapshotsHeld holds the writes of the active, writable origins (or takes over held, which
+// must hold them all), sends every create_snap and resumes them. It returns the thin ids it
+// made; on error the caller rolls them back.
+func (p *Pool) snapshotsHeld(ctx context.Context, op string, it *intent, reqs []snapReq, held *hold) (made []uint32, err error) {
 	var names []string
 	seen := map[string]bool{}
 	p.mu.Lock()
@@ -284,8 +286,13 @@ func (p *Pool) snapshotsHeld(ctx context.Context, op string, it *intent, reqs []
 		}
 	}
 	p.mu.Unlock()
-	var h *hold
-	if len(names) > 0 {
+	h := held
+	if h != nil {
+		defer h.release()
+		if missing := h.missing(names); len(missing) > 0 {
+			return nil, fmt.Errorf("dmthin: %s: the write hold does not hold %v", op, missing)
+		}
+	} else if len(names) > 0 {
 		// Commit the pool's metadata now (a status with flush does), so that the commit
 		// each create_snap makes inside the hold has only its own change to write, not
 		// every block the origins' writes provisioned since the last one.

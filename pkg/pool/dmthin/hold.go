@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -19,6 +20,9 @@ type hold struct {
 	start       time.Time
 	origins     int
 	suspendTook time.Duration
+	names       []string      // every origin the hold was asked to suspend
+	timeout     time.Duration // its bound
+	took        time.Duration // from start to the end of the resumes, once ended
 	timer       *time.Timer
 	stop        func() bool // stops the context watch
 
@@ -31,8 +35,13 @@ type hold struct {
 // startHold suspends names (in parallel) and returns the hold; on failure every suspended
 // origin is resumed again.
 func (p *Pool) startHold(ctx context.Context, names []string) (*hold, error) {
-	h := &hold{p: p, start: time.Now(), origins: len(names)}
-	h.timer = time.AfterFunc(p.opts.HoldTimeout, func() { h.end(true) })
+	return p.startHoldFor(ctx, names, p.opts.HoldTimeout)
+}
+
+// startHoldFor is startHold with a bound of its own.
+func (p *Pool) startHoldFor(ctx context.Context, names []string, timeout time.Duration) (*hold, error) {
+	h := &hold{p: p, start: time.Now(), origins: len(names), names: names, timeout: timeout}
+	h.timer = time.AfterFunc(timeout, func() { h.end(true) })
 	h.stop = context.AfterFunc(ctx, func() { h.end(true) })
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
@@ -96,9 +105,12 @@ func (h *hold) end(expired bool) bool {
 		}()
 	}
 	wg.Wait()
+	h.mu.Lock()
+	h.took = time.Since(h.start)
+	h.mu.Unlock()
 	if hook := h.p.opts.Hooks.HoldEnded; hook != nil {
 		h.mu.Lock()
-		st := HoldStats{Origins: h.origins, Suspend: h.suspendTook, Total: time.Since(h.start), Expired: expired}
+		st := HoldStats{Origins: h.origins, Suspend: h.suspendTook, Total: h.took, Expired: expired}
 		h.mu.Unlock()
 		hook(st)
 	}
@@ -116,8 +128,26 @@ func (h *hold) intact() bool {
 // done under it is consistent. Safe to call more than once (later calls report false).
 func (h *hold) release() bool { return h.end(false) }
 
+// missing returns the names among names that the hold was not asked to suspend.
+func (h *hold) missing(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(h.names, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// duration is how long writes were held (0 until the hold ended).
+func (h *hold) duration() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.took
+}
+
 func (h *hold) expiredErr() error {
-	return fmt.Errorf("%w: the origins' writes were held for longer than %s (or the call ended)", ErrHoldExpired, h.p.opts.HoldTimeout)
+	return fmt.Errorf("%w: the origins' writes were held for longer than %s (or the call ended)", ErrHoldExpired, h.timeout)
 }
 
 // suspendBounded suspends a device without flush, returning when it is suspended or when ctx
