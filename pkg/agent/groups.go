@@ -24,7 +24,7 @@ const (
 	// MaxHoldTimeout caps what a request may ask for.
 	MaxHoldTimeout = 30 * time.Second
 	// groupLabel is the record label naming the group snapshot a snapshot was made with.
-	groupLabel = "nvmeof-csi/group"
+	groupLabel     = "nvmeof-csi/group"
 	maxHoldIDBytes = 128
 )
 
