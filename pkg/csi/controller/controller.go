@@ -141,6 +141,14 @@ type nodeResult[T any] struct {
 // Options.Agents) and returns the answers in the order of nodes.
 func fanOut[T any](ctx context.Context, c *Controller, nodes []agentclient.StorageNode,
 	ask func(ctx context.Context, agent agentapi.AgentClient) (T, error)) []nodeResult[T] {
+	return perNode(ctx, c, nodes, func(ctx context.Context, _ agentclient.StorageNode, agent agentapi.AgentClient) (T, error) {
+		return ask(ctx, agent)
+	})
+}
+
+// perNode is fanOut for questions that depend on the node asked.
+func perNode[T any](ctx context.Context, c *Controller, nodes []agentclient.StorageNode,
+	ask func(ctx context.Context, node agentclient.StorageNode, agent agentapi.AgentClient) (T, error)) []nodeResult[T] {
 	out := make([]nodeResult[T], len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
@@ -153,7 +161,7 @@ func fanOut[T any](ctx context.Context, c *Controller, nodes []agentclient.Stora
 				out[i].err = err
 				return
 			}
-			out[i].val, out[i].err = ask(ctx, agent)
+			out[i].val, out[i].err = ask(ctx, n, agent)
 		}()
 	}
 	wg.Wait()

@@ -21,11 +21,12 @@ import (
 // when created: ready_to_use is always true.
 func csiSnapshot(node string, s *agentapi.Snapshot) *csi.Snapshot {
 	return &csi.Snapshot{
-		SnapshotId:     contract.ObjectID(node, s.GetId()),
-		SourceVolumeId: contract.ObjectID(node, s.GetSourceVolumeId()),
-		SizeBytes:      s.GetSizeBytes(),
-		CreationTime:   timestamppb.New(timeFromUnixNano(s.GetCreationTimeUnixNano())),
-		ReadyToUse:     true,
+		SnapshotId:      contract.ObjectID(node, s.GetId()),
+		SourceVolumeId:  contract.ObjectID(node, s.GetSourceVolumeId()),
+		SizeBytes:       s.GetSizeBytes(),
+		CreationTime:    timestamppb.New(timeFromUnixNano(s.GetCreationTimeUnixNano())),
+		ReadyToUse:      true,
+		GroupSnapshotId: s.GetGroupId(),
 	}
 }
 

@@ -147,7 +147,10 @@ func Run(ctx context.Context, o Options) error {
 		defer func() { _ = agents.Close() }()
 		ctl := controller.New(controller.Options{StorageNodes: cfg.StorageNodes, Agents: agents})
 		idOpts.Ready = agentclient.Ready(cfg.StorageNodes, agents, o.ProbeTimeout)
-		services = append(services, func(s *grpc.Server) { csi.RegisterControllerServer(s, ctl) })
+		services = append(services, func(s *grpc.Server) {
+			csi.RegisterControllerServer(s, ctl)
+			csi.RegisterGroupControllerServer(s, controller.NewGroup(ctl))
+		})
 	}
 	reg := metrics.NewRegistry()
 	var healer *node.Node

@@ -36,6 +36,7 @@ type Agent struct {
 	snapshots map[string]*agentapi.Snapshot
 	errs      map[string]error
 	keys      map[string][2]string
+	holds     map[string][]string // HoldWrites holds in force: their volumes
 	hook      func(ctx context.Context, method string) error
 	calls     []string
 	clock     int64
