@@ -1,0 +1,216 @@
+// Package thintools reads a dm-thin pool's block mappings with thin-provisioning-tools
+// (0.9.0, as Debian bookworm ships it): thin_dump for the blocks one thin device maps,
+// thin_delta for the blocks two thin devices map differently. Their XML output is parsed as a
+// stream (encoding/xml tokens, memory independent of the number of mappings) into ascending,
+// coalesced extents of data blocks.
+//
+// On a live pool the tools must read a metadata snapshot (thin.Pool.HoldMetadataSnap): they
+// open the metadata device without O_EXCL only with --metadata-snap, and the live metadata
+// changes under them. The snapshot is consistent as of the moment it was reserved (the
+// kernel commits first); thin devices that are read-only (snapshots) have no writes in flight,
+// so their mappings in it are exact.
+//
+// thin_dump --dev-id of an id the metadata lacks prints an empty superblock and succeeds:
+// Mapped reports it as ErrNoDevice. thin_delta of a missing id fails ("Unable to find mapping
+// tree").
+package thintools
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
+)
+
+// Runner runs a program and hands its standard output to read while it runs. A failure of
+// the program (or of starting it) is a *command.Error; an error read returns is returned as
+// is, after the program was stopped. Implementations bound the process by ctx.
+type Runner interface {
+	Stream(ctx context.Context, read func(stdout io.Reader) error, name string, args ...string) error
+}
+
+// Exec is the real Runner: exec.CommandContext with LC_ALL=C; when ctx ends (or read fails)
+// the process gets SIGTERM, then SIGKILL after WaitDelay (default command.DefaultWaitDelay).
+type Exec struct {
+	WaitDelay time.Duration
+}
+
+// maxStderr caps the standard error kept for an error message.
+const maxStderr = 16 << 10
+
+// Stream implements Runner.
+func (e Exec) Stream(ctx context.Context, read func(io.Reader) error, name string, args ...string) error {
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	var stderr bytes.Buffer
+	cmd.Stderr = &capped{buf: &stderr}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = command.DefaultWaitDelay
+	if e.WaitDelay > 0 {
+		cmd.WaitDelay = e.WaitDelay
+	}
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return &command.Error{Cmd: name, Args: args, ExitCode: -1, Err: err}
+	}
+	if err := cmd.Start(); err != nil {
+		return &command.Error{Cmd: name, Args: args, ExitCode: -1, Err: err}
+	}
+	stdout := &eofReader{r: pipe}
+	rerr := read(stdout)
+	switch {
+	case rerr == nil:
+		_, rerr = io.Copy(io.Discard, stdout) // read stopped at the document's end
+	case !stdout.eof:
+		cancel() // read gave up half-way: stop the program, nobody reads the rest
+	}
+	werr := cmd.Wait()
+	failed := func(err error) error {
+		cerr := &command.Error{Cmd: name, Args: args, ExitCode: -1, Stderr: firstLine(stderr.String()), Err: err}
+		var exitErr *exec.ExitError
+		if errors.As(werr, &exitErr) {
+			cerr.ExitCode = exitErr.ExitCode()
+		}
+		return cerr
+	}
+	switch {
+	case parent.Err() != nil:
+		return failed(fmt.Errorf("%w (%v)", parent.Err(), errors.Join(werr, rerr)))
+	case rerr != nil && !stdout.eof:
+		// read failed first (and the program was stopped for it).
+		return rerr
+	case werr != nil:
+		// The program failed (a parse error is only the output it cut short).
+		return failed(werr)
+	case rerr != nil:
+		if msg := firstLine(stderr.String()); msg != "" {
+			return fmt.Errorf("%w (%s: %s)", rerr, name, msg)
+		}
+		return rerr
+	}
+	return nil
+}
+
+// eofReader notes whether its reader reached its end.
+type eofReader struct {
+	r   io.Reader
+	eof bool
+}
+
+func (r *eofReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err == io.EOF {
+		r.eof = true
+	}
+	return n, err
+}
+
+// firstLine is the first non-blank line of a program's standard error (the tools follow a
+// failure with their usage text).
+func firstLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return ""
+}
+
+// capped keeps the first maxStderr bytes written to it.
+type capped struct{ buf *bytes.Buffer }
+
+func (w *capped) Write(p []byte) (int, error) {
+	if room := maxStderr - w.buf.Len(); room > 0 {
+		w.buf.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+// DefaultTimeout bounds one run of a tool when Tools.Timeout is zero.
+const DefaultTimeout = 10 * time.Minute
+
+// Tools runs thin_dump and thin_delta on a pool's metadata device.
+type Tools struct {
+	// Runner runs the tools; nil is Exec{}.
+	Runner Runner
+	// Timeout bounds each run, however long the caller's context; zero is DefaultTimeout.
+	Timeout time.Duration
+	// Live reads the pool's metadata snapshot (--metadata-snap), which the caller holds: the
+	// way to read the metadata of an active pool. Without it, the tools read the metadata
+	// itself, which must not be in use (an inactive pool, a copy).
+	Live bool
+}
+
+func (t Tools) run(ctx context.Context, read func(io.Reader) error, name string, args ...string) error {
+	r := t.Runner
+	if r == nil {
+		r = Exec{}
+	}
+	d := t.Timeout
+	if d <= 0 {
+		d = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return r.Stream(ctx, read, name, args...)
+}
+
+func (t Tools) snapArgs() []string {
+	if t.Live {
+		return []string{"--metadata-snap"}
+	}
+	return nil
+}
+
+// Mapped calls emit with the extents thin device dev maps, ascending and coalesced, read with
+// `thin_dump [--metadata-snap] --dev-id dev metadataDev`. A device the metadata lacks is
+// ErrNoDevice.
+func (t Tools) Mapped(ctx context.Context, metadataDev string, dev uint32, emit Emit) error {
+	args := append(t.snapArgs(), "--dev-id", strconv.FormatUint(uint64(dev), 10), metadataDev)
+	emit, stopped := keep(emit)
+	err := t.run(ctx, func(r io.Reader) error {
+		_, err := ParseDump(r, dev, emit)
+		return err
+	}, "thin_dump", args...)
+	return cmp.Or(*stopped, err)
+}
+
+// Changed calls emit with the extents that thin devices base and dev map differently (one
+// maps a block the other does not, or they map it to different data blocks), ascending and
+// coalesced, read with `thin_delta [--metadata-snap] --snap1 base --snap2 dev metadataDev`.
+func (t Tools) Changed(ctx context.Context, metadataDev string, base, dev uint32, emit Emit) error {
+	args := append(t.snapArgs(), "--snap1", strconv.FormatUint(uint64(base), 10),
+		"--snap2", strconv.FormatUint(uint64(dev), 10), metadataDev)
+	emit, stopped := keep(emit)
+	err := t.run(ctx, func(r io.Reader) error {
+		_, err := ParseDelta(r, base, dev, emit)
+		return err
+	}, "thin_delta", args...)
+	return cmp.Or(*stopped, err)
+}
+
+// keep wraps emit so that the error it returns, which stopped a run, is kept: the caller gets
+// it as it was rather than the run's failure it caused.
+func keep(emit Emit) (Emit, *error) {
+	stopped := new(error)
+	return func(bs uint64, e Extent) error {
+		err := emit(bs, e)
+		if err != nil {
+			*stopped = err
+		}
+		return err
+	}, stopped
+}
