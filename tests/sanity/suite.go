@@ -28,10 +28,10 @@ import (
 // skipped lists csi-sanity specs this test skips on purpose, each with its reason. It is
 // empty: every spec the driver's capabilities call for runs.
 //
-// csi-sanity itself skips 17 specs, each for a capability the driver does not claim:
+// csi-sanity itself skips 11 specs, each for a capability the driver does not claim (its 6
+// GroupController specs run):
 //   - ModifyVolume (6) and CreateVolume with a volume attribute class (2): no MODIFY_VOLUME,
 //     no VolumeAttributesClass support;
-//   - GroupController (6): no group controller service (volume group snapshots);
 //   - NodeGetStorageHealth (1): not claimed;
 //   - CreateSnapshot with accessibility requirements (1): no SNAPSHOT_ACCESSIBILITY_CONSTRAINTS
 //     (a snapshot lives on its volume's storage node);
