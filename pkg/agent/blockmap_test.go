@@ -172,7 +172,7 @@ func TestGetBlockMapStartsAtTheStartingOffset(t *testing.T) {
 	}{
 		{0, blocks(0, 2, 5, 4, 20, 1)},
 		{2 * mapBlock, blocks(5, 4, 20, 1)}, // a range ending there is left out
-		{7*mapBlock + 100, append([]pool.Range{{7*mapBlock + 100, 2*mapBlock - 100}}, blocks(20, 1)...)}, // one spanning it is cut
+		{7*mapBlock + 100, append([]pool.Range{{Offset: 7*mapBlock + 100, Length: 2*mapBlock - 100}}, blocks(20, 1)...)}, // one spanning it is cut
 		{21 * mapBlock, nil},
 		{gib, nil},
 	} {
