@@ -189,17 +189,9 @@ func (s *Server) createGroupSnapshot(ctx context.Context, req *agentapi.CreateGr
 	if err != nil {
 		return nil, err
 	}
-	sources := make([]string, len(specs))
-	for i, sp := range specs {
-		sources[i] = sp.Origin
-	}
-	sources = slices.Compact(slices.Sorted(slices.Values(sources)))
-	if g != nil {
-		for _, src := range sources {
-			if !slices.Contains(g.volumes, src) {
-				return nil, rpcerr.Invalidf("source volume %s is not held by hold %q", src, req.GetHoldId())
-			}
-		}
+	sources, err := groupSources(specs, g, req.GetHoldId())
+	if err != nil {
+		return nil, err
 	}
 	holder, err := s.writeHolder()
 	if err != nil {
@@ -218,30 +210,22 @@ func (s *Server) createGroupSnapshot(ctx context.Context, req *agentapi.CreateGr
 	if done, err := s.existingGroup(req.GetGroupId(), specs); done != nil || err != nil {
 		return &agentapi.CreateGroupSnapshotResponse{Snapshots: done}, err
 	}
-	var res []*reservation
+	res, err := s.admitGroup(ctx, specs)
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
 		for _, r := range res {
 			r.release()
 		}
 	}()
-	for i := range specs {
-		origin, ok := s.idx.get(specs[i].Origin)
-		if !ok {
-			return nil, rpcerr.NotFoundf("source volume %s", specs[i].Origin)
-		}
-		specs[i].Record.SizeBytes = origin.SizeBytes
-		r, err := s.admit(ctx, origin.SizeBytes, true)
-		if err != nil {
-			return nil, err
-		}
-		res = append(res, r)
-	}
-	wh := (pool.WriteHold)(nil)
+	var wh pool.WriteHold
 	if g != nil {
 		wh = g.wh
-	} else if wh, err = holder.HoldWrites(ctx, sources, DefaultHoldTimeout); err != nil {
-		return nil, err
 	} else {
+		if wh, err = holder.HoldWrites(ctx, sources, DefaultHoldTimeout); err != nil {
+			return nil, err
+		}
 		defer wh.Release()
 	}
 	vols, err := wh.SnapshotGroup(ctx, specs)
@@ -249,8 +233,7 @@ func (s *Server) createGroupSnapshot(ctx context.Context, req *agentapi.CreateGr
 		for _, v := range vols {
 			s.idx.put(v.Record)
 		}
-		done, gerr := s.existingGroup(req.GetGroupId(), specs)
-		if done != nil || gerr != nil {
+		if done, gerr := s.existingGroup(req.GetGroupId(), specs); done != nil || gerr != nil {
 			return &agentapi.CreateGroupSnapshotResponse{Snapshots: done}, gerr
 		}
 	}
@@ -262,9 +245,50 @@ func (s *Server) createGroupSnapshot(ctx context.Context, req *agentapi.CreateGr
 		res[i].commit(v.Record)
 		resp.Snapshots = append(resp.Snapshots, snapshotOf(v.Record))
 	}
-	res = nil
 	klog.FromContext(ctx).V(2).Info("Group snapshot created", "groupID", req.GetGroupId(), "members", len(vols), "hold", wh.HoldDuration())
 	return resp, nil
+}
+
+// groupSources returns the members' sources, sorted, checking that hold g (if any) holds them.
+func groupSources(specs []pool.SnapshotSpec, g *groupHold, holdID string) ([]string, error) {
+	sources := make([]string, len(specs))
+	for i, sp := range specs {
+		sources[i] = sp.Origin
+	}
+	sources = slices.Compact(slices.Sorted(slices.Values(sources)))
+	if g != nil {
+		for _, src := range sources {
+			if !slices.Contains(g.volumes, src) {
+				return nil, rpcerr.Invalidf("source volume %s is not held by hold %q", src, holdID)
+			}
+		}
+	}
+	return sources, nil
+}
+
+// admitGroup sets each member's size to its source's and reserves the space of every member
+// (the caller releases the reservations it does not commit).
+func (s *Server) admitGroup(ctx context.Context, specs []pool.SnapshotSpec) ([]*reservation, error) {
+	var res []*reservation
+	for i := range specs {
+		origin, ok := s.idx.get(specs[i].Origin)
+		if !ok {
+			for _, r := range res {
+				r.release()
+			}
+			return nil, rpcerr.NotFoundf("source volume %s", specs[i].Origin)
+		}
+		specs[i].Record.SizeBytes = origin.SizeBytes
+		r, err := s.admit(ctx, origin.SizeBytes, true)
+		if err != nil {
+			for _, r := range res {
+				r.release()
+			}
+			return nil, err
+		}
+		res = append(res, r)
+	}
+	return res, nil
 }
 
 // groupSpecs validates a CreateGroupSnapshot request and returns its snapshot specs (sizes
