@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // Extent is a run of a thin device's blocks: Length blocks (of the pool's data block size)
@@ -28,7 +30,7 @@ type Superblock struct {
 const maxDataBlockSectors = 2097152
 
 // ErrNoDevice: the metadata has no thin device of the id asked for.
-var ErrNoDevice = errors.New("thintools: no thin device of that id in the metadata")
+var ErrNoDevice = rpcerr.Sentinel(rpcerr.ErrNotFound, "thintools: no thin device of that id in the metadata")
 
 // Emit is told each extent, in ascending order, adjacent extents coalesced, with the pool's
 // data block size (the same in every call). An error it returns stops the parse and is
