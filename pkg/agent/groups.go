@@ -148,6 +148,7 @@ func (s *Server) holdWrites(ctx context.Context, req *agentapi.HoldWritesRequest
 	g.timer = time.AfterFunc(time.Until(wh.Expires()), func() {
 		if g := s.holds.take(id); g != nil {
 			klog.Background().Info("Write hold expired before its group snapshot; writes resumed", "holdID", id, "volumes", g.volumes)
+			s.metrics.holdsExpired.Inc()
 			g.end()
 		}
 	})
@@ -229,6 +230,9 @@ func (s *Server) createGroupSnapshot(ctx context.Context, req *agentapi.CreateGr
 		defer wh.Release()
 	}
 	vols, err := wh.SnapshotGroup(ctx, specs)
+	if errors.Is(err, pool.ErrHoldEnded) {
+		s.metrics.holdsExpired.Inc()
+	}
 	if errors.Is(err, pool.ErrExists) {
 		for _, v := range vols {
 			s.idx.put(v.Record)
@@ -241,6 +245,7 @@ func (s *Server) createGroupSnapshot(ctx context.Context, req *agentapi.CreateGr
 		return nil, err
 	}
 	resp := &agentapi.CreateGroupSnapshotResponse{HoldNanos: int64(wh.HoldDuration())}
+	s.metrics.writeHold.Observe(wh.HoldDuration().Seconds())
 	for i, v := range vols {
 		res[i].commit(v.Record)
 		resp.Snapshots = append(resp.Snapshots, snapshotOf(v.Record))

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/metrics"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/metrics/metricstest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet/nvmettest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
@@ -148,6 +150,11 @@ func TestGroupSnapshotOnOneNodeIsIdempotent(t *testing.T) {
 	if n := hp.held(); n != 0 {
 		t.Errorf("%d holds still in force after the calls", n)
 	}
+	reg := metrics.NewRegistry()
+	reg.MustRegister(e.srv)
+	if got := metricstest.Value(t, reg, "nvmeof_agent_write_hold_seconds_count"); got != 1 {
+		t.Errorf("write holds observed: %v, want 1 (the retry holds nothing)", got)
+	}
 	// The same member names in another group, or a group cut short, are refused.
 	req := groupReq("g1", a, b)
 	req.GroupId = "g2"
@@ -221,6 +228,11 @@ func TestWriteHoldEndsByItself(t *testing.T) {
 	req.HoldId = "h1"
 	_, err := e.srv.CreateGroupSnapshot(e.ctx, req)
 	wantCode(t, err, codes.Aborted)
+	reg := metrics.NewRegistry()
+	reg.MustRegister(e.srv)
+	if got := metricstest.Value(t, reg, "nvmeof_agent_write_holds_expired_total"); got != 1 {
+		t.Errorf("expired holds counted: %v, want 1", got)
+	}
 	// Its locks went with it.
 	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 	defer cancel()

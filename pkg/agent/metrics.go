@@ -24,6 +24,10 @@ var (
 type agentMetrics struct {
 	reconciles *prometheus.CounterVec
 	repaired   prometheus.Counter
+	// writeHold is how long group snapshots held their volumes' writes; holdsExpired counts
+	// the holds that ended at their timeout, before their snapshots.
+	writeHold    prometheus.Histogram
+	holdsExpired prometheus.Counter
 }
 
 func newMetrics() *agentMetrics {
@@ -35,6 +39,15 @@ func newMetrics() *agentMetrics {
 			Name: "nvmeof_agent_reconcile_repaired_total",
 			Help: "Subsystems the reconciler created or removed because configfs had drifted from the records.",
 		}),
+		writeHold: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "nvmeof_agent_write_hold_seconds",
+			Help:    "How long a group snapshot held the writes of its volumes on this storage node.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8), // 1 ms … 16 s
+		}),
+		holdsExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "nvmeof_agent_write_holds_expired_total",
+			Help: "Write holds of group snapshots that ended at their timeout before their snapshots were made (writes resumed; the group snapshot failed).",
+		}),
 	}
 }
 
@@ -45,6 +58,8 @@ func (s *Server) Describe(ch chan<- *prometheus.Desc) {
 	}
 	s.metrics.reconciles.Describe(ch)
 	s.metrics.repaired.Describe(ch)
+	s.metrics.writeHold.Describe(ch)
+	s.metrics.holdsExpired.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -72,4 +87,6 @@ func (s *Server) Collect(ch chan<- prometheus.Metric) {
 	gauge(descObjects, int64(c.hosts), "hosts")
 	s.metrics.reconciles.Collect(ch)
 	s.metrics.repaired.Collect(ch)
+	s.metrics.writeHold.Collect(ch)
+	s.metrics.holdsExpired.Collect(ch)
 }
