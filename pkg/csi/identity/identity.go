@@ -44,8 +44,9 @@ func (s *Server) GetPluginInfo(context.Context, *csi.GetPluginInfoRequest) (*csi
 }
 
 // GetPluginCapabilities implements csi.IdentityServer: the controller service with
-// topology-constrained volumes and the group controller service when this process serves the
-// controller, and online volume expansion (file systems grow while mounted) always.
+// topology-constrained volumes, the group controller service and the snapshot metadata service
+// (changed-block tracking) when this process serves the controller, and online volume
+// expansion (file systems grow while mounted) always.
 func (s *Server) GetPluginCapabilities(context.Context, *csi.GetPluginCapabilitiesRequest) (*csi.GetPluginCapabilitiesResponse, error) {
 	service := func(t csi.PluginCapability_Service_Type) *csi.PluginCapability {
 		return &csi.PluginCapability{Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{Type: t}}}
@@ -56,6 +57,7 @@ func (s *Server) GetPluginCapabilities(context.Context, *csi.GetPluginCapabiliti
 			service(csi.PluginCapability_Service_CONTROLLER_SERVICE),
 			service(csi.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS),
 			service(csi.PluginCapability_Service_GROUP_CONTROLLER_SERVICE),
+			service(csi.PluginCapability_Service_SNAPSHOT_METADATA_SERVICE),
 		)
 	}
 	resp.Capabilities = append(resp.Capabilities, &csi.PluginCapability{

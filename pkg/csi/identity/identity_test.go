@@ -23,7 +23,7 @@ func TestGetPluginCapabilitiesDependOnTheControllerService(t *testing.T) {
 		controller bool
 		want       map[string]bool
 	}{
-		{true, map[string]bool{"CONTROLLER_SERVICE": true, "VOLUME_ACCESSIBILITY_CONSTRAINTS": true, "GROUP_CONTROLLER_SERVICE": true, "ONLINE": true}},
+		{true, map[string]bool{"CONTROLLER_SERVICE": true, "VOLUME_ACCESSIBILITY_CONSTRAINTS": true, "GROUP_CONTROLLER_SERVICE": true, "SNAPSHOT_METADATA_SERVICE": true, "ONLINE": true}},
 		{false, map[string]bool{"ONLINE": true}},
 	} {
 		resp, err := New(Options{Controller: tc.controller}).GetPluginCapabilities(context.Background(), &csi.GetPluginCapabilitiesRequest{})

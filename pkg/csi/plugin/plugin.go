@@ -24,6 +24,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/identity"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/node"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/registration"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/snapmeta"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/grpcserver"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/metrics"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mounter"
@@ -150,6 +151,7 @@ func Run(ctx context.Context, o Options) error {
 		services = append(services, func(s *grpc.Server) {
 			csi.RegisterControllerServer(s, ctl)
 			csi.RegisterGroupControllerServer(s, controller.NewGroup(ctl))
+			csi.RegisterSnapshotMetadataServer(s, snapmeta.New(cfg.StorageNodes, agents))
 		})
 	}
 	reg := metrics.NewRegistry()
