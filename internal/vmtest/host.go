@@ -329,10 +329,18 @@ func makeScratch(ctx context.Context, path string, gib int) error {
 }
 
 func qemuArgs(k kernel, accel string, cfg Config, initrd, share, scratch, console string) []string {
+	args := baseQemuArgs(k, accel, cfg.MemoryMiB, cfg.CPUs, initrd, share, console)
+	return append(args, "-drive", "file="+scratch+",format=raw,if=virtio,cache=unsafe,discard=unmap")
+}
+
+// baseQemuArgs is what every test VM has: the kernel and initramfs, no network to the outside,
+// the kernel log on ttyS0 (a file), the test binary's output on ttyS1 (qemu's stdout), the host
+// root (read-only) and the share over virtio-9p.
+func baseQemuArgs(k kernel, accel string, memoryMiB, cpus int, initrd, share, console string) []string {
 	args := []string{
 		"-nodefaults", "-no-user-config", "-no-reboot",
 		"-display", "none", "-monitor", "none", "-nic", "none",
-		"-m", strconv.Itoa(cfg.MemoryMiB), "-smp", strconv.Itoa(cfg.CPUs),
+		"-m", strconv.Itoa(memoryMiB), "-smp", strconv.Itoa(cpus),
 		"-kernel", k.vmlinuz, "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off random.trust_cpu=on 8250.nr_uarts=2",
 		"-chardev", "file,id=console,path=" + console, "-serial", "chardev:console",
@@ -341,7 +349,6 @@ func qemuArgs(k kernel, accel string, cfg Config, initrd, share, scratch, consol
 		"-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
 		"-fsdev", "local,id=vmshare,path=" + share + ",security_model=none",
 		"-device", "virtio-9p-pci,fsdev=vmshare,mount_tag=vmshare",
-		"-drive", "file=" + scratch + ",format=raw,if=virtio,cache=unsafe,discard=unmap",
 	}
 	if accel == "kvm" {
 		return append(args, "-accel", "kvm", "-cpu", "host")

@@ -1,0 +1,246 @@
+//go:build vm
+
+package twokernel
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+
+	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/plugin"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
+	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
+)
+
+// Steps of the worker VM: the CSI plugin (controller and node, in the step server's process),
+// and an application that counts its acknowledged writes.
+
+var worker struct {
+	sync.Mutex
+	csi    *grpc.ClientConn
+	writer *vmenv.AckWriter
+}
+
+type pluginIn struct {
+	AgentAddr, ServerName string
+	TLS                   tlsBundle
+}
+
+// storageNodesConfig is the controller's storage-node file: the one agent, over mTLS.
+func storageNodesConfig(s *vmtest.Step, dir string, in pluginIn) string {
+	_, client := in.TLS.write(s, dir)
+	path := filepath.Join(dir, "storage-nodes.yaml")
+	cfg := fmt.Sprintf(`storageNodes:
+- name: %s
+  address: %s
+  tls: {cert: %s, key: %s, ca: %s, serverName: %s}
+`, storageNodeName, in.AgentAddr, client.Cert, client.Key, client.CA, in.ServerName)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		s.Fatal(err)
+	}
+	return path
+}
+
+// startPlugin runs the CSI plugin (controller and node) in the worker until the session ends.
+var startPlugin = vmtest.NewStep("start-plugin", func(s *vmtest.Step, in pluginIn) struct{} {
+	dir := s.TempDir()
+	conn := vmenv.StartPlugin(s, plugin.Options{
+		Mode:         plugin.ModeAll,
+		StorageNodes: storageNodesConfig(s, dir, in),
+		AgentTimeout: 2 * time.Minute,
+		ProbeTimeout: 10 * time.Second,
+		NodeName:     workerNodeName,
+		IdentityDir:  filepath.Join(dir, "nvme"),
+		StateDir:     filepath.Join(dir, "state"),
+	})
+	worker.Lock()
+	worker.csi = conn
+	worker.Unlock()
+	return struct{}{}
+})
+
+type volumeIn struct {
+	Name   string
+	Bytes  int64
+	Params map[string]string
+}
+
+type volumeOut struct {
+	VolumeID string
+	// Device is the published raw block volume (the target path).
+	Device string
+	NQN    string
+}
+
+var blockCap = &csi.VolumeCapability{
+	AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
+	AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+}
+
+// publishBlockVolume walks a raw block volume through the CSI calls a cluster makes before a
+// pod starts: CreateVolume, ControllerPublishVolume to this worker, NodeStageVolume (connect),
+// NodePublishVolume.
+var publishBlockVolume = vmtest.NewStep("publish-block-volume", func(s *vmtest.Step, in volumeIn) volumeOut {
+	worker.Lock()
+	conn := worker.csi
+	worker.Unlock()
+	if conn == nil {
+		s.Fatal("no plugin runs")
+	}
+	ctx := s.Context()
+	ctrl, node := csi.NewControllerClient(conn), csi.NewNodeClient(conn)
+	vol, err := ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{
+		Name:               in.Name,
+		CapacityRange:      &csi.CapacityRange{RequiredBytes: in.Bytes},
+		VolumeCapabilities: []*csi.VolumeCapability{blockCap},
+		Parameters:         in.Params,
+	})
+	if err != nil {
+		s.Fatalf("CreateVolume: %v", err)
+	}
+	id := vol.GetVolume().GetVolumeId()
+	info, err := node.NodeGetInfo(ctx, &csi.NodeGetInfoRequest{})
+	if err != nil {
+		s.Fatalf("NodeGetInfo: %v", err)
+	}
+	pub, err := ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{
+		VolumeId: id, NodeId: info.GetNodeId(), VolumeCapability: blockCap,
+		VolumeContext: vol.GetVolume().GetVolumeContext(),
+	})
+	if err != nil {
+		s.Fatalf("ControllerPublishVolume: %v", err)
+	}
+	dir := s.TempDir()
+	staging, target := filepath.Join(dir, "staging"), filepath.Join(dir, "pod", "dev")
+	for _, d := range []string{staging, filepath.Dir(target)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			s.Fatal(err)
+		}
+	}
+	if _, err := node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{
+		VolumeId: id, PublishContext: pub.GetPublishContext(), StagingTargetPath: staging,
+		VolumeCapability: blockCap, VolumeContext: vol.GetVolume().GetVolumeContext(),
+	}); err != nil {
+		s.Fatalf("NodeStageVolume: %v", err)
+	}
+	if _, err := node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{
+		VolumeId: id, PublishContext: pub.GetPublishContext(), StagingTargetPath: staging,
+		TargetPath: target, VolumeCapability: blockCap, VolumeContext: vol.GetVolume().GetVolumeContext(),
+	}); err != nil {
+		s.Fatalf("NodePublishVolume: %v", err)
+	}
+	return volumeOut{VolumeID: id, Device: target, NQN: pub.GetPublishContext()[contract.PublishSubsysNQN]}
+})
+
+type writerIn struct {
+	Device        string
+	Blocks, Batch int
+}
+
+// startWriter starts the acknowledged-write application on a device.
+var startWriter = vmtest.NewStep("start-writer", func(s *vmtest.Step, in writerIn) struct{} {
+	w, err := vmenv.StartAckWriter(in.Device, in.Blocks, in.Batch)
+	if err != nil {
+		s.Fatal(err)
+	}
+	worker.Lock()
+	worker.writer = w
+	worker.Unlock()
+	return struct{}{}
+})
+
+func currentWriter(s *vmtest.Step) *vmenv.AckWriter {
+	worker.Lock()
+	defer worker.Unlock()
+	if worker.writer == nil {
+		s.Fatal("no writer runs")
+	}
+	return worker.writer
+}
+
+// writerStatus is the writer's progress.
+var writerStatus = vmtest.NewStep("writer-status", func(s *vmtest.Step, _ struct{}) vmenv.AckStatus {
+	return currentWriter(s).Status()
+})
+
+// markWriter starts the writer's next epoch (the storage is down) and returns its status
+// before it.
+var markWriter = vmtest.NewStep("mark-writer", func(s *vmtest.Step, _ struct{}) vmenv.AckStatus {
+	return currentWriter(s).Mark()
+})
+
+type verifyOut struct {
+	Status vmenv.AckStatus
+	Report vmenv.AckReport
+}
+
+// stopAndVerifyWriter stops the writer and reads every block back.
+var stopAndVerifyWriter = vmtest.NewStep("stop-verify-writer", func(s *vmtest.Step, _ struct{}) verifyOut {
+	w := currentWriter(s)
+	if err := w.Stop(2 * time.Minute); err != nil {
+		s.Fatal(err)
+	}
+	st := w.Status()
+	rep, err := w.Verify()
+	if err != nil {
+		s.Fatal(err)
+	}
+	return verifyOut{Status: st, Report: rep}
+})
+
+type liveIn struct {
+	NQN     string
+	Timeout time.Duration
+}
+
+type liveOut struct {
+	Waited time.Duration
+	States []string
+}
+
+// waitLive waits until the subsystem has controllers and all are live.
+var waitLive = vmtest.NewStep("wait-live", func(s *vmtest.Step, in liveIn) liveOut {
+	var in0 nvme.Initiator
+	start := time.Now()
+	var states []string
+	for {
+		ctrls, err := in0.Controllers(in.NQN)
+		if err != nil {
+			s.Fatal(err)
+		}
+		states = states[:0]
+		live := len(ctrls) > 0
+		for _, c := range ctrls {
+			states = append(states, c.Name+"="+c.State)
+			live = live && c.State == "live"
+		}
+		if live {
+			return liveOut{Waited: time.Since(start), States: states}
+		}
+		if time.Since(start) > in.Timeout {
+			s.Fatalf("controllers of %s not live after %s: %v", in.NQN, in.Timeout, states)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+})
+
+// controllerStates lists the subsystem's controllers and their states.
+var controllerStates = vmtest.NewStep("controller-states", func(s *vmtest.Step, nqn string) []string {
+	var in nvme.Initiator
+	ctrls, err := in.Controllers(nqn)
+	if err != nil {
+		s.Fatal(err)
+	}
+	var out []string
+	for _, c := range ctrls {
+		out = append(out, c.Name+"="+c.State)
+	}
+	return out
+})
