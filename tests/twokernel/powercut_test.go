@@ -44,12 +44,12 @@ func TestPowerCutLosesNoAcknowledgedWrite(t *testing.T) {
 
 	// 16384 blocks of 4 KiB: 64 MiB, 64 thin-pool blocks' worth of random writes, so new
 	// blocks are still being provisioned (pool metadata changing) when the power goes.
-	startWriter.Run(t, tk.worker, writerIn{Device: vol.Device, Blocks: 16384, Batch: 8})
-	waitAcks(t, tk.worker, func(st vmenv.AckStatus) bool { return st.Acks >= 40 }, 3*time.Minute)
+	startWriter.Run(t, tk.worker, writerIn{Name: "app", Device: vol.Device, Blocks: 16384, Batch: 8})
+	waitAcks(t, tk.worker, "app", func(st vmenv.AckStatus) bool { return st.Acks >= 40 })
 
 	tk.storage.PowerCut(t)
 	cut := time.Now()
-	before := markWriter.Run(t, tk.worker, struct{}{})
+	before := markWriter.Run(t, tk.worker, "app")
 	t.Logf("power cut with %d writes done, %d fsyncs acknowledged, %d blocks holding acknowledged data",
 		before.Writes, before.Acks, before.DurableBlocks)
 	if before.Errors > 0 {
@@ -73,12 +73,12 @@ func TestPowerCutLosesNoAcknowledgedWrite(t *testing.T) {
 
 	live := waitLive.Run(t, tk.worker, liveIn{NQN: vol.NQN, Timeout: ctrlLossTmo - time.Since(cut)})
 	reconnected := time.Now()
-	resumed := waitAcks(t, tk.worker, func(st vmenv.AckStatus) bool { return st.AcksThisEpoch >= 20 }, 3*time.Minute)
+	resumed := waitAcks(t, tk.worker, "app", func(st vmenv.AckStatus) bool { return st.AcksThisEpoch >= 20 })
 	if reconnected.Sub(cut) >= ctrlLossTmo {
 		t.Errorf("the worker reconnected %s after the cut, not within ctrl_loss_tmo (%s)", reconnected.Sub(cut), ctrlLossTmo)
 	}
 
-	res := stopAndVerifyWriter.Run(t, tk.worker, struct{}{})
+	res := stopAndVerifyWriter.Run(t, tk.worker, "app")
 	if res.Status.Errors > 0 {
 		t.Errorf("the application saw %d I/O errors: %v", res.Status.Errors, res.Status.FirstErrors)
 	}
@@ -105,14 +105,15 @@ func TestPowerCutLosesNoAcknowledgedWrite(t *testing.T) {
 		stall.Round(100*time.Millisecond))
 }
 
-// waitAcks polls the writer's status until done says so, failing the test after timeout or on
-// the first I/O error.
-func waitAcks(t *testing.T, m *vmtest.Machine, done func(vmenv.AckStatus) bool, timeout time.Duration) vmenv.AckStatus {
+// waitAcks polls a writer's status until done says so, failing the test after three minutes
+// or on the first I/O error.
+func waitAcks(t *testing.T, m *vmtest.Machine, writer string, done func(vmenv.AckStatus) bool) vmenv.AckStatus {
 	t.Helper()
+	const timeout = 3 * time.Minute
 	deadline := time.Now().Add(timeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		st, err := writerStatus.Call(ctx, m, struct{}{})
+		st, err := writerStatus.Call(ctx, m, writer)
 		cancel()
 		if err != nil {
 			t.Fatal(err)

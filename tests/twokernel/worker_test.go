@@ -24,13 +24,15 @@ import (
 
 var worker struct {
 	sync.Mutex
-	csi    *grpc.ClientConn
-	writer *vmenv.AckWriter
+	csi     *grpc.ClientConn
+	writers map[string]*vmenv.AckWriter
 }
 
 type pluginIn struct {
 	AgentAddr, ServerName string
 	TLS                   tlsBundle
+	// HealInterval is the node's path repair interval (0: never).
+	HealInterval time.Duration
 }
 
 // storageNodesConfig is the controller's storage-node file: the one agent, over mTLS.
@@ -59,6 +61,7 @@ var startPlugin = vmtest.NewStep("start-plugin", func(s *vmtest.Step, in pluginI
 		NodeName:     workerNodeName,
 		IdentityDir:  filepath.Join(dir, "nvme"),
 		StateDir:     filepath.Join(dir, "state"),
+		HealInterval: in.HealInterval,
 	})
 	worker.Lock()
 	worker.csi = conn
@@ -140,40 +143,45 @@ var publishBlockVolume = vmtest.NewStep("publish-block-volume", func(s *vmtest.S
 })
 
 type writerIn struct {
+	Name          string
 	Device        string
 	Blocks, Batch int
 }
 
-// startWriter starts the acknowledged-write application on a device.
+// startWriter starts an acknowledged-write application, named Name, on a device.
 var startWriter = vmtest.NewStep("start-writer", func(s *vmtest.Step, in writerIn) struct{} {
 	w, err := vmenv.StartAckWriter(in.Device, in.Blocks, in.Batch)
 	if err != nil {
 		s.Fatal(err)
 	}
 	worker.Lock()
-	worker.writer = w
+	if worker.writers == nil {
+		worker.writers = map[string]*vmenv.AckWriter{}
+	}
+	worker.writers[in.Name] = w
 	worker.Unlock()
 	return struct{}{}
 })
 
-func currentWriter(s *vmtest.Step) *vmenv.AckWriter {
+func namedWriter(s *vmtest.Step, name string) *vmenv.AckWriter {
 	worker.Lock()
 	defer worker.Unlock()
-	if worker.writer == nil {
-		s.Fatal("no writer runs")
+	w := worker.writers[name]
+	if w == nil {
+		s.Fatalf("no writer %q runs", name)
 	}
-	return worker.writer
+	return w
 }
 
-// writerStatus is the writer's progress.
-var writerStatus = vmtest.NewStep("writer-status", func(s *vmtest.Step, _ struct{}) vmenv.AckStatus {
-	return currentWriter(s).Status()
+// writerStatus is a writer's progress.
+var writerStatus = vmtest.NewStep("writer-status", func(s *vmtest.Step, name string) vmenv.AckStatus {
+	return namedWriter(s, name).Status()
 })
 
-// markWriter starts the writer's next epoch (the storage is down) and returns its status
+// markWriter starts a writer's next epoch (the storage is down) and returns its status
 // before it.
-var markWriter = vmtest.NewStep("mark-writer", func(s *vmtest.Step, _ struct{}) vmenv.AckStatus {
-	return currentWriter(s).Mark()
+var markWriter = vmtest.NewStep("mark-writer", func(s *vmtest.Step, name string) vmenv.AckStatus {
+	return namedWriter(s, name).Mark()
 })
 
 type verifyOut struct {
@@ -181,9 +189,18 @@ type verifyOut struct {
 	Report vmenv.AckReport
 }
 
-// stopAndVerifyWriter stops the writer and reads every block back.
-var stopAndVerifyWriter = vmtest.NewStep("stop-verify-writer", func(s *vmtest.Step, _ struct{}) verifyOut {
-	w := currentWriter(s)
+// stopWriter stops a writer (without reading anything back) and returns its status.
+var stopWriter = vmtest.NewStep("stop-writer", func(s *vmtest.Step, name string) vmenv.AckStatus {
+	w := namedWriter(s, name)
+	if err := w.Stop(2 * time.Minute); err != nil {
+		s.Fatal(err)
+	}
+	return w.Status()
+})
+
+// stopAndVerifyWriter stops a writer and reads every block back.
+var stopAndVerifyWriter = vmtest.NewStep("stop-verify-writer", func(s *vmtest.Step, name string) verifyOut {
+	w := namedWriter(s, name)
 	if err := w.Stop(2 * time.Minute); err != nil {
 		s.Fatal(err)
 	}

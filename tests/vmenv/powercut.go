@@ -49,7 +49,8 @@ type AckWriter struct {
 	durable   []uint64 // per block, the newest sequence number an fsync acknowledged
 	writes    int
 	acks      int
-	errs      []error
+	errCount  int
+	errs      []error // the first 5
 	// The acknowledging fsyncs since the last Mark: how many, the time of the first, and the
 	// time of the last one before the Mark.
 	epochAcks                    int
@@ -163,8 +164,13 @@ func (w *AckWriter) sync(batch [][2]uint64, epoch int) {
 
 func (w *AckWriter) fail(err error) {
 	w.mu.Lock()
-	w.errs = append(w.errs, fmt.Errorf("%s: %w", time.Now().Format(time.TimeOnly), err))
+	w.errCount++
+	if len(w.errs) < 5 {
+		w.errs = append(w.errs, fmt.Errorf("%s: %w", time.Now().Format(time.TimeOnly), err))
+	}
 	w.mu.Unlock()
+	// A device that fails every request must not turn this loop into a spin.
+	time.Sleep(10 * time.Millisecond)
 }
 
 // Mark starts a new epoch (call it once the storage is down) and returns the status before it.
@@ -185,17 +191,14 @@ func (w *AckWriter) Status() AckStatus {
 }
 
 func (w *AckWriter) statusLocked() AckStatus {
-	st := AckStatus{Epoch: w.epoch, Writes: w.writes, Acks: w.acks, Errors: len(w.errs)}
+	st := AckStatus{Epoch: w.epoch, Writes: w.writes, Acks: w.acks, Errors: w.errCount}
 	for _, d := range w.durable {
 		if d > 0 {
 			st.DurableBlocks++
 		}
 	}
 	st.AcksThisEpoch, st.FirstAckThisEpoch, st.LastAckBefore = w.epochAcks, w.firstEpochAck, w.lastAckBefore
-	for i, err := range w.errs {
-		if i == 5 {
-			break
-		}
+	for _, err := range w.errs {
 		st.FirstErrors = append(st.FirstErrors, err.Error())
 	}
 	return st
