@@ -56,7 +56,7 @@ func newEnv(t *testing.T) *env {
 	fs := nvmettest.New()
 	cfg := testConfig()
 	e := &env{fs: fs, ctx: context.Background()}
-	e.pool = newFakePool(10*gib, fs.AddDevice)
+	e.pool = newFakePool(fs.AddDevice)
 	e.target = &nvmet.Target{Root: fs.Root(), Prefix: cfg.NQNPrefix(), FS: fs}
 	e.srv = New(cfg, e.pool, e.target)
 	if err := e.srv.Start(e.ctx); err != nil {
@@ -797,7 +797,7 @@ func TestPortalsReportTheirConfiguredANAState(t *testing.T) {
 	cfg.Portals[0].ANAState = "non-optimized"
 	cfg.Portals[1].ANAState = "inaccessible"
 	target := &nvmet.Target{Root: fs.Root(), Prefix: cfg.NQNPrefix(), FS: fs}
-	srv := New(cfg, newFakePool(10*gib, fs.AddDevice), target)
+	srv := New(cfg, newFakePool(fs.AddDevice), target)
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

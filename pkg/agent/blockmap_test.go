@@ -88,7 +88,7 @@ func newMapperEnv(t *testing.T) (*env, *mapperPool, map[string]string) {
 	t.Helper()
 	fs := nvmettest.New()
 	cfg := testConfig()
-	m := &mapperPool{fakePool: newFakePool(10*gib, fs.AddDevice), blockSize: mapBlock, maps: map[string][]pool.Range{}, deltas: map[string][]pool.Range{}}
+	m := &mapperPool{fakePool: newFakePool(fs.AddDevice), blockSize: mapBlock, maps: map[string][]pool.Range{}, deltas: map[string][]pool.Range{}}
 	e := &env{fs: fs, ctx: context.Background(), pool: m.fakePool}
 	e.target = &nvmet.Target{Root: fs.Root(), Prefix: cfg.NQNPrefix(), FS: fs}
 	e.srv = New(cfg, m, e.target)

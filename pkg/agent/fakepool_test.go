@@ -37,8 +37,9 @@ type fakeEntry struct {
 
 var _ pool.Pool = (*fakePool)(nil)
 
-func newFakePool(dataBytes int64, onDevice func(string)) *fakePool {
-	return &fakePool{entries: map[string]*fakeEntry{}, dataBytes: dataBytes, onDevice: onDevice,
+// newFakePool returns a fake pool of 10 GiB.
+func newFakePool(onDevice func(string)) *fakePool {
+	return &fakePool{entries: map[string]*fakeEntry{}, dataBytes: 10 * gib, onDevice: onDevice,
 		fail: map[string]error{}, calls: map[string]int{}}
 }
 

@@ -177,14 +177,12 @@ func (s *Server) CreateGroupSnapshot(ctx context.Context, req *agentapi.CreateGr
 }
 
 func (s *Server) createGroupSnapshot(ctx context.Context, req *agentapi.CreateGroupSnapshotRequest) (*agentapi.CreateGroupSnapshotResponse, error) {
-	var g *groupHold
-	if id := req.GetHoldId(); id != "" {
-		// Whatever happens below, the hold ends with this call.
-		if g = s.holds.take(id); g == nil {
-			return nil, fmt.Errorf("%w: hold %q is not in force (it expired, was released, or this agent restarted): "+
-				"take the group snapshot again", pool.ErrHoldEnded, id)
-		}
-		defer g.end()
+	g, err := s.takeHold(req.GetHoldId())
+	if err != nil {
+		return nil, err
+	}
+	if g != nil {
+		defer g.end() // whatever happens below, the hold ends with this call
 	}
 	specs, ids, err := s.groupSpecs(req)
 	if err != nil {
@@ -220,19 +218,7 @@ func (s *Server) createGroupSnapshot(ctx context.Context, req *agentapi.CreateGr
 			r.release()
 		}
 	}()
-	var wh pool.WriteHold
-	if g != nil {
-		wh = g.wh
-	} else {
-		if wh, err = holder.HoldWrites(ctx, sources, DefaultHoldTimeout); err != nil {
-			return nil, err
-		}
-		defer wh.Release()
-	}
-	vols, err := wh.SnapshotGroup(ctx, specs)
-	if errors.Is(err, pool.ErrHoldEnded) {
-		s.metrics.holdsExpired.Inc()
-	}
+	vols, held, err := s.snapshotHeld(ctx, g, holder, sources, specs)
 	if errors.Is(err, pool.ErrExists) {
 		for _, v := range vols {
 			s.idx.put(v.Record)
@@ -244,14 +230,48 @@ func (s *Server) createGroupSnapshot(ctx context.Context, req *agentapi.CreateGr
 	if err != nil {
 		return nil, err
 	}
-	resp := &agentapi.CreateGroupSnapshotResponse{HoldNanos: int64(wh.HoldDuration())}
-	s.metrics.writeHold.Observe(wh.HoldDuration().Seconds())
+	resp := &agentapi.CreateGroupSnapshotResponse{HoldNanos: int64(held)}
+	s.metrics.writeHold.Observe(held.Seconds())
 	for i, v := range vols {
 		res[i].commit(v.Record)
 		resp.Snapshots = append(resp.Snapshots, snapshotOf(v.Record))
 	}
-	klog.FromContext(ctx).V(2).Info("Group snapshot created", "groupID", req.GetGroupId(), "members", len(vols), "hold", wh.HoldDuration())
+	klog.FromContext(ctx).V(2).Info("Group snapshot created", "groupID", req.GetGroupId(), "members", len(vols), "hold", held)
 	return resp, nil
+}
+
+// snapshotHeld makes the snapshots under hold g, or under a hold of the sources of its own
+// when g is nil, and returns them with how long writes were held.
+func (s *Server) snapshotHeld(ctx context.Context, g *groupHold, holder pool.WriteHolder, sources []string, specs []pool.SnapshotSpec) ([]pool.Volume, time.Duration, error) {
+	var wh pool.WriteHold
+	if g != nil {
+		wh = g.wh
+	} else {
+		var err error
+		if wh, err = holder.HoldWrites(ctx, sources, DefaultHoldTimeout); err != nil {
+			return nil, 0, err
+		}
+		defer wh.Release()
+	}
+	vols, err := wh.SnapshotGroup(ctx, specs)
+	if errors.Is(err, pool.ErrHoldEnded) {
+		s.metrics.holdsExpired.Inc()
+	}
+	return vols, wh.HoldDuration(), err
+}
+
+// takeHold takes the HoldWrites hold of id over (nil for no ID); one not in force is
+// pool.ErrHoldEnded (Aborted).
+func (s *Server) takeHold(id string) (*groupHold, error) {
+	if id == "" {
+		return nil, nil
+	}
+	g := s.holds.take(id)
+	if g == nil {
+		return nil, fmt.Errorf("%w: hold %q is not in force (it expired, was released, or this agent restarted): "+
+			"take the group snapshot again", pool.ErrHoldEnded, id)
+	}
+	return g, nil
 }
 
 // groupSources returns the members' sources, sorted, checking that hold g (if any) holds them.

@@ -105,7 +105,7 @@ func newHoldingEnv(t *testing.T) (*env, *holdingPool) {
 	fs := nvmettest.New()
 	cfg := testConfig()
 	e := &env{fs: fs, ctx: context.Background()}
-	e.pool = newFakePool(10*gib, fs.AddDevice)
+	e.pool = newFakePool(fs.AddDevice)
 	hp := &holdingPool{fakePool: e.pool}
 	e.target = &nvmet.Target{Root: fs.Root(), Prefix: cfg.NQNPrefix(), FS: fs}
 	e.srv = New(cfg, hp, e.target)
