@@ -417,7 +417,8 @@ func (m *Machine) bootOnce() error {
 
 	args := baseQemuArgs(c.k, c.accel, m.cfg.MemoryMiB, m.cfg.CPUs, c.initrd, share, console)
 	args = append(args,
-		"-drive", "file="+scratch+",format=raw,if=virtio,cache=unsafe,discard=unmap,serial=scratch",
+		"-drive", "file="+scratch+",format=raw,if=none,id=scratch,cache=unsafe,discard=unmap",
+		"-device", "virtio-blk-pci,drive=scratch,serial=scratch",
 		"-chardev", "socket,id=ctl,path="+ctlSock+",server=on,wait=off",
 		"-device", "virtio-serial-pci",
 		"-device", "virtserialport,chardev=ctl,name="+ctlPortName,
@@ -426,7 +427,9 @@ func (m *Machine) bootOnce() error {
 	)
 	for _, d := range m.cfg.Disks {
 		// See Cluster for cache=none.
-		args = append(args, "-drive", "file="+m.DiskFile(d.Name)+",format=raw,if=virtio,cache=none,serial="+d.Name)
+		args = append(args,
+			"-drive", "file="+m.DiskFile(d.Name)+",format=raw,if=none,id=disk-"+d.Name+",cache=none",
+			"-device", "virtio-blk-pci,drive=disk-"+d.Name+",serial="+d.Name)
 	}
 
 	r := &qemuRun{exited: make(chan struct{})}
