@@ -94,11 +94,13 @@ func (c *boundCmd) bounded(run func() ([]byte, error)) ([]byte, error) {
 	// stay held until the process has really ended (keylock.Outlive).
 	ended := keylock.Outlive(c.ctx)
 	go func() {
-		defer ended()
-		if c.sem != nil {
-			defer func() { <-c.sem }()
-		}
 		out, err := run()
+		if c.sem != nil {
+			<-c.sem
+		}
+		// Before the caller sees the result, so that its release frees the locks at once
+		// (else the next call on the volume could find it still locked, and be Aborted).
+		ended()
 		done <- result{out, err}
 	}()
 	select {

@@ -48,8 +48,8 @@ func (in *Initiator) Connect(ctx context.Context, opts ConnectOptions) (string, 
 	// (keylock.Outlive): a disconnect must not run beside a connect still in progress.
 	ended := keylock.Outlive(ctx)
 	go func() {
-		defer ended()
 		c, err := in.writeFabrics(o.optionString())
+		ended() // before the caller sees the result: its release then frees the locks at once
 		done <- result{c, err}
 	}()
 	var r result

@@ -17,6 +17,10 @@ import (
 // thin metadata agree.
 func TestConcurrentOperations(t *testing.T) {
 	e := newEnv(t, "conc", 64, 4096)
+	// Six writers' snapshots of active origins at once, under emulation on a loaded machine:
+	// a write hold can outlast the default second (TestHoldTimeout tests that bound; this
+	// test is about concurrency).
+	e.opts.HoldTimeout = 15 * time.Second
 	p := e.open(t)
 	const workers, rounds = 6, 15
 	var wg sync.WaitGroup
