@@ -244,3 +244,31 @@ func TestStepIsATestingTB(t *testing.T) {
 		t.Error("a step reports skipped")
 	}
 }
+
+func TestMachineQemuArgs(t *testing.T) {
+	c := &Cluster{k: kernel{vmlinuz: "/k/vmlinuz"}, accel: "tcg", initrd: "/w/initrd", hubPath: "/w/hub.sock"}
+	m := &Machine{c: c, index: 1, dir: "/w/storage", netSock: "/w/storage/net.sock", cfg: MachineConfig{
+		Name: "storage", MemoryMiB: 2048, CPUs: 1, Disks: []Disk{{Name: "meta"}, {Name: "data"}},
+	}}
+	args := strings.Join(m.qemuArgs("/w/share", "/w/scratch.img", "/w/ctl.sock", "/w/console.log"), " ")
+	for _, want := range []string{
+		"-nic none",
+		"-netdev dgram,id=link,local.type=unix,local.path=/w/storage/net.sock,remote.type=unix,remote.path=/w/hub.sock",
+		"mac=52:54:00:c0:02:02",
+		"-device virtserialport,chardev=ctl,name=" + ctlPortName,
+		"file=/w/storage/disk-meta.img,format=raw,if=none,id=disk-meta,cache=none",
+		"virtio-blk-pci,drive=disk-meta,serial=meta",
+		"file=/w/storage/disk-data.img,format=raw,if=none,id=disk-data,cache=none",
+		"virtio-blk-pci,drive=scratch,serial=scratch",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("qemu arguments lack %q:\n%s", want, args)
+		}
+	}
+	if strings.Count(args, "-netdev ") != 1 || strings.Count(args, "-nic ") != 1 {
+		t.Errorf("a machine must have one network device, to the hub only:\n%s", args)
+	}
+	if got := linkAddr(m.index); got != "192.0.2.2" {
+		t.Errorf("machine 1's address is %s", got)
+	}
+}

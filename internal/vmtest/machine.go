@@ -52,7 +52,9 @@ type Cluster struct {
 	wd     string
 	env    []string
 	hub    *hub
-	out    io.Writer
+	// hubPath is the hub's socket.
+	hubPath string
+	out     io.Writer
 
 	mu       sync.Mutex
 	machines []*Machine
@@ -124,7 +126,8 @@ func NewCluster(t testing.TB) *Cluster {
 		t.Fatalf("building the initramfs: %v", err)
 	}
 	c.accel = chooseAccel(context.Background(), cache, k)
-	if c.hub, err = newHub(filepath.Join(dir, "hub.sock")); err != nil {
+	c.hubPath = filepath.Join(dir, "hub.sock")
+	if c.hub, err = newHub(c.hubPath); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -415,22 +418,7 @@ func (m *Machine) bootOnce() error {
 		return err
 	}
 
-	args := baseQemuArgs(c.k, c.accel, m.cfg.MemoryMiB, m.cfg.CPUs, c.initrd, share, console)
-	args = append(args,
-		"-drive", "file="+scratch+",format=raw,if=none,id=scratch,cache=unsafe,discard=unmap",
-		"-device", "virtio-blk-pci,drive=scratch,serial=scratch",
-		"-chardev", "socket,id=ctl,path="+ctlSock+",server=on,wait=off",
-		"-device", "virtio-serial-pci",
-		"-device", "virtserialport,chardev=ctl,name="+ctlPortName,
-		"-netdev", "dgram,id=link,local.type=unix,local.path="+m.netSock+",remote.type=unix,remote.path="+c.hub.conn.LocalAddr().String(),
-		"-device", fmt.Sprintf("virtio-net-pci,netdev=link,mac=52:54:00:c0:02:%02x", m.index+1),
-	)
-	for _, d := range m.cfg.Disks {
-		// See Cluster for cache=none.
-		args = append(args,
-			"-drive", "file="+m.DiskFile(d.Name)+",format=raw,if=none,id=disk-"+d.Name+",cache=none",
-			"-device", "virtio-blk-pci,drive=disk-"+d.Name+",serial="+d.Name)
-	}
+	args := m.qemuArgs(share, scratch, ctlSock, console)
 
 	r := &qemuRun{exited: make(chan struct{})}
 	out := &prefixWriter{w: c.out, prefix: m.cfg.Name + "| "}
@@ -558,4 +546,28 @@ func (p *prefixWriter) total() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.n
+}
+
+// qemuArgs is the command line of one boot: a test VM (baseQemuArgs) with a fresh scratch disk,
+// the control channel's virtio-serial port, its port on the cluster's private network, and its
+// persistent disks (see Cluster for cache=none), each found in the guest by its serial.
+func (m *Machine) qemuArgs(share, scratch, ctlSock, console string) []string {
+	c := m.c
+	args := baseQemuArgs(c.k, c.accel, m.cfg.MemoryMiB, m.cfg.CPUs, c.initrd, share, console)
+	args = append(args,
+		"-drive", "file="+scratch+",format=raw,if=none,id=scratch,cache=unsafe,discard=unmap",
+		"-device", "virtio-blk-pci,drive=scratch,serial=scratch",
+		"-chardev", "socket,id=ctl,path="+ctlSock+",server=on,wait=off",
+		"-device", "virtio-serial-pci",
+		"-device", "virtserialport,chardev=ctl,name="+ctlPortName,
+		"-netdev", "dgram,id=link,local.type=unix,local.path="+m.netSock+",remote.type=unix,remote.path="+c.hubPath,
+		"-device", fmt.Sprintf("virtio-net-pci,netdev=link,mac=52:54:00:c0:02:%02x", m.index+1),
+	)
+	for _, d := range m.cfg.Disks {
+		// See Cluster for cache=none.
+		args = append(args,
+			"-drive", "file="+m.DiskFile(d.Name)+",format=raw,if=none,id=disk-"+d.Name+",cache=none",
+			"-device", "virtio-blk-pci,drive=disk-"+d.Name+",serial="+d.Name)
+	}
+	return args
 }
