@@ -30,7 +30,12 @@ import (
 	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
+
+// ErrNotInstalled: a tool is not installed: block maps need thin-provisioning-tools on the
+// storage node (FailedPrecondition, as CSI's "changed block tracking is not enabled").
+var ErrNotInstalled = rpcerr.Sentinel(rpcerr.ErrPrecondition, "thin-provisioning-tools (thin_dump, thin_delta) are not installed")
 
 // Runner runs a program and hands its standard output to read while it runs. A failure of
 // the program (or of starting it) is a *command.Error; an error read returns is returned as
@@ -67,6 +72,9 @@ func (e Exec) Stream(ctx context.Context, read func(io.Reader) error, name strin
 		return &command.Error{Cmd: name, Args: args, ExitCode: -1, Err: err}
 	}
 	if err := cmd.Start(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			err = fmt.Errorf("%w: %w", ErrNotInstalled, err)
+		}
 		return &command.Error{Cmd: name, Args: args, ExitCode: -1, Err: err}
 	}
 	stdout := &eofReader{r: pipe}

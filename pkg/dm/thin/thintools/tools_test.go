@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // needTools skips a test on a machine without thin-provisioning-tools (the VM tier runs the
@@ -212,5 +215,12 @@ func TestTimeoutBoundsAHungTool(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("the timeout took %v", d)
+	}
+}
+
+func TestAMissingToolIsNotInstalled(t *testing.T) {
+	err := Exec{}.Stream(context.Background(), func(io.Reader) error { return nil }, "thin_dump_that_is_not_there")
+	if !errors.Is(err, ErrNotInstalled) || rpcerr.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("err = %v (%v), want ErrNotInstalled, FailedPrecondition", err, rpcerr.Code(err))
 	}
 }
