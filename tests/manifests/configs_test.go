@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	groupsnapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -160,7 +161,7 @@ func checkAgentConfigs(t *testing.T, s *set) map[string]agent.Config {
 func TestStorageAndSnapshotClasses(t *testing.T) {
 	for _, r := range renderings {
 		s := render(t, r)
-		var classes, snapClasses, defaults int
+		var classes, snapClasses, groupClasses, defaults int
 		for _, o := range s.objs {
 			switch c := o.Obj.(type) {
 			case *storagev1.StorageClass:
@@ -186,13 +187,21 @@ func TestStorageAndSnapshotClasses(t *testing.T) {
 				if c.Driver != driverName || len(c.Parameters) != 0 {
 					t.Errorf("%s: VolumeSnapshotClass %s: want driver %s without parameters", r.name, c.Name, driverName)
 				}
+			case *groupsnapshotv1.VolumeGroupSnapshotClass:
+				// The group controller refuses every parameter but the sidecar's reserved
+				// csi.storage.k8s.io/ ones.
+				groupClasses++
+				if c.Driver != driverName || len(c.Parameters) != 0 {
+					t.Errorf("%s: VolumeGroupSnapshotClass %s: want driver %s without parameters", r.name, c.Name, driverName)
+				}
 			}
 		}
 		if defaults > 1 {
 			t.Errorf("%s: %d default StorageClasses", r.name, defaults)
 		}
-		if r.example && (classes == 0 || snapClasses != 1) {
-			t.Errorf("%s: the example has %d StorageClasses and %d VolumeSnapshotClasses", r.name, classes, snapClasses)
+		if r.example && (classes == 0 || snapClasses != 1 || groupClasses != 1) {
+			t.Errorf("%s: the example has %d StorageClasses, %d VolumeSnapshotClasses and %d VolumeGroupSnapshotClasses",
+				r.name, classes, snapClasses, groupClasses)
 		}
 	}
 }

@@ -28,6 +28,11 @@ var sidecarNeeds = map[string][][3]string{
 		{"", "events", "create"}, {"snapshot.storage.k8s.io", "volumesnapshotclasses", "watch"},
 		{"snapshot.storage.k8s.io", "volumesnapshotcontents", "patch"}, {"snapshot.storage.k8s.io", "volumesnapshotcontents/status", "patch"},
 		{"coordination.k8s.io", "leases", "update"},
+		// Volume group snapshots (--feature-gates=CSIVolumeGroupSnapshot=true): without list
+		// on both, the sidecar takes the CRDs for missing and turns the feature off.
+		{"groupsnapshot.storage.k8s.io", "volumegroupsnapshotclasses", "list"}, {"groupsnapshot.storage.k8s.io", "volumegroupsnapshotclasses", "watch"},
+		{"groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents", "list"}, {"groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents", "patch"},
+		{"groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents/status", "update"},
 	},
 	"csi-resizer": {
 		{"", "persistentvolumes", "patch"}, {"", "persistentvolumeclaims", "watch"}, {"", "persistentvolumeclaims/status", "patch"},
@@ -41,8 +46,10 @@ var knownResources = map[string][]string{
 	"":                        {"persistentvolumes", "persistentvolumeclaims", "persistentvolumeclaims/status", "events", "nodes", "pods", "secrets"},
 	"storage.k8s.io":          {"storageclasses", "csinodes", "volumeattachments", "volumeattachments/status", "csistoragecapacities", "volumeattributesclasses"},
 	"snapshot.storage.k8s.io": {"volumesnapshots", "volumesnapshotcontents", "volumesnapshotcontents/status", "volumesnapshotclasses"},
-	"coordination.k8s.io":     {"leases"},
-	"apps":                    {"replicasets"},
+	"groupsnapshot.storage.k8s.io": {"volumegroupsnapshotclasses", "volumegroupsnapshotcontents",
+		"volumegroupsnapshotcontents/status"},
+	"coordination.k8s.io": {"leases"},
+	"apps":                {"replicasets"},
 }
 
 var knownVerbs = []string{"get", "list", "watch", "create", "update", "patch", "delete"}
