@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the binaries of the Kubernetes e2e test tier from the Go module proxy:
 # the control plane + kubelet + kubectl + e2e.test + agnhost, etcd, and the
-# CSI sidecars, plus the VolumeSnapshot CRDs.
+# CSI sidecars, plus the VolumeSnapshot and VolumeGroupSnapshot CRDs.
 #
 # Each group builds from a wrapper module under tests/e2e/tools/<group>, whose
 # committed go.sum makes the build need no checksum lookups (-mod=readonly:

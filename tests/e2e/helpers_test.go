@@ -136,6 +136,7 @@ type claim struct {
 	block                    bool
 	access                   corev1.PersistentVolumeAccessMode
 	source                   *corev1.TypedLocalObjectReference
+	labels                   map[string]string
 }
 
 func createPVC(t *testing.T, ctx context.Context, ns string, c claim) *corev1.PersistentVolumeClaim {
@@ -149,7 +150,7 @@ func createPVC(t *testing.T, ctx context.Context, ns string, c claim) *corev1.Pe
 		access = corev1.ReadWriteOnce
 	}
 	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: c.name},
+		ObjectMeta: metav1.ObjectMeta{Name: c.name, Labels: c.labels},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			StorageClassName: &c.storageClass,
 			AccessModes:      []corev1.PersistentVolumeAccessMode{access},

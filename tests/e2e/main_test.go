@@ -6,6 +6,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,14 +28,30 @@ const (
 	nodeName   = "nvmeof-e2e"
 	driverName = "nvmeof.csi.io"
 	namespace  = "nvmeof-csi"
-	// The overlay's agent configuration names these two devices of its dm-thin pool.
-	metadataDevice = "/dev/loop0"
-	dataDevice     = "/dev/loop1"
-	// The agent names the pool's device-mapper devices and its directory of device nodes
-	// (under /dev/nvmeof) after the storage node.
-	poolName = "nvmeof-" + nodeName
 	// Workload image (hack/build-images.sh): static busybox.
 	busybox = "nvmeof-csi.test/busybox:1"
+)
+
+// storageNode is one storage node of the e2e overlay (deploy/kubernetes/overlays/e2e): its
+// agent's API address and the two devices of its dm-thin pool, as its agent configuration
+// names them.
+type storageNode struct {
+	name, address              string
+	metadataDevice, dataDevice string
+}
+
+// pool is what the agent names the pool's device-mapper devices and its directory of device
+// nodes (under /dev/nvmeof) after.
+func (n storageNode) pool() string { return "nvmeof-" + n.name }
+
+// The storage nodes: the Kubernetes node's own, and a second one (agent-b.yaml) on the VM's
+// second address, so that volumes span two storage nodes as they would two hosts. Neither
+// name starts with the other followed by a dash: each agent names its device-mapper devices
+// nvmeof-<storage node>-..., and the pools' names must not nest.
+var (
+	storageA     = storageNode{nodeName, net.JoinHostPort(vmtest.PortalA, "9500"), "/dev/loop0", "/dev/loop1"}
+	storageB     = storageNode{"storage-b", net.JoinHostPort(vmtest.PortalB, "9500"), "/dev/loop2", "/dev/loop3"}
+	storageNodes = []storageNode{storageA, storageB}
 )
 
 var k8s *cluster.Cluster
@@ -86,12 +103,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// deployDriver does what an operator does: the thin pool's devices on the storage node, the
-// node label, the snapshot CRDs and controller, the TLS Secrets, then `kubectl apply -k` of the
-// overlay.
+// deployDriver does what an operator does: the thin pools' devices on the storage nodes, the
+// node label, the snapshot CRDs (VolumeGroupSnapshot ones included) and controller, the TLS
+// Secrets, then `kubectl apply -k` of the overlay.
 func deployDriver(ctx context.Context) error {
 	return cluster.RunSteps(os.Stdout, "e2e", []cluster.Step{
-		{Name: "pool devices " + metadataDevice + " and " + dataDevice, Do: func() error { return createPoolDevices(ctx) }},
+		{Name: "pool devices of " + storageA.name + " and " + storageB.name, Do: func() error { return createPoolDevices(ctx) }},
 		{Name: "node labelled as storage node", Do: func() error {
 			patch := []byte(`{"metadata":{"labels":{"nvmeof.csi.io/storage-node":"true"}}}`)
 			_, err := k8s.Client.CoreV1().Nodes().Patch(ctx, nodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
@@ -113,20 +130,22 @@ func deployDriver(ctx context.Context) error {
 	})
 }
 
-// createPoolDevices makes the two blank devices of the agent's dm-thin pool: loop devices over
-// sparse files of the scratch disk. The agent formats them when it first opens the pool.
+// createPoolDevices makes the two blank devices of each agent's dm-thin pool: loop devices
+// over sparse files of the scratch disk. The agent formats them when it first opens the pool.
 func createPoolDevices(ctx context.Context) error {
 	// The storage node's module, loaded by its operator (deploy/README.md).
 	if _, err := cluster.Run(ctx, "modprobe", "dm-thin-pool"); err != nil {
 		return err
 	}
-	for dev, size := range map[string]string{metadataDevice: "1G", dataDevice: "48G"} {
-		img := filepath.Join(vmtest.ScratchDir(), "pool-"+filepath.Base(dev)+".img")
-		if _, err := cluster.Run(ctx, "truncate", "-s", size, img); err != nil {
-			return err
-		}
-		if _, err := cluster.Run(ctx, "losetup", dev, img); err != nil {
-			return err
+	for _, n := range storageNodes {
+		for dev, size := range map[string]string{n.metadataDevice: "1G", n.dataDevice: "48G"} {
+			img := filepath.Join(vmtest.ScratchDir(), "pool-"+filepath.Base(dev)+".img")
+			if _, err := cluster.Run(ctx, "truncate", "-s", size, img); err != nil {
+				return err
+			}
+			if _, err := cluster.Run(ctx, "losetup", dev, img); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -135,7 +154,7 @@ func createPoolDevices(ctx context.Context) error {
 // waitDriver waits for the three workloads to be ready and for the kubelet to know the driver.
 func waitDriver(ctx context.Context) error {
 	return poll(ctx, 10*time.Minute, func() (bool, string, error) {
-		for _, ds := range []string{"nvmeof-agent", "nvmeof-csi-node"} {
+		for _, ds := range []string{"nvmeof-agent", "nvmeof-agent-b", "nvmeof-csi-node"} {
 			d, err := k8s.Client.AppsV1().DaemonSets(namespace).Get(ctx, ds, metav1.GetOptions{})
 			if err != nil {
 				return false, "", err

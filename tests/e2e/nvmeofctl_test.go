@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +21,6 @@ import (
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/agentapi"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
 )
@@ -49,13 +47,13 @@ func kubectlNvmeof(ctx context.Context, stdin string, args ...string) (string, e
 	return stdout.String() + stderr.String(), nil
 }
 
-// agentClient connects to the storage node's agent as the controller does.
-func agentClient() (agentapi.AgentClient, func(), error) {
+// agentClient connects to a storage node's agent as the controller does.
+func agentClient(n storageNode) (agentapi.AgentClient, func(), error) {
 	cfg, err := mtls.Client(controllerTLS, "nvmeof-agent")
 	if err != nil {
 		return nil, nil, err
 	}
-	conn, err := grpc.NewClient(net.JoinHostPort(vmtest.PortalA, "9500"), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	conn, err := grpc.NewClient(n.address, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -74,7 +72,7 @@ func TestKubectlPlugin(t *testing.T) {
 	t.Cleanup(func() { deletePod(t, context.Background(), ns, "app") })
 	pv := waitBound(t, ctx, ns, "app-data")
 
-	agent, closeAgent, err := agentClient()
+	agent, closeAgent, err := agentClient(storageA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,10 +145,7 @@ func TestKubectlPlugin(t *testing.T) {
 	if !strings.Contains(out, leakedID) || strings.Contains(out, fmt.Sprint(row["id"])) {
 		t.Errorf("orphans: want %s listed and %v (bound to %s/app-data) not:\n%s", leakedID, row["id"], ns, out)
 	}
-	before, _, err := agentInventory(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := allVolumes(t, ctx)
 	out, err = kubectlNvmeof(ctx, "yes\n", "orphans", "--clean")
 	if err != nil {
 		t.Fatal(err)
@@ -160,10 +155,7 @@ func TestKubectlPlugin(t *testing.T) {
 	if status.Code(err) != codes.NotFound {
 		t.Errorf("the leaked volume after orphans --clean: GetVolume = %v; want NotFound", err)
 	}
-	after, _, err := agentInventory(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := allVolumes(t, ctx)
 	var gone []string
 	for _, v := range before {
 		if v.GetId() != leaked.GetVolume().GetId() && !slices.ContainsFunc(after, func(a *agentapi.Volume) bool { return a.GetId() == v.GetId() }) {
@@ -176,6 +168,20 @@ func TestKubectlPlugin(t *testing.T) {
 	if err := waitRunning(ctx, ns, "app", time.Minute); err != nil {
 		t.Errorf("the pod using app-data after orphans --clean: %v", err)
 	}
+}
+
+// allVolumes is every volume of every storage node's pool.
+func allVolumes(t *testing.T, ctx context.Context) []*agentapi.Volume {
+	t.Helper()
+	var all []*agentapi.Volume
+	for _, n := range storageNodes {
+		vols, _, err := agentInventory(ctx, n)
+		if err != nil {
+			t.Fatalf("%s: %v", n.name, err)
+		}
+		all = append(all, vols...)
+	}
+	return all
 }
 
 // jsonPart drops what follows the JSON document (notes on stderr, which kubectlNvmeof joins).

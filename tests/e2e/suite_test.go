@@ -35,6 +35,8 @@ var externalFocus = `External Storage \[Driver: nvmeof\.csi\.io\] \[Testpattern:
 	`Dynamic PV \(filesystem volmode\)\] (volumeMode|multiVolume) `,
 	`Dynamic PV \(xfs\)\] \[Slow\] volumes should store data`,
 	`Dynamic Snapshot \(delete policy\)\] snapshottable `,
+	// The group snapshot pattern's name is " (delete policy)", hence two spaces.
+	` \(delete policy\)\] volumegroupsnapshottable `,
 }, "|") + `)`
 
 const externalSkip = `\[Disruptive\]|any volume data source|different node`
