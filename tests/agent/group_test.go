@@ -22,7 +22,6 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/plugin"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
-	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
 
@@ -135,23 +134,38 @@ func highest(t *testing.T, dev string) int64 {
 // groupEnv is a CSI controller (with its group controller) over two dm-thin storage nodes,
 // and a host connected to volumes on them.
 type groupEnv struct {
+	names [2]string // the storage nodes' names
 	nodes map[string]*storageNode
-	ctrl  csi.ControllerClient
-	group csi.GroupControllerClient
-	in    *nvme.Initiator
-	host  nvme.Identity
-	ctx   context.Context
+	// published are the volumes published to the host (node and agent ID), unpublished at
+	// the end so that the pools' devices can go.
+	published [][2]string
+	ctrl      csi.ControllerClient
+	group     csi.GroupControllerClient
+	in        *nvme.Initiator
+	host      nvme.Identity
+	ctx       context.Context
 }
 
-func newGroupEnv(t *testing.T) *groupEnv {
+// newGroupEnv starts storage nodes <prefix>1 and <prefix>2 on ports port and port+1.
+func newGroupEnv(t *testing.T, prefix string, id uint16, port int) *groupEnv {
 	t.Helper()
 	e := &groupEnv{nodes: map[string]*storageNode{}, in: &nvme.Initiator{}, host: newHost(t), ctx: vmenv.Context(t, 15*time.Minute)}
 	cfg := "storageNodes:\n"
-	for i, name := range []string{"gs1", "gs2"} {
-		sn := startStorageNode(t, name, uint16(141+i), 4440+i)
-		e.nodes[name] = sn
+	for i := range e.names {
+		e.names[i] = fmt.Sprintf("%s%d", prefix, i+1)
+		sn := startStorageNode(t, e.names[i], id+uint16(i), port+i)
+		e.nodes[e.names[i]] = sn
 		cfg += sn.yaml()
 	}
+	t.Cleanup(func() { // before the storage nodes stop, after the host disconnected
+		ctx := vmenv.Context(t, time.Minute)
+		for _, p := range e.published {
+			c := vmenv.Dial(t, "unix://"+e.nodes[p[0]].sock, nil)
+			if _, err := c.UnpublishVolume(ctx, &agentapi.UnpublishVolumeRequest{VolumeId: p[1], HostNqn: e.host.HostNQN}); err != nil {
+				t.Errorf("unpublish %s: %v", p[1], err)
+			}
+		}
+	})
 	nodesFile := filepath.Join(t.TempDir(), "storage-nodes.yaml")
 	if err := os.WriteFile(nodesFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -195,14 +209,9 @@ func (e *groupEnv) connect(t *testing.T, volumeID string) string {
 		t.Fatalf("volume ID %q", volumeID)
 	}
 	c := vmenv.Dial(t, "unix://"+e.nodes[node].sock, nil)
-	return connect(t, e.in, e.host, publishTo(t, c, agentID, e.host, "app"))
-}
-
-// localDevice is the device of a volume on its storage node, read beside the target.
-func (e *groupEnv) localDevice(t *testing.T, volumeID string) string {
-	t.Helper()
-	node, agentID, _ := contract.ParseObjectID(volumeID, "vol")
-	return filepath.Join(dmthin.DefaultNodeDir, e.nodes[node].opts.Name, agentID)
+	pub := publishTo(t, c, agentID, e.host, "app")
+	e.published = append(e.published, [2]string{node, agentID})
+	return connect(t, e.in, e.host, pub)
 }
 
 // TestGroupSnapshotsAreCrashConsistent: an application writes increasing sequence numbers to
@@ -212,16 +221,17 @@ func (e *groupEnv) localDevice(t *testing.T, volumeID string) string {
 // storage node, then spread over two. The longest write stall the application saw during
 // each group snapshot is the write-hold time it pays.
 func TestGroupSnapshotsAreCrashConsistent(t *testing.T) {
-	e := newGroupEnv(t)
+	e := newGroupEnv(t, "gs", 151, 4440)
+	a, b := e.names[0], e.names[1]
 	for _, layout := range []struct {
 		name  string
 		nodes [3]string
 	}{
-		{"one storage node", [3]string{"gs1", "gs1", "gs1"}},
-		{"two storage nodes", [3]string{"gs1", "gs2", "gs1"}},
+		{"one storage node", [3]string{a, a, a}},
+		{"two storage nodes", [3]string{a, b, a}},
 	} {
 		t.Run(layout.name, func(t *testing.T) {
-			tag := map[bool]string{true: "one", false: "two"}[layout.nodes[1] == "gs1"]
+			tag := map[bool]string{true: "one", false: "two"}[layout.nodes[1] == a]
 			var vols, devs []string
 			for i, node := range layout.nodes {
 				id := e.volume(t, fmt.Sprintf("%s-app-%d", tag, i), node, "")
@@ -255,7 +265,7 @@ func TestGroupSnapshotsAreCrashConsistent(t *testing.T) {
 						t.Fatalf("round %d: no member of %s in %v", round, v, resp.GroupSnapshot.Snapshots)
 					}
 					restored := e.volume(t, fmt.Sprintf("%s-restore-%d-%d", tag, round, i), layout.nodes[i], snap)
-					m = append(m, highest(t, e.localDevice(t, restored)))
+					m = append(m, highest(t, e.connect(t, restored)))
 				}
 				t.Logf("round %d: highest numbers %v (writer at %d before the call, %d after); call %v, longest write %v",
 					round, m, before, after, took.Round(time.Millisecond), w.stall().Round(time.Millisecond))
@@ -283,12 +293,13 @@ func TestGroupSnapshotsAreCrashConsistent(t *testing.T) {
 // controller dies between the phases: the application's writes resume, and a late phase two
 // is refused (Aborted) without making a snapshot.
 func TestWriteHoldEndsWithoutTheController(t *testing.T) {
-	e := newGroupEnv(t)
-	vol := e.volume(t, "held", "gs2", "")
+	e := newGroupEnv(t, "gh", 153, 4442)
+	node := e.names[1]
+	vol := e.volume(t, "held", node, "")
 	w := startSeqWriter(t, []string{e.connect(t, vol)})
 	w.waitPast(t, 50, "the application writes")
 	_, agentID, _ := contract.ParseObjectID(vol, "vol")
-	c := vmenv.Dial(t, "unix://"+e.nodes["gs2"].sock, nil)
+	c := vmenv.Dial(t, "unix://"+e.nodes[node].sock, nil)
 	const timeout = 2 * time.Second
 	w.measure()
 	if _, err := c.HoldWrites(e.ctx, &agentapi.HoldWritesRequest{HoldId: "orphan", VolumeIds: []string{agentID}, TimeoutMs: timeout.Milliseconds()}); err != nil {
