@@ -43,7 +43,7 @@ func (d *demo) cloneEnv(ctx context.Context, name string, s *snap, size int64) (
 
 func (d *demo) clones(ctx context.Context) error {
 	r, n := d.r, d.o.clones
-	r.section("3/6 Dev environments: clones of the snapshot, each staged and mounted in its pod")
+	r.section("3/7 Dev environments: clones of the snapshot, each staged and mounted in its pod")
 	size := int64(d.o.volumeSize)
 	var first *devEnv
 	var err error

@@ -34,6 +34,7 @@ type results struct {
 	copied               int64
 	snapHold, copyHold   hold
 	poolBefore, poolMid  int64
+	backup               backupResult
 }
 
 func runDemo(ctx context.Context, o options) int {
@@ -77,7 +78,7 @@ func (d *demo) run(ctx context.Context) (err error) {
 		}
 		d.cleanupAfterFailure()
 	}()
-	for _, step := range []func(context.Context) error{d.setup, d.production, d.snapshot, d.clones, d.sizes, d.fullCopy, d.teardown} {
+	for _, step := range []func(context.Context) error{d.setup, d.production, d.snapshot, d.clones, d.sizes, d.backup, d.fullCopy, d.teardown} {
 		if err := step(ctx); err != nil {
 			switch ctx.Err() {
 			case context.DeadlineExceeded:
@@ -134,7 +135,7 @@ func (d *demo) setup(ctx context.Context) error {
 func (d *demo) production(ctx context.Context) error {
 	r, k := d.r, d.k
 	size := int64(d.o.volumeSize)
-	r.section(fmt.Sprintf("1/6 Production: prod-db, %s, ext4, holding a database", human(size)))
+	r.section(fmt.Sprintf("1/7 Production: prod-db, %s, ext4, holding a database", human(size)))
 	var err error
 	if _, err := r.step(fmt.Sprintf("CreateVolume prod-db (%s, StorageClass transport=%s)", human(size), d.o.transport), func() error {
 		d.prod, err = k.provision(ctx, "prod-db", size, false, nil)
@@ -178,7 +179,7 @@ func (d *demo) production(ctx context.Context) error {
 
 func (d *demo) snapshot(ctx context.Context) error {
 	r := d.r
-	r.section("2/6 Snapshot: consistent, production stays mounted")
+	r.section("2/7 Snapshot: consistent, production stays mounted")
 	var err error
 	if _, err := r.step("sync prod-db, freeze it, CreateSnapshot prod-db-snap, thaw", func() error {
 		d.res.snapHold, err = frozen(d.prodPath, func() error {

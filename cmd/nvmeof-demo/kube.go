@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +31,8 @@ type kube struct {
 	conn     *grpc.ClientConn
 	ids      csi.IdentityClient
 	ctl      csi.ControllerClient
+	grp      csi.GroupControllerClient
+	meta     csi.SnapshotMetadataClient
 	node     csi.NodeClient
 	nodeID   string
 	topology *csi.Topology
@@ -77,6 +80,7 @@ func dialCSI(endpoint, kubelet string, params map[string]string, warn func(strin
 		return nil, err
 	}
 	return &kube{conn: conn, ids: csi.NewIdentityClient(conn), ctl: csi.NewControllerClient(conn),
+		grp: csi.NewGroupControllerClient(conn), meta: csi.NewSnapshotMetadataClient(conn),
 		node: csi.NewNodeClient(conn), kubelet: kubelet, params: params, warn: warn}, nil
 }
 
@@ -373,6 +377,77 @@ func (k *kube) snapshot(ctx context.Context, name string, v *pv) (*snap, error) 
 	}
 	s.id = resp.GetSnapshot().GetSnapshotId()
 	return s, nil
+}
+
+// groupSnapshot is the external-snapshotter's CreateVolumeGroupSnapshot for a
+// VolumeGroupSnapshot of vols; it returns the members (recorded for teardown).
+func (k *kube) groupSnapshot(ctx context.Context, name string, vols ...*pv) ([]*csi.Snapshot, error) {
+	var ids []string
+	for _, v := range vols {
+		ids = append(ids, v.id)
+	}
+	resp, err := call(ctx, k.warn, "CreateVolumeGroupSnapshot "+name, func(ctx context.Context) (*csi.CreateVolumeGroupSnapshotResponse, error) {
+		return k.grp.CreateVolumeGroupSnapshot(ctx, &csi.CreateVolumeGroupSnapshotRequest{Name: "groupsnapshot-" + newUID(), SourceVolumeIds: ids})
+	})
+	if err != nil {
+		return nil, err
+	}
+	members := resp.GetGroupSnapshot().GetSnapshots()
+	k.mu.Lock()
+	for _, m := range members {
+		k.snaps = append(k.snaps, &snap{name: name + " member", id: m.GetSnapshotId(), source: m.GetSourceVolumeId()})
+	}
+	k.mu.Unlock()
+	if len(members) != len(vols) {
+		return nil, fmt.Errorf("group snapshot %s has %d members, want %d", name, len(members), len(vols))
+	}
+	return members, nil
+}
+
+// allocated is a backup tool's GetMetadataAllocated: every range of the snapshot that holds
+// data, and the snapshot's size.
+func (k *kube) allocated(ctx context.Context, snapshotID string) ([]byteRange, int64, error) {
+	stream, err := k.meta.GetMetadataAllocated(ctx, &csi.GetMetadataAllocatedRequest{SnapshotId: snapshotID})
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []byteRange
+	var size int64
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, size, nil
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("GetMetadataAllocated %s: %w", snapshotID, err)
+		}
+		size = resp.GetVolumeCapacityBytes()
+		for _, b := range resp.GetBlockMetadata() {
+			out = append(out, byteRange{b.GetByteOffset(), b.GetSizeBytes()})
+		}
+	}
+}
+
+// delta is a backup tool's GetMetadataDelta: the ranges that differ between two snapshots of
+// one volume.
+func (k *kube) delta(ctx context.Context, base, target string) ([]byteRange, error) {
+	stream, err := k.meta.GetMetadataDelta(ctx, &csi.GetMetadataDeltaRequest{BaseSnapshotId: base, TargetSnapshotId: target})
+	if err != nil {
+		return nil, err
+	}
+	var out []byteRange
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("GetMetadataDelta %s → %s: %w", base, target, err)
+		}
+		for _, b := range resp.GetBlockMetadata() {
+			out = append(out, byteRange{b.GetByteOffset(), b.GetSizeBytes()})
+		}
+	}
 }
 
 func (k *kube) deleteSnapshot(ctx context.Context, s *snap) error {

@@ -44,6 +44,15 @@ func (d *demo) table() {
 		r.printf("  The %d clones of %s added %s to the thin pool; the copy wrote %s.\n",
 			d.o.clones+1, size, human(max(0, res.poolMid-res.poolBefore)), human(res.copied))
 	}
+	if b := res.backup; b.ran {
+		r.printf("\n  %-50s %10s %10s   %s\n", fmt.Sprintf("nightly backup of prod-db (%s)", size), "moved", "wall time", "")
+		r.printf("  %-50s %10s %10s   %s\n", "full: the allocated blocks of nightly-1", human(b.full), secs(b.fullTook),
+			fmt.Sprintf("%.1f%% of the volume", 100*float64(b.full)/float64(b.volume)))
+		r.printf("  %-50s %10s %10s   %s\n", fmt.Sprintf("incremental: blocks changed by a day (%s written)", human(b.changed)), human(b.incr), secs(b.incrTook),
+			fmt.Sprintf("%.1f%% of the volume; delta computed in %s", 100*float64(b.incr)/float64(b.volume), ms(b.deltaTook)))
+		r.printf("  Data and WAL were group-snapshotted at one instant; the database's longest write meanwhile: %s (call %s).\n",
+			ms(b.groupStall), ms(b.groupCall))
+	}
 
 	r.printf("\n  The storage engine (%s pool) against its goals (reported, not asserted):\n", d.o.backend)
 	goalRow := func(what, got string, g string) { r.printf("  %-50s %-24s %s\n", what, got, g) }

@@ -51,7 +51,7 @@ func (d *demo) sizes(ctx context.Context) error {
 	for i, size := range sourceSizes {
 		names[i] = human(size)
 	}
-	r.section(fmt.Sprintf("4/6 Size: clones of a %s and a %s volume, to their pods", names[0], names[1]))
+	r.section(fmt.Sprintf("4/7 Size: clones of a %s and a %s volume, to their pods", names[0], names[1]))
 	snaps := make([]*snap, len(sourceSizes))
 	sums := make([][]fileSum, len(sourceSizes))
 	for i, size := range sourceSizes {

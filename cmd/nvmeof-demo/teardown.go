@@ -15,7 +15,7 @@ import (
 func (d *demo) fullCopy(ctx context.Context) error {
 	r, k := d.r, d.k
 	size := int64(d.o.volumeSize)
-	r.section(fmt.Sprintf("5/6 The slow way: a full block copy of the %s production volume", human(size)))
+	r.section(fmt.Sprintf("6/7 The slow way: a full block copy of the %s production volume", human(size)))
 	start := time.Now()
 	var blk *pv
 	var dev string
@@ -76,7 +76,7 @@ func (d *demo) fullCopy(ctx context.Context) error {
 
 func (d *demo) teardown(ctx context.Context) error {
 	r, e := d.r, d.e
-	r.section("6/6 Teardown, and proof that nothing is left")
+	r.section("7/7 Teardown, and proof that nothing is left")
 	n := 0
 	for _, v := range d.k.pvs {
 		if !v.retain {
