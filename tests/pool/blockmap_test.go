@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -216,6 +217,43 @@ func testChangedBlockTracking(t *testing.T, backend, config string, open func(co
 	if s, err := tp.Status(true); err != nil || s.HeldMetadataRoot != 0 {
 		t.Fatalf("the stale metadata snapshot is still held: %d (%v)", s.HeldMetadataRoot, err)
 	}
+	// Reads of one pool's metadata take turns: several at once all get the whole map.
+	var wg sync.WaitGroup
+	counts := make([]int, 4)
+	errs := make([]error, 4)
+	for i := range counts {
+		wg.Go(func() {
+			errs[i] = mapper.MapBlocks(ctx, agentID(snap2), agentID(snap1), func(int64, pool.Range) error { counts[i]++; return nil })
+		})
+	}
+	wg.Wait()
+	for i := range counts {
+		if errs[i] != nil || counts[i] != n {
+			t.Fatalf("concurrent map %d: %d ranges, %v; want %d", i, counts[i], errs[i], n)
+		}
+	}
+	// A reader that stops (its emit fails) or goes away (its context ends) mid-map leaves the
+	// metadata snapshot released.
+	stop := errors.New("reader stopped")
+	if err := mapper.MapBlocks(ctx, agentID(snap2), "", func(int64, pool.Range) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("a failing emit: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	err = mapper.MapBlocks(cctx, agentID(snap2), "", func(int64, pool.Range) error {
+		if cctx.Err() == nil {
+			cancel()
+			time.Sleep(100 * time.Millisecond) // the tool is stopped meanwhile
+		}
+		return nil
+	})
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("a map whose context ended: %v, want context.Canceled", err)
+	}
+	if s, err := tp.Status(true); err != nil || s.HeldMetadataRoot != 0 {
+		t.Fatalf("after maps cut short the pool holds metadata snapshot %d (%v)", s.HeldMetadataRoot, err)
+	}
+
 	// A volume has no block map: only snapshots do.
 	stream, err := cm.GetMetadataAllocated(ctx, &csi.GetMetadataAllocatedRequest{SnapshotId: contract.ObjectID("sn1", vol.Volume.Id)})
 	if err == nil {
