@@ -91,6 +91,7 @@ func TestPowerCutLosesNoAcknowledgedWrite(t *testing.T) {
 	t.Logf("verified %d blocks holding acknowledged data (%d with a newer write), %d writes in all",
 		res.Report.Durable, res.Report.Newer, res.Status.Writes)
 
+	unpublishVolume.Run(t, tk.worker, vol)
 	pool := stopAgentAndCheckPool.Run(t, tk.storage, struct{}{})
 	if pool.ThinIDs != 1 {
 		t.Errorf("the pool holds %d thin devices, want 1", pool.ThinIDs)

@@ -78,8 +78,10 @@ type volumeIn struct {
 type volumeOut struct {
 	VolumeID string
 	// Device is the published raw block volume (the target path).
-	Device string
-	NQN    string
+	Device  string
+	NQN     string
+	Staging string
+	NodeID  string
 }
 
 var blockCap = &csi.VolumeCapability{
@@ -139,7 +141,33 @@ var publishBlockVolume = vmtest.NewStep("publish-block-volume", func(s *vmtest.S
 	}); err != nil {
 		s.Fatalf("NodePublishVolume: %v", err)
 	}
-	return volumeOut{VolumeID: id, Device: target, NQN: pub.GetPublishContext()[contract.PublishSubsysNQN]}
+	return volumeOut{
+		VolumeID: id, Device: target, NQN: pub.GetPublishContext()[contract.PublishSubsysNQN],
+		Staging: staging, NodeID: info.GetNodeId(),
+	}
+})
+
+// unpublishVolume undoes publishBlockVolume but for CreateVolume: NodeUnpublishVolume,
+// NodeUnstageVolume (disconnect), ControllerUnpublishVolume.
+var unpublishVolume = vmtest.NewStep("unpublish-volume", func(s *vmtest.Step, v volumeOut) struct{} {
+	worker.Lock()
+	conn := worker.csi
+	worker.Unlock()
+	if conn == nil {
+		s.Fatal("no plugin runs")
+	}
+	ctx := s.Context()
+	ctrl, node := csi.NewControllerClient(conn), csi.NewNodeClient(conn)
+	if _, err := node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: v.VolumeID, TargetPath: v.Device}); err != nil {
+		s.Fatalf("NodeUnpublishVolume: %v", err)
+	}
+	if _, err := node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: v.VolumeID, StagingTargetPath: v.Staging}); err != nil {
+		s.Fatalf("NodeUnstageVolume: %v", err)
+	}
+	if _, err := ctrl.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: v.VolumeID, NodeId: v.NodeID}); err != nil {
+		s.Fatalf("ControllerUnpublishVolume: %v", err)
+	}
+	return struct{}{}
 })
 
 type writerIn struct {
