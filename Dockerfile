@@ -22,8 +22,10 @@ FROM debian:bookworm-slim
 #   (util-linux); mkfs.ext4, fsck.ext4, resize2fs, dumpe2fs (e2fsprogs); mkfs.xfs,
 #   xfs_growfs, xfs_io (xfsprogs). NVMe-oF itself is /dev/nvme-fabrics and sysfs: no nvme-cli.
 # - agent, lvm backend: lvm (lvm2), thin_check/thin_repair for pool activation
-#   (thin-provisioning-tools). The dmthin backend runs no program (device-mapper ioctls), and
-#   the nvmet target is configfs: no nvmetcli.
+#   (thin-provisioning-tools). The dmthin backend's volume operations run no program
+#   (device-mapper ioctls). Both backends run thin_dump and thin_delta
+#   (thin-provisioning-tools) for changed-block tracking. The nvmet target is configfs: no
+#   nvmetcli.
 # No kmod: modules (nvme-tcp, nvme-rdma, nvmet*, dm-thin-pool; dm-snapshot for lvm) are the
 # host's to load; the kernel loads transports on demand. No ca-certificates: every TLS peer is checked against
 # the operator's CA, never the system roots.

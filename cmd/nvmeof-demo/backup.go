@@ -321,7 +321,7 @@ func fileSHA256(ctx context.Context, path string, size int64) ([]byte, error) {
 		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
 		h.Write(buf[:n])
 		off += int64(n)
-		if err != nil && !(errors.Is(err, io.EOF) && off == size) {
+		if err != nil && (!errors.Is(err, io.EOF) || off != size) {
 			return nil, fmt.Errorf("read %s at %d: %w", path, off, err)
 		}
 	}

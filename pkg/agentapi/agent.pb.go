@@ -506,7 +506,8 @@ func (x *GetBlockMapRequest) GetMaxResults() int32 {
 
 type GetBlockMapResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The pool's block size: every offset and length is a multiple of it.
+	// The pool's block size (0 in a message with no ranges): ranges are whole blocks, except
+	// that the one spanning starting_offset is cut there.
 	BlockSizeBytes  int64         `protobuf:"varint,1,opt,name=block_size_bytes,json=blockSizeBytes,proto3" json:"block_size_bytes,omitempty"`
 	VolumeSizeBytes int64         `protobuf:"varint,2,opt,name=volume_size_bytes,json=volumeSizeBytes,proto3" json:"volume_size_bytes,omitempty"`
 	Ranges          []*BlockRange `protobuf:"bytes,3,rep,name=ranges,proto3" json:"ranges,omitempty"`

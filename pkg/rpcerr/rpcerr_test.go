@@ -21,6 +21,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm/thin"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/dm/thin/thintools"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvme"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
@@ -152,6 +153,10 @@ var sentinels = map[string]struct {
 	"dmthin.ErrStale":            {dmthin.ErrStale, codes.FailedPrecondition},
 	"dmthin.ErrPoolBusy":         {dmthin.ErrPoolBusy, codes.Unavailable},
 	"dmthin.ErrHoldExpired":      {dmthin.ErrHoldExpired, codes.Unavailable},
+	"pool.ErrHoldEnded":          {pool.ErrHoldEnded, codes.Aborted},
+	"thin.ErrMetadataSnapHeld":   {thin.ErrMetadataSnapHeld, codes.Unavailable},
+	"thintools.ErrNoDevice":      {thintools.ErrNoDevice, codes.NotFound},
+	"thintools.ErrNotInstalled":  {thintools.ErrNotInstalled, codes.FailedPrecondition},
 }
 
 // notRPCErrors are exported sentinels that never reach a caller as an RPC error.

@@ -1,5 +1,6 @@
 // Package dmthin is the fast pool backend: the kernel's dm-thin driven in-process with
-// device-mapper ioctls (packages dm and dm/thin), no subprocess anywhere, and its own
+// device-mapper ioctls (packages dm and dm/thin), no subprocess in any volume operation
+// (only the block maps of changed-block tracking run thin_dump and thin_delta), and its own
 // crash-safe records on the pool's own two devices. A volume is created with one pool message
 // and two small journal writes; a snapshot of an active volume holds its writes for the few
 // milliseconds of one message.
