@@ -17,7 +17,7 @@ GOLANGCI_LINT := bin/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
 # The VM tier boots one VM per test package; run them one at a time on small machines.
 VM_TEST_FLAGS ?= -count=1 -p 1 -v -timeout 45m
 
-.PHONY: all build demo test test-unit test-fuzz test-manifests test-vm test-k8s bench verify verify-generate generate deps clean
+.PHONY: all build demo test test-unit test-fuzz test-manifests test-vm test-twokernel test-k8s bench verify verify-generate generate deps clean
 all: build
 
 build: $(addprefix bin/,$(BINARIES)) bin/nvmeofctl bin/kubectl-nvmeof
@@ -64,8 +64,14 @@ test-fuzz:
 test-manifests:
 	cd tests/manifests && $(GO) test -count=1 ./...
 
+## test-vm: every VM package but the two-kernel tier, which is not yet part of make test
+## (make test-twokernel; its power-cut and partition tests are being completed)
 test-vm: deps
-	$(GO) test -tags vm $(VM_TEST_FLAGS) ./tests/...
+	$(GO) test -tags vm $(VM_TEST_FLAGS) $$($(GO) list -tags vm ./tests/... | grep -v '/tests/twokernel$$')
+
+## test-twokernel: a storage VM and a worker VM, each its own kernel, on a private link
+test-twokernel: deps
+	$(GO) test -tags vm $(VM_TEST_FLAGS) ./tests/twokernel
 
 ## test-k8s: a real one-node Kubernetes cluster in the VM (etcd, control plane, containerd,
 ## kubelet) runs our image and the e2e overlay of our manifests with the real CSI sidecars:
