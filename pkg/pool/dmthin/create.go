@@ -202,27 +202,33 @@ func (p *Pool) SnapshotGroup(ctx context.Context, specs []pool.SnapshotSpec) ([]
 		}
 	}
 	return run(ctx, p, ids, func(ctx context.Context) ([]pool.Volume, error) {
-		var reqs []snapReq
-		var exist []pool.Volume
-		for _, s := range specs {
-			if v, err := p.existing(s.Record.ID); err != nil {
-				if !errors.Is(err, pool.ErrExists) {
-					return nil, err
-				}
-				exist = append(exist, v)
-				continue
-			}
-			o, err := p.origin(s.Origin, s.Record)
-			if err != nil {
+		return p.snapshotGroup(ctx, specs, nil)
+	})
+}
+
+// snapshotGroup makes the group's snapshots (under held, if not nil); its IDs are locked. If
+// any of them exists, it returns those with ErrExists and makes none.
+func (p *Pool) snapshotGroup(ctx context.Context, specs []pool.SnapshotSpec, held *hold) ([]pool.Volume, error) {
+	var reqs []snapReq
+	var exist []pool.Volume
+	for _, s := range specs {
+		if v, err := p.existing(s.Record.ID); err != nil {
+			if !errors.Is(err, pool.ErrExists) {
 				return nil, err
 			}
-			reqs = append(reqs, snapReq{o, s.Record.Clone()})
+			exist = append(exist, v)
+			continue
 		}
-		if len(exist) > 0 {
-			return exist, fmt.Errorf("%w: %d of the group's snapshots exist", pool.ErrExists, len(exist))
+		o, err := p.origin(s.Origin, s.Record)
+		if err != nil {
+			return nil, err
 		}
-		return p.snapshots(ctx, opGroup, reqs, true, nil)
-	})
+		reqs = append(reqs, snapReq{o, s.Record.Clone()})
+	}
+	if len(exist) > 0 {
+		return exist, fmt.Errorf("%w: %d of the group's snapshots exist", pool.ErrExists, len(exist))
+	}
+	return p.snapshots(ctx, opGroup, reqs, true, held)
 }
 
 // snapshots makes the snapshots of reqs under one intent and one write hold (see the

@@ -136,26 +136,7 @@ func (w *writeHold) SnapshotGroup(ctx context.Context, specs []pool.SnapshotSpec
 		return nil, fmt.Errorf("%w: %w", pool.ErrHoldEnded, w.h.expiredErr())
 	}
 	vols, err := run(ctx, p, news, func(ctx context.Context) ([]pool.Volume, error) {
-		var reqs []snapReq
-		var exist []pool.Volume
-		for _, s := range specs {
-			if v, err := p.existing(s.Record.ID); err != nil {
-				if !errors.Is(err, pool.ErrExists) {
-					return nil, err
-				}
-				exist = append(exist, v)
-				continue
-			}
-			o, err := p.origin(s.Origin, s.Record)
-			if err != nil {
-				return nil, err
-			}
-			reqs = append(reqs, snapReq{o, s.Record.Clone()})
-		}
-		if len(exist) > 0 {
-			return exist, fmt.Errorf("%w: %d of the group's snapshots exist", pool.ErrExists, len(exist))
-		}
-		return p.snapshots(ctx, opGroup, reqs, true, w.h)
+		return p.snapshotGroup(ctx, specs, w.h)
 	})
 	if errors.Is(err, ErrHoldExpired) {
 		err = fmt.Errorf("%w: %w", pool.ErrHoldEnded, err)
