@@ -233,25 +233,9 @@ var errClosed = rpcerr.Unavailablef("dmthin: the pool is closed")
 // then. A panic in the operation is returned as an error (its deferred resumes have run).
 func run[T any](ctx context.Context, p *Pool, ids []string, fn func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
-	if err := ctx.Err(); err != nil {
+	ids, err := p.enter(ctx, ids)
+	if err != nil {
 		return zero, err
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return zero, errClosed
-	}
-	p.ops.Add(1)
-	p.mu.Unlock()
-	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
-	for i, id := range ids {
-		if err := p.locks.Lock(ctx, id); err != nil {
-			for _, held := range ids[:i] {
-				p.locks.Unlock(held)
-			}
-			p.ops.Done()
-			return zero, err
-		}
 	}
 	ended := keylock.Outlive(ctx)
 	type result struct {
@@ -261,10 +245,7 @@ func run[T any](ctx context.Context, p *Pool, ids []string, fn func(ctx context.
 	ch := make(chan result, 1)
 	go func() {
 		defer func() {
-			for _, id := range ids {
-				p.locks.Unlock(id)
-			}
-			p.ops.Done()
+			p.leave(ids)
 			ended()
 		}()
 		defer func() {
@@ -282,6 +263,38 @@ func run[T any](ctx context.Context, p *Pool, ids []string, fn func(ctx context.
 	case <-ctx.Done():
 		return zero, ctx.Err()
 	}
+}
+
+// enter starts an operation on ids: it counts it (Close waits for it) and takes the locks of
+// ids in order, waiting bounded by ctx. It returns the IDs sorted and without repeats; the
+// operation ends with leave.
+func (p *Pool) enter(ctx context.Context, ids []string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errClosed
+	}
+	p.ops.Add(1)
+	p.mu.Unlock()
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	for i, id := range ids {
+		if err := p.locks.Lock(ctx, id); err != nil {
+			p.leave(ids[:i])
+			return nil, err
+		}
+	}
+	return ids, nil
+}
+
+// leave ends an operation that enter started on ids.
+func (p *Pool) leave(ids []string) {
+	for _, id := range ids {
+		p.locks.Unlock(id)
+	}
+	p.ops.Done()
 }
 
 // settleTimeout bounds the wait for journal room of the entries that end an operation,

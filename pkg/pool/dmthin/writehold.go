@@ -42,25 +42,11 @@ func (p *Pool) HoldWrites(ctx context.Context, origins []string, timeout time.Du
 			return nil, err
 		}
 	}
-	ids := slices.Compact(slices.Sorted(slices.Values(origins)))
-	if err := ctx.Err(); err != nil {
+	ids, err := p.enter(ctx, origins)
+	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return nil, errClosed
-	}
-	p.ops.Add(1)
-	p.mu.Unlock()
 	w := &writeHold{p: p, origins: ids, expires: time.Now().Add(timeout)}
-	for i, id := range ids {
-		if err := p.locks.Lock(ctx, id); err != nil {
-			w.origins = ids[:i]
-			w.release()
-			return nil, err
-		}
-	}
 	if err := w.start(ctx, timeout); err != nil {
 		w.release()
 		return nil, err
@@ -182,9 +168,6 @@ func (w *writeHold) freeLocked() {
 		if w.timer != nil {
 			w.timer.Stop()
 		}
-		for _, id := range w.origins {
-			w.p.locks.Unlock(id)
-		}
-		w.p.ops.Done()
+		w.p.leave(w.origins)
 	})
 }
