@@ -14,6 +14,10 @@
 // guest, Main runs the tests. There is no skip path: a missing kernel or a VM that does not
 // boot fails the package. Such packages carry the "vm" build tag so `go test ./...` (the unit
 // tier) does not build them.
+//
+// Tests that need several kernels (a storage node and a worker that fail independently) use a
+// Cluster instead: the test runs on the host, boots machines on a private network between
+// their qemu processes, and runs steps (NewStep) in each; see ClusterMain.
 package vmtest
 
 import (
