@@ -11,6 +11,7 @@ import (
 // Defaults for the zero Initiator.
 const (
 	DefaultSysfsRoot    = "/sys"
+	DefaultDevRoot      = "/dev"
 	DefaultFabricsDev   = "/dev/nvme-fabrics"
 	DefaultPollInterval = 100 * time.Millisecond
 )
@@ -21,6 +22,8 @@ const (
 type Initiator struct {
 	// SysfsRoot is where sysfs is mounted; empty means DefaultSysfsRoot.
 	SysfsRoot string
+	// DevRoot is where device nodes appear (devtmpfs); empty means DefaultDevRoot.
+	DevRoot string
 	// FabricsDev is the fabrics control device; empty means DefaultFabricsDev.
 	FabricsDev string
 	// PollInterval is how often Disconnect re-reads sysfs while waiting for controllers to
@@ -38,6 +41,15 @@ func (in *Initiator) sysfs(elem ...string) string {
 		root = DefaultSysfsRoot
 	}
 	return filepath.Join(append([]string{root}, elem...)...)
+}
+
+// devNode is the device node of a block device name under DevRoot.
+func (in *Initiator) devNode(name string) string {
+	root := in.DevRoot
+	if root == "" {
+		root = DefaultDevRoot
+	}
+	return filepath.Join(root, name)
 }
 
 func (in *Initiator) fabricsDev() string {

@@ -148,7 +148,7 @@ func namespaceUUID(blk string) (string, error) {
 }
 
 // WaitNamespace polls FindNamespace every poll interval (zero means DefaultPollInterval)
-// until the namespace appears or ctx ends. Errors other than ErrNotFound end the wait at
+// until the namespace appears with its device node under DevRoot, or ctx ends. Errors other than ErrNotFound end the wait at
 // once; on timeout the error wraps both ErrNotFound and ctx's error.
 func (in *Initiator) WaitNamespace(ctx context.Context, subsysNQN, nsUUID string, poll time.Duration) (string, error) {
 	if poll <= 0 {
@@ -158,6 +158,16 @@ func (in *Initiator) WaitNamespace(ctx context.Context, subsysNQN, nsUUID string
 	defer t.Stop()
 	for {
 		dev, err := in.FindNamespace(subsysNQN, nsUUID)
+		if err == nil {
+			// sysfs shows a disk before devtmpfs has its node (device_add makes the node
+			// last): a caller must be able to open what it is given.
+			if _, serr := os.Stat(in.devNode(filepath.Base(dev))); serr == nil {
+				return dev, nil
+			} else if !errors.Is(serr, fs.ErrNotExist) {
+				return "", fmt.Errorf("nvme: %s: %w", dev, serr)
+			}
+			err = fmt.Errorf("nvme: %s has no device node yet: %w", dev, ErrNotFound)
+		}
 		if !errors.Is(err, ErrNotFound) {
 			return dev, err
 		}

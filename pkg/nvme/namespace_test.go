@@ -80,15 +80,31 @@ func TestWaitNamespaceReturnsOnceTheNamespaceAppears(t *testing.T) {
 	if err := os.Remove(link); err != nil {
 		t.Fatal(err)
 	}
+	// The disk shows in sysfs first, its device node a little later (as devtmpfs makes it).
+	dev := t.TempDir()
 	go func() {
 		time.Sleep(30 * time.Millisecond)
 		_ = os.Symlink(target, link)
+		time.Sleep(30 * time.Millisecond)
+		_ = os.WriteFile(filepath.Join(dev, "nvme0n1"), nil, 0o600)
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	got, err := (&Initiator{SysfsRoot: root}).WaitNamespace(ctx, testNQN1, testUUID1, 5*time.Millisecond)
+	got, err := (&Initiator{SysfsRoot: root, DevRoot: dev}).WaitNamespace(ctx, testNQN1, testUUID1, 5*time.Millisecond)
 	if err != nil || got != "/dev/nvme0n1" {
 		t.Fatalf("WaitNamespace = %q, %v; want /dev/nvme0n1", got, err)
+	}
+	if _, err := os.Stat(filepath.Join(dev, "nvme0n1")); err != nil {
+		t.Fatalf("WaitNamespace returned before the device node existed: %v", err)
+	}
+}
+
+func TestWaitNamespaceWaitsForTheDeviceNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	_, err := (&Initiator{SysfsRoot: loadTree(t, "multipath"), DevRoot: t.TempDir()}).WaitNamespace(ctx, testNQN1, testUUID1, 5*time.Millisecond)
+	if !errors.Is(err, ErrNotFound) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitNamespace without a device node = %v, want ErrNotFound and DeadlineExceeded", err)
 	}
 }
 
