@@ -1,15 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"sync"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -198,7 +198,7 @@ func (d *demo) backup(ctx context.Context) error {
 	}
 	r.note("moved %s (%.1f%% of the volume, %d extents); the delta took %s to compute", human(res.incr),
 		100*float64(res.incr)/float64(res.volume), len(ranges), ms(res.deltaTook))
-	if _, err := r.step("the image rebuilt from full + incremental is nightly-2's prod-db, byte for byte (SHA-256)", func() error {
+	if _, err := r.step("the image rebuilt from full + incremental is nightly-2's prod-db, byte for byte", func() error {
 		return d.sameAsSnapshot(ctx, image, "verify-nightly-2", memberOf(night2, d.prod.id))
 	}); err != nil {
 		return err
@@ -283,49 +283,98 @@ func (d *demo) restoreBlock(ctx context.Context, claim, snapshot string) (string
 	return d.k.mount(ctx, v, claim+"-job")
 }
 
-// sameAsSnapshot compares the image with a snapshot restored as a raw block volume.
+// sameAsSnapshot compares the image with a snapshot restored as a raw block volume, byte for
+// byte, over every block either holds: the snapshot's allocated ranges and the image's data
+// (its extents, found with SEEK_DATA). Everywhere else both read as zeros: the image has holes
+// there and the snapshot maps no block (a thin device reads unmapped blocks as zeros).
 func (d *demo) sameAsSnapshot(ctx context.Context, image, claim, snapshot string) error {
+	mapped, _, err := d.k.allocated(ctx, snapshot)
+	if err != nil {
+		return err
+	}
+	data, err := dataExtents(image, int64(d.o.volumeSize))
+	if err != nil {
+		return err
+	}
+	ranges := union(mapped, data)
 	dev, err := d.restoreBlock(ctx, claim, snapshot)
 	if err != nil {
 		return err
 	}
-	var sums [2][]byte
-	var errs [2]error
-	var wg sync.WaitGroup
+	files := make([]*os.File, 2)
 	for i, path := range []string{image, dev} {
-		wg.Go(func() { sums[i], errs[i] = fileSHA256(ctx, path, int64(d.o.volumeSize)) })
+		if files[i], err = os.Open(path); err != nil {
+			return err
+		}
+		defer files[i].Close()
 	}
-	wg.Wait()
-	if err := errors.Join(errs[:]...); err != nil {
-		return err
+	a, b := make([]byte, 1<<20), make([]byte, 1<<20)
+	var compared int64
+	for _, rg := range ranges {
+		for off := rg.off; off < rg.off+rg.n; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n := min(int64(len(a)), rg.off+rg.n-off)
+			if _, err := files[0].ReadAt(a[:n], off); err != nil {
+				return fmt.Errorf("read the image at %d: %w", off, err)
+			}
+			if _, err := files[1].ReadAt(b[:n], off); err != nil {
+				return fmt.Errorf("read %s at %d: %w", dev, off, err)
+			}
+			if !bytes.Equal(a[:n], b[:n]) {
+				return fmt.Errorf("the rebuilt image differs from the snapshot in the MiB at byte %d", off)
+			}
+			compared += n
+			off += n
+		}
 	}
-	if string(sums[0]) != string(sums[1]) {
-		return fmt.Errorf("the rebuilt image (SHA-256 %x) differs from the snapshot (%x)", sums[0], sums[1])
-	}
-	d.r.note("both %x…", sums[0][:8])
+	d.r.note("compared %s: every block the snapshot maps (%d extents) and every block the image holds; the rest reads as zeros in both", human(compared), len(mapped))
 	return nil
 }
 
-func fileSHA256(ctx context.Context, path string, size int64) ([]byte, error) {
+// dataExtents lists the data (non-hole) ranges of a sparse file below size.
+func dataExtents(path string, size int64) ([]byteRange, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	h := sha256.New()
-	buf := make([]byte, 4<<20)
+	var out []byteRange
 	for off := int64(0); off < size; {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		start, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // no data after off
 		}
-		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
-		h.Write(buf[:n])
-		off += int64(n)
-		if err != nil && (!errors.Is(err, io.EOF) || off != size) {
-			return nil, fmt.Errorf("read %s at %d: %w", path, off, err)
+		if err != nil {
+			return nil, fmt.Errorf("SEEK_DATA %s: %w", path, err)
 		}
+		end, err := unix.Seek(int(f.Fd()), start, unix.SEEK_HOLE)
+		if err != nil {
+			return nil, fmt.Errorf("SEEK_HOLE %s: %w", path, err)
+		}
+		end = min(end, size)
+		if end > start {
+			out = append(out, byteRange{start, end - start})
+		}
+		off = end
 	}
-	return h.Sum(nil), nil
+	return out, nil
+}
+
+// union merges lists of ranges into one ascending list of disjoint ranges.
+func union(a, b []byteRange) []byteRange {
+	all := append(slices.Clone(a), b...)
+	slices.SortFunc(all, func(x, y byteRange) int { return cmp.Compare(x.off, y.off) })
+	var out []byteRange
+	for _, r := range all {
+		if n := len(out); n > 0 && r.off <= out[n-1].off+out[n-1].n {
+			out[n-1].n = max(out[n-1].n, r.off+r.n-out[n-1].off)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // writeChanges writes n bytes of new data into a file of dir and syncs it.

@@ -326,3 +326,33 @@ func TestMedianAndGoals(t *testing.T) {
 		t.Errorf("hold %v: %s", h.total(), h)
 	}
 }
+
+func TestUnionMergesOverlappingAndTouchingRanges(t *testing.T) {
+	got := union([]byteRange{{0, 10}, {40, 10}}, []byteRange{{5, 10}, {15, 5}, {60, 1}})
+	want := []byteRange{{0, 20}, {40, 10}, {60, 1}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("union = %v, want %v", got, want)
+	}
+}
+
+func TestDataExtentsOfASparseFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(64 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, 4096), 8<<20); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	got, err := dataExtents(path, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].off > 8<<20 || got[0].off+got[0].n < 8<<20+4096 {
+		t.Fatalf("data extents %v, want one covering the 4 KiB at 8 MiB", got)
+	}
+}
