@@ -161,7 +161,7 @@ func (d *demo) backup(ctx context.Context) error {
 	image := filepath.Join(dir, "prod-db.img")
 	var ranges []byteRange
 	if res.fullTook, err = r.step("full backup of nightly-1's prod-db: GetMetadataAllocated, copy those blocks", func() error {
-		if ranges, _, err = k.allocated(ctx, memberOf(night1, d.prod.id)); err != nil {
+		if ranges, err = k.allocated(ctx, memberOf(night1, d.prod.id)); err != nil {
 			return err
 		}
 		res.full, err = d.copyRanges(ctx, "backup-nightly-1", memberOf(night1, d.prod.id), ranges, image, true)
@@ -288,7 +288,7 @@ func (d *demo) restoreBlock(ctx context.Context, claim, snapshot string) (string
 // (its extents, found with SEEK_DATA). Everywhere else both read as zeros: the image has holes
 // there and the snapshot maps no block (a thin device reads unmapped blocks as zeros).
 func (d *demo) sameAsSnapshot(ctx context.Context, image, claim, snapshot string) error {
-	mapped, _, err := d.k.allocated(ctx, snapshot)
+	mapped, err := d.k.allocated(ctx, snapshot)
 	if err != nil {
 		return err
 	}

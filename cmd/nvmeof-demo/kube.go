@@ -405,23 +405,21 @@ func (k *kube) groupSnapshot(ctx context.Context, name string, vols ...*pv) ([]*
 }
 
 // allocated is a backup tool's GetMetadataAllocated: every range of the snapshot that holds
-// data, and the snapshot's size.
-func (k *kube) allocated(ctx context.Context, snapshotID string) ([]byteRange, int64, error) {
+// data.
+func (k *kube) allocated(ctx context.Context, snapshotID string) ([]byteRange, error) {
 	stream, err := k.meta.GetMetadataAllocated(ctx, &csi.GetMetadataAllocatedRequest{SnapshotId: snapshotID})
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	var out []byteRange
-	var size int64
 	for {
 		resp, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return out, size, nil
+			return out, nil
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("GetMetadataAllocated %s: %w", snapshotID, err)
+			return nil, fmt.Errorf("GetMetadataAllocated %s: %w", snapshotID, err)
 		}
-		size = resp.GetVolumeCapacityBytes()
 		for _, b := range resp.GetBlockMetadata() {
 			out = append(out, byteRange{b.GetByteOffset(), b.GetSizeBytes()})
 		}
