@@ -3,6 +3,7 @@
 package twokernel
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,6 +64,21 @@ var startPlugin = vmtest.NewStep("start-plugin", func(s *vmtest.Step, in pluginI
 		StateDir:     filepath.Join(dir, "state"),
 		HealInterval: in.HealInterval,
 	})
+	// The plugin's socket appears once it serves: wait until it answers Probe.
+	ids := csi.NewIdentityClient(conn)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(s.Context(), 5*time.Second)
+		_, err := ids.Probe(ctx, &csi.ProbeRequest{})
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.Fatalf("the plugin does not answer Probe: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	worker.Lock()
 	worker.csi = conn
 	worker.Unlock()
