@@ -12,6 +12,8 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
@@ -180,10 +182,20 @@ var unpublishVolume = vmtest.NewStep("unpublish-volume", func(s *vmtest.Step, v 
 	if _, err := node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: v.VolumeID, StagingTargetPath: v.Staging}); err != nil {
 		s.Fatalf("NodeUnstageVolume: %v", err)
 	}
-	if _, err := ctrl.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: v.VolumeID, NodeId: v.NodeID}); err != nil {
-		s.Fatalf("ControllerUnpublishVolume: %v", err)
+	// A gRPC connection to an agent that lost power fails its first call with Unavailable;
+	// the external-attacher retries such a call, and so does this step (for a minute).
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := ctrl.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: v.VolumeID, NodeId: v.NodeID})
+		if err == nil {
+			return struct{}{}
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			s.Fatalf("ControllerUnpublishVolume: %v", err)
+		}
+		s.Logf("ControllerUnpublishVolume: %v; retrying", err)
+		time.Sleep(time.Second)
 	}
-	return struct{}{}
 })
 
 type writerIn struct {
