@@ -411,19 +411,7 @@ func (k *kube) allocated(ctx context.Context, snapshotID string) ([]byteRange, e
 	if err != nil {
 		return nil, err
 	}
-	var out []byteRange
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("GetMetadataAllocated %s: %w", snapshotID, err)
-		}
-		for _, b := range resp.GetBlockMetadata() {
-			out = append(out, byteRange{b.GetByteOffset(), b.GetSizeBytes()})
-		}
-	}
+	return receiveRanges(stream.Recv, "GetMetadataAllocated "+snapshotID)
 }
 
 // delta is a backup tool's GetMetadataDelta: the ranges that differ between two snapshots of
@@ -433,14 +421,19 @@ func (k *kube) delta(ctx context.Context, base, target string) ([]byteRange, err
 	if err != nil {
 		return nil, err
 	}
+	return receiveRanges(stream.Recv, "GetMetadataDelta "+base+" → "+target)
+}
+
+// receiveRanges gathers the block metadata of a SnapshotMetadata stream to its end.
+func receiveRanges[T interface{ GetBlockMetadata() []*csi.BlockMetadata }](recv func() (T, error), what string) ([]byteRange, error) {
 	var out []byteRange
 	for {
-		resp, err := stream.Recv()
+		resp, err := recv()
 		if errors.Is(err, io.EOF) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("GetMetadataDelta %s → %s: %w", base, target, err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		for _, b := range resp.GetBlockMetadata() {
 			out = append(out, byteRange{b.GetByteOffset(), b.GetSizeBytes()})
