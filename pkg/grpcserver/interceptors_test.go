@@ -166,3 +166,61 @@ func TestInterceptorsStripTheAgentAPIsKeys(t *testing.T) {
 		t.Error("logging changed the request the handler gets")
 	}
 }
+
+// fakeStream is a server stream that receives one request.
+type fakeStream struct {
+	grpc.ServerStream
+	ctx context.Context
+	req *csi.CreateVolumeRequest
+}
+
+func (s *fakeStream) Context() context.Context { return s.ctx }
+
+func (s *fakeStream) RecvMsg(m any) error {
+	*m.(*csi.CreateVolumeRequest) = csi.CreateVolumeRequest{Name: s.req.Name, Secrets: s.req.Secrets}
+	return nil
+}
+
+// chainStream runs the stream interceptors around handler the way grpc.ChainStreamInterceptor
+// does.
+func chainStream(ss grpc.ServerStream, handler grpc.StreamHandler) error {
+	info := &grpc.StreamServerInfo{FullMethod: "/csi.v1.SnapshotMetadata/GetMetadataDelta", IsServerStream: true}
+	ics := StreamInterceptors()
+	h := handler
+	for i := len(ics) - 1; i >= 0; i-- {
+		ic, next := ics[i], h
+		h = func(srv any, ss grpc.ServerStream) error { return ic(srv, ss, info, next) }
+	}
+	return h(nil, ss)
+}
+
+func TestStreamInterceptorsLogStripRecover(t *testing.T) {
+	ctx, logs := capture()
+	ss := &fakeStream{ctx: ctx, req: &csi.CreateVolumeRequest{Name: "snap-1", Secrets: map[string]string{"token": "hunter2"}}}
+	var handlerLogger bool
+	err := chainStream(ss, func(_ any, ss grpc.ServerStream) error {
+		var req csi.CreateVolumeRequest
+		if err := ss.RecvMsg(&req); err != nil {
+			return err
+		}
+		if req.Secrets["token"] != "hunter2" {
+			t.Errorf("the handler got %v, want the secrets untouched", req.Secrets)
+		}
+		klog.FromContext(ss.Context()).Info("handler line")
+		handlerLogger = true
+		panic("kaboom")
+	})
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("a panicking stream handler returned %v, want Internal", err)
+	}
+	out := logs.String()
+	if !handlerLogger || !strings.Contains(out, `"requestID"`) || !strings.Contains(out, "GetMetadataDelta") {
+		t.Errorf("the handler's log lines do not carry the method and request ID:\n%s", out)
+	}
+	if strings.Contains(out, "hunter2") || !strings.Contains(out, "snap-1") {
+		t.Errorf("the received request is not logged with its secrets stripped:\n%s", out)
+	}
+	if !strings.Contains(out, "Stream failed") || !strings.Contains(out, "kaboom") {
+		t.Errorf("the panic is not logged as a failed stream:\n%s", out)
+	}
+}

@@ -92,9 +92,12 @@ func removeStaleSocket(path string) error {
 	return os.Remove(path)
 }
 
-// NewGRPCServer returns a gRPC server with the interceptor chain installed.
+// NewGRPCServer returns a gRPC server with the interceptor chains installed.
 func NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
-	opts = append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(Interceptors()...)}, opts...)
+	opts = append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(Interceptors()...),
+		grpc.ChainStreamInterceptor(StreamInterceptors()...),
+	}, opts...)
 	return grpc.NewServer(opts...)
 }
 
