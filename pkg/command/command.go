@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -42,34 +43,115 @@ type Exec struct {
 	WaitDelay time.Duration
 }
 
-// Run runs name with args and returns its standard output, which is also returned, as far as
-// it was written, when the command fails. A failure is an *Error; when the context ended the
-// run, the *Error unwraps to ctx.Err().
-func (e Exec) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
+// Streamer runs a program and hands its standard output to read while it runs, for output
+// too large to hold (block maps). A failure of the program, or of starting it, is an *Error;
+// an error read returns is returned as is, after the program was stopped. Implementations
+// bound the process by ctx and are safe for concurrent use.
+type Streamer interface {
+	Stream(ctx context.Context, read func(stdout io.Reader) error, name string, args ...string) error
+}
+
+// command is the exec.Cmd of one run: the environment, standard error and how it is stopped.
+func (e Exec) command(ctx context.Context, name string, args []string) (*exec.Cmd, *capWriter) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(append(os.Environ(), "LC_ALL=C"), e.Env...)
-	var stdout bytes.Buffer
 	stderr := &capWriter{max: maxStderr}
-	cmd.Stdout = &stdout
 	cmd.Stderr = stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = DefaultWaitDelay
 	if e.WaitDelay > 0 {
 		cmd.WaitDelay = e.WaitDelay
 	}
-	err := cmd.Run()
-	if err == nil {
-		return stdout.Bytes(), nil
-	}
+	return cmd, stderr
+}
+
+// failure is the *Error of a run that err (from Start, Run or Wait) ended; cause, when not
+// nil, replaces err as what the Error unwraps to.
+func failure(name string, args []string, stderr *capWriter, err, cause error) *Error {
 	cerr := &Error{Cmd: name, Args: args, ExitCode: -1, Stderr: stderr.String(), Err: err}
 	var exitErr *exec.ExitError
 	if errors.As(err, &exitErr) {
 		cerr.ExitCode = exitErr.ExitCode()
 	}
-	if ctx.Err() != nil {
-		cerr.Err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	if cause != nil {
+		cerr.Err = cause
 	}
-	return stdout.Bytes(), cerr
+	return cerr
+}
+
+// Run runs name with args and returns its standard output, which is also returned, as far as
+// it was written, when the command fails. A failure is an *Error; when the context ended the
+// run, the *Error unwraps to ctx.Err().
+func (e Exec) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	cmd, stderr := e.command(ctx, name, args)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	err := cmd.Run()
+	if err == nil {
+		return stdout.Bytes(), nil
+	}
+	var cause error
+	if ctx.Err() != nil {
+		cause = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return stdout.Bytes(), failure(name, args, stderr, err, cause)
+}
+
+// Stream implements Streamer. When read returns before the output's end, the program is
+// stopped as when ctx ends (SIGTERM, then SIGKILL after WaitDelay); when read returns nil, the
+// rest of the output is drained. A read error after the program succeeded carries the
+// program's standard error, which often says why its output was cut short.
+func (e Exec) Stream(ctx context.Context, read func(io.Reader) error, name string, args ...string) error {
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd, stderr := e.command(ctx, name, args)
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return failure(name, args, stderr, err, nil)
+	}
+	if err := cmd.Start(); err != nil {
+		return failure(name, args, stderr, err, nil)
+	}
+	stdout := &eofReader{r: pipe}
+	rerr := read(stdout)
+	switch {
+	case rerr == nil:
+		_, rerr = io.Copy(io.Discard, stdout) // read stopped at the document's end
+	case !stdout.eof:
+		cancel() // read gave up half-way: stop the program, nobody reads the rest
+	}
+	werr := cmd.Wait()
+	switch {
+	case parent.Err() != nil:
+		return failure(name, args, stderr, werr, fmt.Errorf("%w (%v)", parent.Err(), errors.Join(werr, rerr)))
+	case rerr != nil && !stdout.eof:
+		// read failed first (and the program was stopped for it).
+		return rerr
+	case werr != nil:
+		// The program failed (a read error is only the output it cut short).
+		return failure(name, args, stderr, werr, nil)
+	case rerr != nil:
+		if msg := oneLine(stderr.String()); msg != "" {
+			return fmt.Errorf("%w (%s: %s)", rerr, name, msg)
+		}
+		return rerr
+	}
+	return nil
+}
+
+// eofReader notes whether its reader reached its end.
+type eofReader struct {
+	r   io.Reader
+	eof bool
+}
+
+func (r *eofReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err == io.EOF {
+		r.eof = true
+	}
+	return n, err
 }
 
 // Error is a failed run: the program could not start, exited non-zero, or was stopped because

@@ -1,8 +1,10 @@
 package command
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"os/exec"
 	"strings"
 	"testing"
@@ -118,5 +120,64 @@ func TestErrorWithoutExit(t *testing.T) {
 	}
 	if !errors.Is(e, context.Canceled) {
 		t.Error("does not unwrap")
+	}
+}
+
+func TestStreamHandsOverTheOutputAndDrainsTheRest(t *testing.T) {
+	var first string
+	err := Exec{}.Stream(context.Background(), func(r io.Reader) error {
+		line, err := bufio.NewReader(r).ReadString('\n')
+		first = line
+		return err
+	}, "sh", "-c", "echo one; echo two; echo LC_ALL=$LC_ALL")
+	if err != nil || first != "one\n" {
+		t.Fatalf("Stream = %v, first line %q", err, first)
+	}
+}
+
+func TestStreamStopsTheProgramWhenReadGivesUp(t *testing.T) {
+	stop := errors.New("enough")
+	start := time.Now()
+	err := Exec{WaitDelay: time.Second}.Stream(context.Background(), func(r io.Reader) error {
+		_, _ = io.ReadFull(r, make([]byte, 4096))
+		return stop
+	}, "sh", "-c", "yes")
+	if !errors.Is(err, stop) {
+		t.Fatalf("Stream = %v, want read's error", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("stopping took %v", d)
+	}
+}
+
+func TestStreamReportsAFailedProgram(t *testing.T) {
+	err := Exec{}.Stream(context.Background(), func(r io.Reader) error {
+		_, err := io.Copy(io.Discard, r)
+		return err
+	}, "sh", "-c", "echo half; echo 'no space' >&2; exit 3")
+	var cerr *Error
+	if !errors.As(err, &cerr) || cerr.ExitCode != 3 || cerr.Stderr != "no space\n" {
+		t.Fatalf("Stream = %#v", err)
+	}
+	// The program succeeded but read found its output wrong: what it said comes along.
+	bad := errors.New("truncated document")
+	err = Exec{}.Stream(context.Background(), func(r io.Reader) error {
+		_, _ = io.Copy(io.Discard, r)
+		return bad
+	}, "sh", "-c", "echo 'metadata changed under me' >&2")
+	if !errors.Is(err, bad) || !strings.Contains(err.Error(), "metadata changed under me") {
+		t.Fatalf("Stream = %v", err)
+	}
+}
+
+func TestStreamStopsAtDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := Exec{}.Stream(ctx, func(r io.Reader) error {
+		_, err := io.Copy(io.Discard, r)
+		return err
+	}, "sleep", "60")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Stream = %v, want DeadlineExceeded", err)
 	}
 }

@@ -16,17 +16,14 @@
 package thintools
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
@@ -36,95 +33,6 @@ import (
 // ErrNotInstalled: a tool is not installed: block maps need thin-provisioning-tools on the
 // storage node (FailedPrecondition, as CSI's "changed block tracking is not enabled").
 var ErrNotInstalled = rpcerr.Sentinel(rpcerr.ErrPrecondition, "thin-provisioning-tools (thin_dump, thin_delta) are not installed")
-
-// Runner runs a program and hands its standard output to read while it runs. A failure of
-// the program (or of starting it) is a *command.Error; an error read returns is returned as
-// is, after the program was stopped. Implementations bound the process by ctx.
-type Runner interface {
-	Stream(ctx context.Context, read func(stdout io.Reader) error, name string, args ...string) error
-}
-
-// Exec is the real Runner: exec.CommandContext with LC_ALL=C; when ctx ends (or read fails)
-// the process gets SIGTERM, then SIGKILL after WaitDelay (default command.DefaultWaitDelay).
-type Exec struct {
-	WaitDelay time.Duration
-}
-
-// maxStderr caps the standard error kept for an error message.
-const maxStderr = 16 << 10
-
-// Stream implements Runner.
-func (e Exec) Stream(ctx context.Context, read func(io.Reader) error, name string, args ...string) error {
-	parent := ctx
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	var stderr bytes.Buffer
-	cmd.Stderr = &capped{buf: &stderr}
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = command.DefaultWaitDelay
-	if e.WaitDelay > 0 {
-		cmd.WaitDelay = e.WaitDelay
-	}
-	pipe, err := cmd.StdoutPipe()
-	if err != nil {
-		return &command.Error{Cmd: name, Args: args, ExitCode: -1, Err: err}
-	}
-	if err := cmd.Start(); err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			err = fmt.Errorf("%w: %w", ErrNotInstalled, err)
-		}
-		return &command.Error{Cmd: name, Args: args, ExitCode: -1, Err: err}
-	}
-	stdout := &eofReader{r: pipe}
-	rerr := read(stdout)
-	switch {
-	case rerr == nil:
-		_, rerr = io.Copy(io.Discard, stdout) // read stopped at the document's end
-	case !stdout.eof:
-		cancel() // read gave up half-way: stop the program, nobody reads the rest
-	}
-	werr := cmd.Wait()
-	failed := func(err error) error {
-		cerr := &command.Error{Cmd: name, Args: args, ExitCode: -1, Stderr: firstLine(stderr.String()), Err: err}
-		var exitErr *exec.ExitError
-		if errors.As(werr, &exitErr) {
-			cerr.ExitCode = exitErr.ExitCode()
-		}
-		return cerr
-	}
-	switch {
-	case parent.Err() != nil:
-		return failed(fmt.Errorf("%w (%v)", parent.Err(), errors.Join(werr, rerr)))
-	case rerr != nil && !stdout.eof:
-		// read failed first (and the program was stopped for it).
-		return rerr
-	case werr != nil:
-		// The program failed (a parse error is only the output it cut short).
-		return failed(werr)
-	case rerr != nil:
-		if msg := firstLine(stderr.String()); msg != "" {
-			return fmt.Errorf("%w (%s: %s)", rerr, name, msg)
-		}
-		return rerr
-	}
-	return nil
-}
-
-// eofReader notes whether its reader reached its end.
-type eofReader struct {
-	r   io.Reader
-	eof bool
-}
-
-func (r *eofReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err == io.EOF {
-		r.eof = true
-	}
-	return n, err
-}
 
 // firstLine is the first non-blank line of a program's standard error (the tools follow a
 // failure with their usage text).
@@ -137,23 +45,13 @@ func firstLine(s string) string {
 	return ""
 }
 
-// capped keeps the first maxStderr bytes written to it.
-type capped struct{ buf *bytes.Buffer }
-
-func (w *capped) Write(p []byte) (int, error) {
-	if room := maxStderr - w.buf.Len(); room > 0 {
-		w.buf.Write(p[:min(room, len(p))])
-	}
-	return len(p), nil
-}
-
 // DefaultTimeout bounds one run of a tool when Tools.Timeout is zero.
 const DefaultTimeout = 10 * time.Minute
 
 // Tools runs thin_dump and thin_delta on a pool's metadata device.
 type Tools struct {
-	// Runner runs the tools; nil is Exec{}.
-	Runner Runner
+	// Runner runs the tools; nil is command.Exec{}.
+	Runner command.Streamer
 	// Timeout bounds each run, however long the caller's context; zero is DefaultTimeout.
 	Timeout time.Duration
 	// Live reads the pool's metadata snapshot (--metadata-snap), which the caller holds: the
@@ -165,7 +63,7 @@ type Tools struct {
 func (t Tools) run(ctx context.Context, read func(io.Reader) error, name string, args ...string) error {
 	r := t.Runner
 	if r == nil {
-		r = Exec{}
+		r = command.Exec{}
 	}
 	d := t.Timeout
 	if d <= 0 {
@@ -173,7 +71,15 @@ func (t Tools) run(ctx context.Context, read func(io.Reader) error, name string,
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	return r.Stream(ctx, read, name, args...)
+	err := r.Stream(ctx, read, name, args...)
+	if cerr := (*command.Error)(nil); errors.As(err, &cerr) {
+		// The tools follow a failure with their usage text: the first line is the reason.
+		cerr.Stderr = firstLine(cerr.Stderr)
+		if errors.Is(cerr.Err, exec.ErrNotFound) {
+			cerr.Err = fmt.Errorf("%w: %w", ErrNotInstalled, cerr.Err)
+		}
+	}
+	return err
 }
 
 func (t Tools) snapArgs() []string {

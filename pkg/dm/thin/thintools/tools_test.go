@@ -161,18 +161,23 @@ func TestToolsAgreeWithTheMappingsOnRealMetadata(t *testing.T) {
 	}
 }
 
-// script is a Runner that runs sh -c body instead of the tool.
+// script is a Streamer that runs sh -c body instead of the tool.
 type script struct{ body string }
 
 func (s script) Stream(ctx context.Context, read func(io.Reader) error, _ string, _ ...string) error {
-	return Exec{WaitDelay: time.Second}.Stream(ctx, read, "sh", "-c", s.body)
+	return command.Exec{WaitDelay: time.Second}.Stream(ctx, read, "sh", "-c", s.body)
 }
 
-func TestExecReportsAFailedProgramWithItsFirstWords(t *testing.T) {
-	err := Exec{}.Stream(context.Background(), func(r io.Reader) error {
-		_, err := io.Copy(io.Discard, r)
-		return err
-	}, "sh", "-c", "echo 'no current metadata snap' >&2; echo usage >&2; exit 1")
+// renamed is a Streamer that runs another program instead of the tool.
+type renamed struct{ name string }
+
+func (r renamed) Stream(ctx context.Context, read func(io.Reader) error, _ string, args ...string) error {
+	return command.Exec{}.Stream(ctx, read, r.name, args...)
+}
+
+func TestAFailedToolIsReportedWithItsFirstWords(t *testing.T) {
+	err := (Tools{Runner: script{"echo 'no current metadata snap' >&2; echo usage >&2; exit 1"}}).
+		Mapped(context.Background(), "/dev/null", 1, func(uint64, Extent) error { return nil })
 	var cerr *command.Error
 	if !errors.As(err, &cerr) || cerr.ExitCode != 1 || cerr.Stderr != "no current metadata snap" {
 		t.Fatalf("err = %#v", err)
@@ -219,7 +224,8 @@ func TestTimeoutBoundsAHungTool(t *testing.T) {
 }
 
 func TestAMissingToolIsNotInstalled(t *testing.T) {
-	err := Exec{}.Stream(context.Background(), func(io.Reader) error { return nil }, "thin_dump_that_is_not_there")
+	err := (Tools{Runner: renamed{"thin_dump_that_is_not_there"}}).
+		Mapped(context.Background(), "/dev/null", 1, func(uint64, Extent) error { return nil })
 	if !errors.Is(err, ErrNotInstalled) || rpcerr.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("err = %v (%v), want ErrNotInstalled, FailedPrecondition", err, rpcerr.Code(err))
 	}
