@@ -867,3 +867,33 @@ func TestAHostsKeysGoWithItsLastKeyedPublication(t *testing.T) {
 		t.Fatalf("reconcile: %v; key %v", err, hasKey())
 	}
 }
+
+func TestSizesRoundUpToTheBackendsGranularity(t *testing.T) {
+	const mib = 1 << 20
+	e := newEnv(t)
+	create := func(name string, size, limit int64) (*agentapi.Volume, error) {
+		resp, err := e.srv.CreateVolume(e.ctx, &agentapi.CreateVolumeRequest{Name: name, SizeBytes: size, LimitBytes: limit})
+		return resp.GetVolume(), err
+	}
+	// dmthin keeps whole MiB.
+	v, err := create("small", mib+1, 2*mib)
+	if err != nil || v.GetSizeBytes() != 2*mib {
+		t.Fatalf("dmthin: 1 MiB + 1 byte = %v, %v; want 2 MiB", v, err)
+	}
+	_, err = create("over", 2*mib+1, 2*mib+2)
+	wantCode(t, err, codes.OutOfRange)
+	_, err = e.srv.ExpandVolume(e.ctx, &agentapi.ExpandVolumeRequest{Id: v.GetId(), SizeBytes: 3*mib + 1, LimitBytes: 3*mib + 2})
+	wantCode(t, err, codes.OutOfRange)
+	grown, err := e.srv.ExpandVolume(e.ctx, &agentapi.ExpandVolumeRequest{Id: v.GetId(), SizeBytes: 3*mib + 1})
+	if err != nil || grown.GetVolume().GetSizeBytes() != 4*mib {
+		t.Fatalf("dmthin: expand to 3 MiB + 1 byte = %v, %v; want 4 MiB", grown, err)
+	}
+
+	// lvm allocates whole 4 MiB extents.
+	e.srv.cfg.Pool.Backend = BackendLVM
+	if v, err = create("extent", mib, 0); err != nil || v.GetSizeBytes() != 4*mib {
+		t.Fatalf("lvm: 1 MiB = %v, %v; want 4 MiB", v, err)
+	}
+	_, err = create("extent-limited", mib, 3*mib)
+	wantCode(t, err, codes.OutOfRange)
+}

@@ -79,11 +79,13 @@ func (s *Server) getBlockMap(ctx context.Context, req *agentapi.GetBlockMapReque
 	}
 	var sendErr error
 	err = mapper.MapBlocks(ctx, snap.ID, baseID, func(blockSize int64, r pool.Range) error {
-		if end := r.Offset + r.Length; end <= start {
+		// A pool block may reach past the end of a volume whose size is not a whole number of
+		// blocks: ranges stop at the volume's end.
+		from, end := max(r.Offset, start), min(r.Offset+r.Length, snap.SizeBytes)
+		if end <= from {
 			return nil
-		} else if r.Offset < start {
-			r = pool.Range{Offset: start, Length: end - start}
 		}
+		r = pool.Range{Offset: from, Length: end - from}
 		out.BlockSizeBytes = blockSize
 		out.Ranges = append(out.Ranges, &agentapi.BlockRange{Offset: r.Offset, Length: r.Length})
 		ranges++

@@ -254,3 +254,18 @@ func TestAClientThatGoesAwayStopsThePoolsMap(t *testing.T) {
 		t.Fatalf("the pool went on with %d ranges after the client was gone", m.emitted)
 	}
 }
+
+func TestGetBlockMapStopsAtTheVolumesEnd(t *testing.T) {
+	e, m, ids := newMapperEnv(t)
+	// The pool's last block of a 1 GiB volume, and one the pool could only report by mistake.
+	last := gib/mapBlock - 1
+	m.maps[ids["a"]] = append(blocks(0, 1, last, 1), pool.Range{Offset: gib - 100, Length: 2 * mapBlock}, pool.Range{Offset: gib, Length: mapBlock})
+	s, err := e.blockMap(&agentapi.GetBlockMapRequest{SnapshotId: ids["a"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(blocks(0, 1, last, 1), pool.Range{Offset: gib - 100, Length: 100})
+	if got := s.ranges(); !slices.Equal(got, want) {
+		t.Errorf("ranges %v, want %v (none past the volume's end)", got, want)
+	}
+}

@@ -47,7 +47,7 @@ func (s *Server) GetCapacity(ctx context.Context, req *agentapi.GetCapacityReque
 		ProvisionedBytes:   provisioned,
 		AvailableBytes:     avail,
 		OvercommitRatio:    s.cfg.Pool.OvercommitRatio,
-		MaximumVolumeBytes: headroom / extentBytes * extentBytes,
+		MaximumVolumeBytes: headroom / s.granularity() * s.granularity(),
 	}, nil
 }
 

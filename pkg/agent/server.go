@@ -18,6 +18,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"math"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/keylock"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/nvmet"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/rpcerr"
 )
 
 // Target is the kernel NVMe target; *nvmet.Target implements it.
@@ -45,9 +47,13 @@ type Target interface {
 	RevalidateNamespace(ctx context.Context, nqn string, nsid uint32) error
 }
 
-// extentBytes is the size granularity of volumes (LVM's default extent size; the controller
-// rounds to it as well): sizes are rounded up to it.
-const extentBytes = 4 << 20
+// Size granularities: volume sizes are rounded up to their backend's. LVM allocates whole
+// extents (4 MiB, its default); dm-thin takes any number of sectors, and keeps whole MiB, as
+// the controller asks.
+const (
+	lvmExtentBytes = 4 << 20
+	dmthinSizeUnit = 1 << 20
+)
 
 // Server implements agentapi.AgentServer.
 type Server struct {
@@ -148,4 +154,24 @@ func (s *Server) portals(transport string) []*agentapi.Portal {
 	return out
 }
 
-func roundUp(n int64) int64 { return (n + extentBytes - 1) / extentBytes * extentBytes }
+// granularity is the size granularity of this agent's backend.
+func (s *Server) granularity() int64 {
+	if s.cfg.Pool.Backend == BackendLVM {
+		return lvmExtentBytes
+	}
+	return dmthinSizeUnit
+}
+
+// sizeFor rounds size up to the backend's granularity, within limit when limit is positive.
+func (s *Server) sizeFor(size, limit int64) (int64, error) {
+	g := s.granularity()
+	if size > math.MaxInt64-g {
+		return 0, rpcerr.OutOfRangef("%d bytes is too large", size)
+	}
+	rounded := (size + g - 1) / g * g
+	if limit > 0 && rounded > limit {
+		return 0, rpcerr.OutOfRangef("%d bytes round up to %d, this storage node's %d-byte granularity, above limit_bytes %d",
+			size, rounded, g, limit)
+	}
+	return rounded, nil
+}

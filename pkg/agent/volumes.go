@@ -47,7 +47,10 @@ func (s *Server) createVolume(ctx context.Context, req *agentapi.CreateVolumeReq
 	}
 	defer unlock()
 
-	size := roundUp(req.GetSizeBytes())
+	size, err := s.sizeFor(req.GetSizeBytes(), req.GetLimitBytes())
+	if err != nil {
+		return nil, err
+	}
 	if existing, ok := s.idx.get(id); ok {
 		return sameVolume(existing, req.GetName(), size, src)
 	}
@@ -177,7 +180,10 @@ func (s *Server) expandVolume(ctx context.Context, req *agentapi.ExpandVolumeReq
 	if !ok {
 		return nil, errNoRecord("volume", id)
 	}
-	size := roundUp(req.GetSizeBytes())
+	size, err := s.sizeFor(req.GetSizeBytes(), req.GetLimitBytes())
+	if err != nil {
+		return nil, err
+	}
 	if size <= rec.SizeBytes {
 		return volumeOf(rec), nil
 	}

@@ -1639,7 +1639,10 @@ type CreateVolumeRequest struct {
 	SizeBytes int64          `protobuf:"varint,2,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	Source    *ContentSource `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
 	// Free-form key/values recorded with the volume (e.g. PVC name); keys and values ≤ 128 bytes.
-	Labels        map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// When positive, the most the volume may be once size_bytes is rounded up to the backend's
+	// size granularity (OutOfRange otherwise).
+	LimitBytes    int64 `protobuf:"varint,5,opt,name=limit_bytes,json=limitBytes,proto3" json:"limit_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1700,6 +1703,13 @@ func (x *CreateVolumeRequest) GetLabels() map[string]string {
 		return x.Labels
 	}
 	return nil
+}
+
+func (x *CreateVolumeRequest) GetLimitBytes() int64 {
+	if x != nil {
+		return x.LimitBytes
+	}
+	return 0
 }
 
 type CreateVolumeResponse struct {
@@ -1827,9 +1837,11 @@ func (*DeleteVolumeResponse) Descriptor() ([]byte, []int) {
 }
 
 type ExpandVolumeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	SizeBytes     int64                  `protobuf:"varint,2,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	SizeBytes int64                  `protobuf:"varint,2,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// As CreateVolumeRequest's.
+	LimitBytes    int64 `protobuf:"varint,3,opt,name=limit_bytes,json=limitBytes,proto3" json:"limit_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1874,6 +1886,13 @@ func (x *ExpandVolumeRequest) GetId() string {
 func (x *ExpandVolumeRequest) GetSizeBytes() int64 {
 	if x != nil {
 		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *ExpandVolumeRequest) GetLimitBytes() int64 {
+	if x != nil {
+		return x.LimitBytes
 	}
 	return 0
 }
@@ -2817,13 +2836,15 @@ const file_agent_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\x04 \x01(\x03R\tsizeBytes\x125\n" +
 	"\x17creation_time_unix_nano\x18\x05 \x01(\x03R\x14creationTimeUnixNano\x12\x19\n" +
-	"\bgroup_id\x18\x06 \x01(\tR\agroupId\"\x85\x02\n" +
+	"\bgroup_id\x18\x06 \x01(\tR\agroupId\"\xa6\x02\n" +
 	"\x13CreateVolumeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\x126\n" +
 	"\x06source\x18\x03 \x01(\v2\x1e.nvmeof.agent.v1.ContentSourceR\x06source\x12H\n" +
-	"\x06labels\x18\x04 \x03(\v20.nvmeof.agent.v1.CreateVolumeRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x04 \x03(\v20.nvmeof.agent.v1.CreateVolumeRequest.LabelsEntryR\x06labels\x12\x1f\n" +
+	"\vlimit_bytes\x18\x05 \x01(\x03R\n" +
+	"limitBytes\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"G\n" +
@@ -2831,11 +2852,13 @@ const file_agent_proto_rawDesc = "" +
 	"\x06volume\x18\x01 \x01(\v2\x17.nvmeof.agent.v1.VolumeR\x06volume\"%\n" +
 	"\x13DeleteVolumeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x16\n" +
-	"\x14DeleteVolumeResponse\"D\n" +
+	"\x14DeleteVolumeResponse\"e\n" +
 	"\x13ExpandVolumeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\"G\n" +
+	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\x12\x1f\n" +
+	"\vlimit_bytes\x18\x03 \x01(\x03R\n" +
+	"limitBytes\"G\n" +
 	"\x14ExpandVolumeResponse\x12/\n" +
 	"\x06volume\x18\x01 \x01(\v2\x17.nvmeof.agent.v1.VolumeR\x06volume\"\"\n" +
 	"\x10GetVolumeRequest\x12\x0e\n" +

@@ -81,12 +81,12 @@ func testChangedBlockTracking(t *testing.T, backend, config string, open func(co
 	volPath := activate(t, ctx, p, vol.Volume.Id)
 	r := rand.New(rand.NewPCG(7, 7))
 
-	// 1. Known data in 60% of the volume's 1 MiB chunks.
+	// 1. Known data in 30% of the volume's 1 MiB chunks.
 	chunks := int(volSize / mib)
 	var written []int64 // chunk offsets
 	start := time.Now()
 	for c := range chunks {
-		if r.IntN(10) < 6 {
+		if r.IntN(10) < 3 {
 			off := int64(c) * mib
 			blocktest.Write(t, volPath, off, blocktest.Pattern(uint64(c), int(mib)))
 			written = append(written, off)

@@ -36,7 +36,7 @@ func (c *Controller) getCapacity(ctx context.Context, req *csi.GetCapacityReques
 	answers := fanOut(ctx, c, nodes, func(ctx context.Context, a agentapi.AgentClient) (*agentapi.GetCapacityResponse, error) {
 		return a.GetCapacity(ctx, &agentapi.GetCapacityRequest{})
 	})
-	resp := &csi.GetCapacityResponse{MinimumVolumeSize: wrapperspb.Int64(ExtentBytes)}
+	resp := &csi.GetCapacityResponse{MinimumVolumeSize: wrapperspb.Int64(SizeUnitBytes)}
 	var answered bool
 	var largest int64
 	for _, a := range answers {

@@ -54,7 +54,7 @@ func TestGetCapacity(t *testing.T) {
 			case tc.maxVolume >= 0 && resp.GetMaximumVolumeSize().GetValue() != tc.maxVolume:
 				t.Errorf("maximum volume size %d, want %d", resp.GetMaximumVolumeSize().GetValue(), tc.maxVolume)
 			}
-			if tc.maxVolume >= 0 && resp.GetMinimumVolumeSize().GetValue() != ExtentBytes {
+			if tc.maxVolume >= 0 && resp.GetMinimumVolumeSize().GetValue() != SizeUnitBytes {
 				t.Errorf("minimum volume size %v", resp.GetMinimumVolumeSize())
 			}
 		})

@@ -52,7 +52,8 @@ func (c *Controller) createVolume(ctx context.Context, req *csi.CreateVolumeRequ
 	if err != nil {
 		return nil, err
 	}
-	areq := &agentapi.CreateVolumeRequest{Name: req.GetName(), SizeBytes: size, Source: src.agent, Labels: maps.Clone(params.Reserved)}
+	areq := &agentapi.CreateVolumeRequest{Name: req.GetName(), SizeBytes: size, LimitBytes: req.GetCapacityRange().GetLimitBytes(),
+		Source: src.agent, Labels: maps.Clone(params.Reserved)}
 	node, vol, err := c.provision(ctx, req, areq, allowed, src)
 	if err != nil {
 		return nil, err

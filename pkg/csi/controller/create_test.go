@@ -26,8 +26,8 @@ func TestCreateVolumeReturnsTheAgentsVolume(t *testing.T) {
 	if vol.VolumeId != wantID {
 		t.Errorf("volume ID %q, want %q", vol.VolumeId, wantID)
 	}
-	if vol.CapacityBytes != gib+4*mib {
-		t.Errorf("capacity %d, want %d (rounded up to an extent)", vol.CapacityBytes, gib+4*mib)
+	if vol.CapacityBytes != gib+mib {
+		t.Errorf("capacity %d, want %d (rounded up to a MiB)", vol.CapacityBytes, gib+mib)
 	}
 	if got := vol.GetAccessibleTopology(); len(got) != 1 || got[0].GetSegments()["zone"] != "a" {
 		t.Errorf("accessible topology %v, want zone=a", got)
@@ -67,7 +67,7 @@ func TestCreateVolumeRejects(t *testing.T) {
 		{"unknown storage node", func(r *csi.CreateVolumeRequest) { r.Parameters = map[string]string{"storageNodes": "s9"} }, codes.InvalidArgument},
 		{"mutable parameters", func(r *csi.CreateVolumeRequest) { r.MutableParameters = map[string]string{"iops": "1"} }, codes.InvalidArgument},
 		{"rounding exceeds limit", func(r *csi.CreateVolumeRequest) {
-			r.CapacityRange = &csi.CapacityRange{RequiredBytes: 5 * mib, LimitBytes: 6 * mib}
+			r.CapacityRange = &csi.CapacityRange{RequiredBytes: 5*mib + 1, LimitBytes: 5*mib + 2}
 		}, codes.OutOfRange},
 		{"too large for the pool", func(r *csi.CreateVolumeRequest) { r.CapacityRange.RequiredBytes = 200 * gib }, codes.ResourceExhausted},
 		{"missing source snapshot", func(r *csi.CreateVolumeRequest) {

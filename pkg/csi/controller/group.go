@@ -110,6 +110,12 @@ func csiGroup(groupID string, members []member) *csi.VolumeGroupSnapshot {
 	return out
 }
 
+// groupDeletionPolicyParam is a VolumeGroupSnapshotClass parameter that is accepted and
+// ignored: the Kubernetes external-storage suite copies the class's deletionPolicy into its
+// parameters. What happens to a group snapshot's content is the class's own deletionPolicy,
+// which the snapshot-controller applies; the driver has nothing to decide.
+const groupDeletionPolicyParam = "deletionPolicy"
+
 func (c *Controller) createGroup(ctx context.Context, req *csi.CreateVolumeGroupSnapshotRequest) (*csi.CreateVolumeGroupSnapshotResponse, error) {
 	switch {
 	case req.GetName() == "":
@@ -117,8 +123,14 @@ func (c *Controller) createGroup(ctx context.Context, req *csi.CreateVolumeGroup
 	case len(req.GetSourceVolumeIds()) == 0:
 		return nil, rpcerr.Invalidf("source volume IDs are required")
 	}
-	for k := range req.GetParameters() {
-		if !strings.HasPrefix(k, contract.ReservedPrefix) {
+	for k, v := range req.GetParameters() {
+		switch {
+		case strings.HasPrefix(k, contract.ReservedPrefix):
+		case k == groupDeletionPolicyParam:
+			if v != "Delete" && v != "Retain" {
+				return nil, rpcerr.Invalidf("group snapshot parameter %s=%q: want Delete or Retain", k, v)
+			}
+		default:
 			return nil, rpcerr.Invalidf("unknown group snapshot parameter %q (VolumeGroupSnapshotClass parameters are not supported)", k)
 		}
 	}

@@ -203,12 +203,13 @@ func TestGroupSnapshotRequestsValidated(t *testing.T) {
 		req  *csi.CreateVolumeGroupSnapshotRequest
 		code codes.Code
 	}{
-		"no name":           {&csi.CreateVolumeGroupSnapshotRequest{SourceVolumeIds: []string{a}}, codes.InvalidArgument},
-		"no volumes":        {&csi.CreateVolumeGroupSnapshotRequest{Name: "g"}, codes.InvalidArgument},
-		"unknown parameter": {&csi.CreateVolumeGroupSnapshotRequest{Name: "g", SourceVolumeIds: []string{a}, Parameters: map[string]string{"x": "y"}}, codes.InvalidArgument},
-		"volume twice":      {&csi.CreateVolumeGroupSnapshotRequest{Name: "g", SourceVolumeIds: []string{a, a}}, codes.InvalidArgument},
-		"malformed volume":  {&csi.CreateVolumeGroupSnapshotRequest{Name: "g", SourceVolumeIds: []string{"nope"}}, codes.NotFound},
-		"missing volume":    {&csi.CreateVolumeGroupSnapshotRequest{Name: "g", SourceVolumeIds: []string{"s1/vol-00000000000000000000000000000000"}}, codes.NotFound},
+		"no name":            {&csi.CreateVolumeGroupSnapshotRequest{SourceVolumeIds: []string{a}}, codes.InvalidArgument},
+		"no volumes":         {&csi.CreateVolumeGroupSnapshotRequest{Name: "g"}, codes.InvalidArgument},
+		"unknown parameter":  {&csi.CreateVolumeGroupSnapshotRequest{Name: "g", SourceVolumeIds: []string{a}, Parameters: map[string]string{"x": "y"}}, codes.InvalidArgument},
+		"bad deletionPolicy": {&csi.CreateVolumeGroupSnapshotRequest{Name: "g", SourceVolumeIds: []string{a}, Parameters: map[string]string{"deletionPolicy": "Keep"}}, codes.InvalidArgument},
+		"volume twice":       {&csi.CreateVolumeGroupSnapshotRequest{Name: "g", SourceVolumeIds: []string{a, a}}, codes.InvalidArgument},
+		"malformed volume":   {&csi.CreateVolumeGroupSnapshotRequest{Name: "g", SourceVolumeIds: []string{"nope"}}, codes.NotFound},
+		"missing volume":     {&csi.CreateVolumeGroupSnapshotRequest{Name: "g", SourceVolumeIds: []string{"s1/vol-00000000000000000000000000000000"}}, codes.NotFound},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := g.CreateVolumeGroupSnapshot(ctx, tc.req)
@@ -232,8 +233,10 @@ func TestGroupSnapshotRequestsValidated(t *testing.T) {
 	if _, err := g.DeleteVolumeGroupSnapshot(ctx, &csi.DeleteVolumeGroupSnapshotRequest{GroupSnapshotId: "nope"}); err != nil {
 		t.Errorf("Delete of a malformed ID: %v", err)
 	}
-	// A snapshot that is not a member named with a group is a mismatch.
-	resp, err := g.CreateVolumeGroupSnapshot(ctx, &csi.CreateVolumeGroupSnapshotRequest{Name: "g1", SourceVolumeIds: []string{a}})
+	// A snapshot that is not a member named with a group is a mismatch. (The class's
+	// deletionPolicy, copied into its parameters as the e2e suite does, is accepted.)
+	resp, err := g.CreateVolumeGroupSnapshot(ctx, &csi.CreateVolumeGroupSnapshotRequest{Name: "g1", SourceVolumeIds: []string{a},
+		Parameters: map[string]string{"deletionPolicy": "Delete"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -207,7 +207,7 @@ func TestControllerExpandVolume(t *testing.T) {
 		return f.c.ControllerExpandVolume(context.Background(), &csi.ControllerExpandVolumeRequest{VolumeId: id, CapacityRange: r, VolumeCapability: c})
 	}
 	resp, err := expand(vol.VolumeId, &csi.CapacityRange{RequiredBytes: 2*gib + 1}, snw)
-	if err != nil || resp.CapacityBytes != 2*gib+4*mib || !resp.NodeExpansionRequired {
+	if err != nil || resp.CapacityBytes != 2*gib+mib || !resp.NodeExpansionRequired {
 		t.Fatalf("expand filesystem volume = %v, %v", resp, err)
 	}
 	resp, err = expand(vol.VolumeId, &csi.CapacityRange{RequiredBytes: 3 * gib}, blockCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER))

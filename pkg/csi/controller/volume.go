@@ -82,7 +82,7 @@ func (c *Controller) expandVolume(ctx context.Context, req *csi.ControllerExpand
 		}
 		return &csi.ControllerExpandVolumeResponse{CapacityBytes: vol.GetSizeBytes(), NodeExpansionRequired: nodeExpansion}, nil
 	}
-	resp, err := t.agent.ExpandVolume(ctx, &agentapi.ExpandVolumeRequest{Id: t.agentID, SizeBytes: size})
+	resp, err := t.agent.ExpandVolume(ctx, &agentapi.ExpandVolumeRequest{Id: t.agentID, SizeBytes: size, LimitBytes: r.GetLimitBytes()})
 	if err != nil {
 		return nil, fmt.Errorf("storage node %s: expand volume %s to %d bytes: %w", t.node.Name, t.agentID, size, err)
 	}
