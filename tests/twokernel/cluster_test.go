@@ -11,8 +11,9 @@ import (
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls/mtlstest"
 )
 
-// Sizes of the two machines. The storage VM's pool: 512 MiB of metadata (the record store
-// and the dm-thin metadata) and 8 GiB of data, both sparse host files.
+// Sizes of the two machines. The storage VM's dmthin pool: 512 MiB of metadata (the record
+// store and the dm-thin metadata) and 8 GiB of data; its lvm pool: a volume group on a third
+// disk of 8 GiB; all sparse host files.
 const (
 	storageMemoryMiB = 2048
 	workerMemoryMiB  = 2048
@@ -30,6 +31,8 @@ type twoKernel struct {
 	storage *vmtest.Machine
 	worker  *vmtest.Machine
 	tls     tlsBundle
+	// pluginUp: the worker's CSI plugin runs.
+	pluginUp bool
 }
 
 // newTwoKernel boots both machines (the storage VM first in the cluster: 192.0.2.1; the
@@ -40,12 +43,25 @@ func newTwoKernel(t *testing.T) *twoKernel {
 	tk := &twoKernel{c: c}
 	tk.storage = c.Add(t, vmtest.MachineConfig{
 		Name: "storage", MemoryMiB: storageMemoryMiB,
-		Disks: []vmtest.Disk{{Name: "meta", Size: metaDiskBytes}, {Name: "data", Size: dataDiskBytes}},
+		Disks: []vmtest.Disk{
+			{Name: "meta", Size: metaDiskBytes}, {Name: "data", Size: dataDiskBytes}, // dmthin
+			{Name: "lvm", Size: dataDiskBytes}, // the lvm backend's volume group
+		},
 	})
 	tk.worker = c.Add(t, vmtest.MachineConfig{Name: "worker", MemoryMiB: workerMemoryMiB})
 	tk.tls = newTLSBundle(t, tk.storage.Addr())
 	c.Boot(t, tk.storage, tk.worker)
 	return tk
+}
+
+// startPluginOnce starts the worker's CSI plugin unless it runs already (subtests share it).
+func (tk *twoKernel) startPluginOnce(t *testing.T, in pluginIn) {
+	t.Helper()
+	if tk.pluginUp {
+		return
+	}
+	startPlugin.Run(t, tk.worker, in)
+	tk.pluginUp = true
 }
 
 // agentAddr is the agent's gRPC address (mTLS) on the private link.

@@ -14,11 +14,11 @@ import (
 // TestPartitionOfAMinute cuts the link between the worker and the storage VM for 60 s while
 // applications write to two volumes: one whose ctrl_loss_tmo (300 s) outlasts the cut sees no
 // I/O error, stalls, and goes on once the link is back, every acknowledged block intact; one
-// whose ctrl_loss_tmo (20 s) is shorter sees its I/O fail once the kernel gives its controller
-// up, and the node's path repair connects it again after the link returns. It logs when each
-// happened.
+// whose ctrl_loss_tmo (10 s) is shorter sees its I/O fail once the kernel gives its controller
+// up, and the node's path repair connects it again after the link returns; both then unstage and
+// unpublish cleanly. It logs when each happened.
 func TestPartitionOfAMinute(t *testing.T) {
-	const cutFor, shortLossTmo = 60 * time.Second, 20 * time.Second
+	const cutFor, shortLossTmo = 60 * time.Second, 10 * time.Second
 	tk := newTwoKernel(t)
 	startAgent.Run(t, tk.storage, agentIn{Addr: tk.storage.Addr(), TLS: tk.tls})
 	startPlugin.Run(t, tk.worker, pluginIn{AgentAddr: tk.agentAddr(), ServerName: tk.storage.Addr(), TLS: tk.tls, HealInterval: 5 * time.Second})
@@ -77,6 +77,14 @@ func TestPartitionOfAMinute(t *testing.T) {
 	stopWriter.Run(t, tk.worker, "expire")
 	repaired := waitLive.Run(t, tk.worker, liveIn{NQN: expire.NQN, Timeout: 2 * time.Minute})
 	repairedAfter := time.Since(healed)
+	// Both volumes leave the worker cleanly: unpublish, unstage (disconnect) and
+	// ControllerUnpublishVolume succeed, and no controller of either is left behind.
+	for _, v := range []volumeOut{ride, expire} {
+		unpublishVolume.Run(t, tk.worker, v)
+		if states := controllerStates.Run(t, tk.worker, v.NQN); len(states) != 0 {
+			t.Errorf("controllers of %s remain after NodeUnstageVolume: %v", v.NQN, states)
+		}
+	}
 
 	t.Logf("partition of %s: ctrl_loss_tmo %s: 0 I/O errors, controller live %s after the link returned (%v), writes acknowledged again within %s; "+
 		"ctrl_loss_tmo %s: writes failed %s into the cut, controller removed, reconnected by the node's path repair %s after the link returned (%v); "+

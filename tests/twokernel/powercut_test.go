@@ -24,12 +24,21 @@ const ctrlLossTmo = 300 * time.Second
 // comes back; the worker's controller reconnects within ctrl_loss_tmo and the application goes
 // on with no I/O error; every block whose fsync returned before the cut reads back with that
 // write or a newer one; the pool holds exactly its one volume. It logs the recovery times.
+//
+// It runs on each pool backend in turn (subtests), on one pair of machines: the backends'
+// pools live on different disks of the storage VM.
 func TestPowerCutLosesNoAcknowledgedWrite(t *testing.T) {
 	tk := newTwoKernel(t)
-	startAgent.Run(t, tk.storage, agentIn{Addr: tk.storage.Addr(), TLS: tk.tls})
-	startPlugin.Run(t, tk.worker, pluginIn{AgentAddr: tk.agentAddr(), ServerName: tk.storage.Addr(), TLS: tk.tls})
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) { powerCutDuringWrites(t, tk, backend) })
+	}
+}
+
+func powerCutDuringWrites(t *testing.T, tk *twoKernel, backend string) {
+	startAgent.Run(t, tk.storage, agentIn{Addr: tk.storage.Addr(), TLS: tk.tls, Backend: backend})
+	tk.startPluginOnce(t, pluginIn{AgentAddr: tk.agentAddr(), ServerName: tk.storage.Addr(), TLS: tk.tls})
 	vol := publishBlockVolume.Run(t, tk.worker, volumeIn{
-		Name:  "power-cut",
+		Name:  "power-cut-" + backend,
 		Bytes: 1 << 30,
 		Params: map[string]string{
 			"transport":      "tcp",
@@ -60,12 +69,12 @@ func TestPowerCutLosesNoAcknowledgedWrite(t *testing.T) {
 
 	tk.storage.Boot(t)
 	booted := time.Now()
-	atBoot := checkMetadataAtBoot.Run(t, tk.storage, struct{}{})
-	t.Logf("dm-thin metadata after the cut: thin_check clean, %d thin device(s)", atBoot.ThinIDs)
+	atBoot := checkMetadataAtBoot.Run(t, tk.storage, backend)
+	t.Logf("%s: thin metadata after the cut: thin_check clean, %d thin device(s)", backend, atBoot.ThinIDs)
 	if atBoot.ThinIDs != 1 {
-		t.Errorf("the dm-thin metadata after the cut holds %d thin devices, want 1", atBoot.ThinIDs)
+		t.Errorf("the thin metadata after the cut holds %d thin devices, want 1", atBoot.ThinIDs)
 	}
-	agent := startAgent.Run(t, tk.storage, agentIn{Addr: tk.storage.Addr(), TLS: tk.tls})
+	agent := startAgent.Run(t, tk.storage, agentIn{Addr: tk.storage.Addr(), TLS: tk.tls, Backend: backend})
 	agentUp := time.Now()
 	if after := listExports.Run(t, tk.storage, struct{}{}); !slices.Equal(after, exports) {
 		t.Errorf("exports after the power cut:\n%v\nbefore:\n%v", after, exports)
@@ -92,15 +101,15 @@ func TestPowerCutLosesNoAcknowledgedWrite(t *testing.T) {
 		res.Report.Durable, res.Report.Newer, res.Status.Writes)
 
 	unpublishVolume.Run(t, tk.worker, vol)
-	pool := stopAgentAndCheckPool.Run(t, tk.storage, struct{}{})
+	pool := stopAgentAndCheckPool.Run(t, tk.storage, backend)
 	if pool.ThinIDs != 1 {
 		t.Errorf("the pool holds %d thin devices, want 1", pool.ThinIDs)
 	}
 
 	stall := resumed.FirstAckThisEpoch.Sub(resumed.LastAckBefore)
-	t.Logf("recovery: storage VM serving steps %s after the cut (boot %s); agent answering %s after boot (pool recovered, exports back); "+
+	t.Logf("%s recovery: storage VM serving steps %s after the cut (boot %s); agent answering %s after boot (pool recovered, exports back); "+
 		"worker controller live %s after the agent (%s after the cut; waited %s, %v); application's fsyncs stalled %s (worker clock)",
-		booted.Sub(cut).Round(100*time.Millisecond), tk.storage.LastBoot().Round(100*time.Millisecond),
+		backend, booted.Sub(cut).Round(100*time.Millisecond), tk.storage.LastBoot().Round(100*time.Millisecond),
 		agent.Ready.Round(100*time.Millisecond), reconnected.Sub(agentUp).Round(100*time.Millisecond),
 		reconnected.Sub(cut).Round(100*time.Millisecond), live.Waited.Round(100*time.Millisecond), live.States,
 		stall.Round(100*time.Millisecond))

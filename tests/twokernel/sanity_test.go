@@ -181,7 +181,7 @@ func TestSanityAcrossKernels(t *testing.T) {
 			}
 		})
 	}
-	pool := stopAgentAndCheckPool.Run(t, tk.storage, struct{}{})
+	pool := stopAgentAndCheckPool.Run(t, tk.storage, backendDMThin)
 	if pool.ThinIDs != 0 {
 		t.Errorf("csi-sanity left %d thin devices in the pool", pool.ThinIDs)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,7 +15,10 @@ import (
 	"time"
 
 	"github.com/nvmeof-csi/nvmeof-csi/internal/vmtest"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/agent"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/command"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/csi/contract"
+	"github.com/nvmeof-csi/nvmeof-csi/pkg/lvm"
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/pool/dmthin"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/vmenv"
 )
@@ -31,7 +35,23 @@ var storageAgent struct {
 type agentIn struct {
 	Addr string // the storage VM's address on the private link
 	TLS  tlsBundle
+	// Backend is the pool backend: backendDMThin (the disks "meta" and "data") or backendLVM
+	// (a volume group on the disk "lvm").
+	Backend string
+	// NodeName is the storage node's name (empty: storageNodeName).
+	NodeName string
 }
+
+const (
+	backendDMThin = agent.BackendDMThin
+	backendLVM    = agent.BackendLVM
+	// lvmVG and lvmThinPool are the lvm backend's volume group and thin pool.
+	lvmVG       = "twokernel"
+	lvmThinPool = "pool"
+)
+
+// backends are the pool backends the power-cut tests run on.
+var backends = []string{backendDMThin, backendLVM}
 
 type agentOut struct {
 	// Ready is how long the agent took from its start to answering Info over mTLS.
@@ -51,23 +71,62 @@ func poolOptions(s *vmtest.Step) dmthin.Options {
 	return dmthin.Options{MetadataDevice: meta, DataDevice: data, Name: "nvmeof-" + storageNodeName}
 }
 
+// lvmDevice is the lvm backend's one physical volume.
+func lvmDevice(s *vmtest.Step) string {
+	dev, err := vmtest.DiskDevice("lvm")
+	if err != nil {
+		s.Fatal(err)
+	}
+	return dev
+}
+
+// lvmPool is the lvm backend's pool as pkg/lvm drives it, restricted to its device.
+func lvmPool(s *vmtest.Step) *lvm.Pool {
+	return &lvm.Pool{VG: lvmVG, ThinPool: lvmThinPool, Runner: command.Exec{}, ExtraConfig: lvm.DeviceFilter(lvmDevice(s))}
+}
+
+// poolConfig is the agent configuration's pool line for a backend. For lvm it first makes
+// sure the volume group and thin pool exist and are active (after a power cut LVM does not
+// activate them by itself; activating a thin pool runs thin_check on its metadata).
+func poolConfig(s *vmtest.Step, backend string) string {
+	switch backend {
+	case backendDMThin:
+		opts := poolOptions(s)
+		return fmt.Sprintf("{backend: dmthin, metadataDevice: %s, dataDevice: %s, overcommitRatio: 8}", opts.MetadataDevice, opts.DataDevice)
+	case backendLVM:
+		ctx, cancel := context.WithTimeout(s.Context(), 5*time.Minute)
+		defer cancel()
+		if err := lvmPool(s).Setup(ctx, []string{lvmDevice(s)}, 90); err != nil {
+			s.Fatal(err)
+		}
+		return fmt.Sprintf("{backend: lvm, volumeGroup: %s, thinPool: %s, devices: [%s], overcommitRatio: 8}", lvmVG, lvmThinPool, lvmDevice(s))
+	}
+	s.Fatalf("unknown backend %q", backend)
+	return ""
+}
+
 // startAgent starts the agent on the machine's disks (formatting them on first use; otherwise
 // recovering the pool), with NVMe/TCP and NVMe/RDMA portals on the private link and its API
 // on TCP with mTLS, and waits until it answers.
 var startAgent = vmtest.NewStep("start-agent", func(s *vmtest.Step, in agentIn) agentOut {
-	opts := poolOptions(s)
+	if in.Backend == "" {
+		in.Backend = backendDMThin
+	}
+	if in.NodeName == "" {
+		in.NodeName = storageNodeName
+	}
 	dir := s.TempDir()
 	server, client := in.TLS.write(s, dir)
 	start := time.Now()
 	a := vmenv.StartAgent(s, fmt.Sprintf(`
 nodeName: %s
-pool: {backend: dmthin, metadataDevice: %s, dataDevice: %s, overcommitRatio: 8}
+pool: %s
 portals:
 - {id: 1, transport: tcp, address: %s, port: 4420}
 - {id: 2, transport: rdma, address: %s, port: 4420}
 listen: tcp://%s:%s
 tls: {cert: %s, key: %s, ca: %s}
-`, storageNodeName, opts.MetadataDevice, opts.DataDevice, in.Addr, in.Addr, in.Addr, agentPort,
+`, in.NodeName, poolConfig(s, in.Backend), in.Addr, in.Addr, in.Addr, agentPort,
 		server.Cert, server.Key, server.CA))
 	storageAgent.Lock()
 	storageAgent.a = a
@@ -82,8 +141,9 @@ type poolCheck struct {
 }
 
 // stopAgentAndCheckPool stops the agent (SIGTERM), shuts its pool down and checks it with
-// thin_check and thin_ls: clean, and exactly the thin devices the pool's records hold.
-var stopAgentAndCheckPool = vmtest.NewStep("stop-agent-check-pool", func(s *vmtest.Step, _ struct{}) poolCheck {
+// thin_check and thin_ls: clean, and exactly the thin devices the pool's records hold (for
+// lvm: the thin LVs, none left pending).
+var stopAgentAndCheckPool = vmtest.NewStep("stop-agent-check-pool", func(s *vmtest.Step, backend string) poolCheck {
 	storageAgent.Lock()
 	a := storageAgent.a
 	storageAgent.a = nil
@@ -92,9 +152,12 @@ var stopAgentAndCheckPool = vmtest.NewStep("stop-agent-check-pool", func(s *vmte
 		s.Fatal("no agent runs")
 	}
 	a.Stop(syscall.SIGTERM)
-	opts := poolOptions(s)
 	ctx, cancel := context.WithTimeout(s.Context(), 5*time.Minute)
 	defer cancel()
+	if backend == backendLVM {
+		return poolCheck{ThinIDs: checkLVMPool(ctx, s)}
+	}
+	opts := poolOptions(s)
 	p, err := dmthin.Open(ctx, opts)
 	if err != nil {
 		s.Fatal(err)
@@ -104,9 +167,55 @@ var stopAgentAndCheckPool = vmtest.NewStep("stop-agent-check-pool", func(s *vmte
 	return poolCheck{ThinIDs: n}
 })
 
-// checkMetadataAtBoot runs thin_check on the pool's dm-thin metadata as the power cut left it,
+// checkLVMPool checks the lvm backend's pool: no thin LV is left tagged pending (a create the
+// agent had not finished); then, the volume group deactivated, thin_check finds the thin
+// pool's metadata clean (read through LVM's read-only component activation of pool_tmeta)
+// and thin_ls lists exactly as many thin devices as there are thin LVs. It returns that number.
+func checkLVMPool(ctx context.Context, s *vmtest.Step) int {
+	p := lvmPool(s)
+	lvs, err := p.List(ctx)
+	if err != nil {
+		s.Fatal(err)
+	}
+	for _, lv := range lvs {
+		if _, pending := lvm.TagValue(lv.Tags, "nvmeof.pending"); pending {
+			s.Errorf("thin LV %s is still tagged pending", lv.Name)
+		}
+	}
+	ids := checkLVMThinMetadata(s)
+	if ids != len(lvs) {
+		s.Errorf("thin_ls lists %d thin devices; the volume group has %d thin LVs", ids, len(lvs))
+	}
+	return len(lvs)
+}
+
+// checkLVMThinMetadata deactivates the lvm backend's volume group, runs thin_check and thin_ls
+// on its thin pool's metadata (pool_tmeta, activated alone and read-only) and returns how
+// many thin devices it holds.
+func checkLVMThinMetadata(s *vmtest.Step) int {
+	cfg := lvm.DeviceFilter(lvmDevice(s))
+	run := func(name string, args ...string) string {
+		out, err := exec.CommandContext(s.Context(), name, args...).CombinedOutput()
+		if err != nil {
+			s.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+		return string(out)
+	}
+	run("vgchange", "--config", cfg, "-an", lvmVG)
+	tmeta := lvmVG + "/" + lvmThinPool + "_tmeta"
+	run("lvchange", "--config", cfg, "-ay", "-y", tmeta)
+	defer func() { _, _ = exec.Command("lvchange", "--config", cfg, "-an", tmeta).CombinedOutput() }()
+	dev := "/dev/mapper/" + lvmVG + "-" + lvmThinPool + "_tmeta"
+	run("thin_check", dev)
+	return len(strings.Fields(run("thin_ls", "--no-headers", "-o", "DEV", dev)))
+}
+
+// checkMetadataAtBoot runs thin_check on the pool's thin metadata as the power cut left it,
 // before anything (the agent) touches it, and returns how many thin devices it holds.
-var checkMetadataAtBoot = vmtest.NewStep("check-metadata-at-boot", func(s *vmtest.Step, _ struct{}) poolCheck {
+var checkMetadataAtBoot = vmtest.NewStep("check-metadata-at-boot", func(s *vmtest.Step, backend string) poolCheck {
+	if backend == backendLVM {
+		return poolCheck{ThinIDs: checkLVMThinMetadata(s)}
+	}
 	return poolCheck{ThinIDs: len(vmenv.CheckThinMetadata(s, poolOptions(s)))}
 })
 

@@ -29,6 +29,8 @@ var worker struct {
 	sync.Mutex
 	csi     *grpc.ClientConn
 	writers map[string]*vmenv.AckWriter
+	// identityDir holds the plugin's host NQN and host ID.
+	identityDir string
 }
 
 type pluginIn struct {
@@ -36,17 +38,39 @@ type pluginIn struct {
 	TLS                   tlsBundle
 	// HealInterval is the node's path repair interval (0: never).
 	HealInterval time.Duration
+	// NodeName is the worker's node name (empty: workerNodeName).
+	NodeName string
+	// Nodes, when set, are the controller's storage nodes (in place of the one agent at
+	// AgentAddr); AgentTimeout bounds each agent call (0: 2 minutes).
+	Nodes        []storageNodeRef
+	AgentTimeout time.Duration
+}
+
+// storageNodeRef is one storage node of the controller's storage-node file.
+type storageNodeRef struct {
+	Name, Addr, ServerName string
+	TLS                    tlsBundle
 }
 
 // storageNodesConfig is the controller's storage-node file: the one agent, over mTLS.
 func storageNodesConfig(s *vmtest.Step, dir string, in pluginIn) string {
-	_, client := in.TLS.write(s, dir)
+	nodes := in.Nodes
+	if len(nodes) == 0 {
+		nodes = []storageNodeRef{{Name: storageNodeName, Addr: in.AgentAddr, ServerName: in.ServerName, TLS: in.TLS}}
+	}
 	path := filepath.Join(dir, "storage-nodes.yaml")
-	cfg := fmt.Sprintf(`storageNodes:
-- name: %s
+	cfg := "storageNodes:\n"
+	for _, n := range nodes {
+		tlsDir := filepath.Join(dir, n.Name)
+		if err := os.MkdirAll(tlsDir, 0o700); err != nil {
+			s.Fatal(err)
+		}
+		_, client := n.TLS.write(s, tlsDir)
+		cfg += fmt.Sprintf(`- name: %s
   address: %s
   tls: {cert: %s, key: %s, ca: %s, serverName: %s}
-`, storageNodeName, in.AgentAddr, client.Cert, client.Key, client.CA, in.ServerName)
+`, n.Name, n.Addr, client.Cert, client.Key, client.CA, n.ServerName)
+	}
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		s.Fatal(err)
 	}
@@ -56,12 +80,18 @@ func storageNodesConfig(s *vmtest.Step, dir string, in pluginIn) string {
 // startPlugin runs the CSI plugin (controller and node) in the worker until the session ends.
 var startPlugin = vmtest.NewStep("start-plugin", func(s *vmtest.Step, in pluginIn) struct{} {
 	dir := s.TempDir()
+	if in.NodeName == "" {
+		in.NodeName = workerNodeName
+	}
+	if in.AgentTimeout == 0 {
+		in.AgentTimeout = 2 * time.Minute
+	}
 	conn := vmenv.StartPlugin(s, plugin.Options{
 		Mode:         plugin.ModeAll,
 		StorageNodes: storageNodesConfig(s, dir, in),
-		AgentTimeout: 2 * time.Minute,
+		AgentTimeout: in.AgentTimeout,
 		ProbeTimeout: 10 * time.Second,
-		NodeName:     workerNodeName,
+		NodeName:     in.NodeName,
 		IdentityDir:  filepath.Join(dir, "nvme"),
 		StateDir:     filepath.Join(dir, "state"),
 		HealInterval: in.HealInterval,
@@ -83,14 +113,32 @@ var startPlugin = vmtest.NewStep("start-plugin", func(s *vmtest.Step, in pluginI
 	}
 	worker.Lock()
 	worker.csi = conn
+	worker.identityDir = filepath.Join(dir, "nvme")
 	worker.Unlock()
 	return struct{}{}
+})
+
+// hostIdentity is the NVMe host identity of the worker's plugin.
+var hostIdentity = vmtest.NewStep("host-identity", func(s *vmtest.Step, _ struct{}) nvme.Identity {
+	worker.Lock()
+	dir := worker.identityDir
+	worker.Unlock()
+	if dir == "" {
+		s.Fatal("no plugin runs")
+	}
+	id, err := nvme.LoadOrCreateIdentity(dir)
+	if err != nil {
+		s.Fatal(err)
+	}
+	return id
 })
 
 type volumeIn struct {
 	Name   string
 	Bytes  int64
 	Params map[string]string
+	// Secrets are ControllerPublishVolume's and NodeStageVolume's (DH-HMAC-CHAP keys).
+	Secrets map[string]string
 }
 
 type volumeOut struct {
@@ -100,6 +148,8 @@ type volumeOut struct {
 	NQN     string
 	Staging string
 	NodeID  string
+	// VolumeContext is CreateVolume's; PublishContext ControllerPublishVolume's.
+	VolumeContext, PublishContext map[string]string
 }
 
 var blockCap = &csi.VolumeCapability{
@@ -117,9 +167,7 @@ var publishBlockVolume = vmtest.NewStep("publish-block-volume", func(s *vmtest.S
 	if conn == nil {
 		s.Fatal("no plugin runs")
 	}
-	ctx := s.Context()
-	ctrl, node := csi.NewControllerClient(conn), csi.NewNodeClient(conn)
-	vol, err := ctrl.CreateVolume(ctx, &csi.CreateVolumeRequest{
+	vol, err := csi.NewControllerClient(conn).CreateVolume(s.Context(), &csi.CreateVolumeRequest{
 		Name:               in.Name,
 		CapacityRange:      &csi.CapacityRange{RequiredBytes: in.Bytes},
 		VolumeCapabilities: []*csi.VolumeCapability{blockCap},
@@ -128,14 +176,37 @@ var publishBlockVolume = vmtest.NewStep("publish-block-volume", func(s *vmtest.S
 	if err != nil {
 		s.Fatalf("CreateVolume: %v", err)
 	}
-	id := vol.GetVolume().GetVolumeId()
+	return attachVolume(s, conn, vol.GetVolume().GetVolumeId(), vol.GetVolume().GetVolumeContext(), in.Secrets)
+})
+
+type attachIn struct {
+	VolumeID      string
+	VolumeContext map[string]string
+	Secrets       map[string]string
+}
+
+// attachVolume publishes an existing volume to this worker: ControllerPublishVolume,
+// NodeStageVolume, NodePublishVolume.
+var attachVolumeStep = vmtest.NewStep("attach-volume", func(s *vmtest.Step, in attachIn) volumeOut {
+	worker.Lock()
+	conn := worker.csi
+	worker.Unlock()
+	if conn == nil {
+		s.Fatal("no plugin runs")
+	}
+	return attachVolume(s, conn, in.VolumeID, in.VolumeContext, in.Secrets)
+})
+
+func attachVolume(s *vmtest.Step, conn *grpc.ClientConn, id string, volCtx, secrets map[string]string) volumeOut {
+	ctx := s.Context()
+	ctrl, node := csi.NewControllerClient(conn), csi.NewNodeClient(conn)
 	info, err := node.NodeGetInfo(ctx, &csi.NodeGetInfoRequest{})
 	if err != nil {
 		s.Fatalf("NodeGetInfo: %v", err)
 	}
 	pub, err := ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{
 		VolumeId: id, NodeId: info.GetNodeId(), VolumeCapability: blockCap,
-		VolumeContext: vol.GetVolume().GetVolumeContext(),
+		VolumeContext: volCtx, Secrets: secrets,
 	})
 	if err != nil {
 		s.Fatalf("ControllerPublishVolume: %v", err)
@@ -149,21 +220,21 @@ var publishBlockVolume = vmtest.NewStep("publish-block-volume", func(s *vmtest.S
 	}
 	if _, err := node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{
 		VolumeId: id, PublishContext: pub.GetPublishContext(), StagingTargetPath: staging,
-		VolumeCapability: blockCap, VolumeContext: vol.GetVolume().GetVolumeContext(),
+		VolumeCapability: blockCap, VolumeContext: volCtx, Secrets: secrets,
 	}); err != nil {
 		s.Fatalf("NodeStageVolume: %v", err)
 	}
 	if _, err := node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{
 		VolumeId: id, PublishContext: pub.GetPublishContext(), StagingTargetPath: staging,
-		TargetPath: target, VolumeCapability: blockCap, VolumeContext: vol.GetVolume().GetVolumeContext(),
+		TargetPath: target, VolumeCapability: blockCap, VolumeContext: volCtx,
 	}); err != nil {
 		s.Fatalf("NodePublishVolume: %v", err)
 	}
 	return volumeOut{
 		VolumeID: id, Device: target, NQN: pub.GetPublishContext()[contract.PublishSubsysNQN],
-		Staging: staging, NodeID: info.GetNodeId(),
+		Staging: staging, NodeID: info.GetNodeId(), VolumeContext: volCtx, PublishContext: pub.GetPublishContext(),
 	}
-})
+}
 
 // unpublishVolume undoes publishBlockVolume but for CreateVolume: NodeUnpublishVolume,
 // NodeUnstageVolume (disconnect), ControllerUnpublishVolume.
@@ -182,13 +253,19 @@ var unpublishVolume = vmtest.NewStep("unpublish-volume", func(s *vmtest.Step, v 
 	if _, err := node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: v.VolumeID, StagingTargetPath: v.Staging}); err != nil {
 		s.Fatalf("NodeUnstageVolume: %v", err)
 	}
-	// A gRPC connection to an agent that lost power fails its first call with Unavailable;
-	// the external-attacher retries such a call, and so does this step (for a minute).
+	controllerUnpublish(s, ctrl, v.VolumeID, v.NodeID)
+	return struct{}{}
+})
+
+// controllerUnpublish calls ControllerUnpublishVolume. A gRPC connection to an agent that
+// lost power fails its first call with Unavailable; the external-attacher retries such a
+// call, and so does this (for a minute).
+func controllerUnpublish(s *vmtest.Step, ctrl csi.ControllerClient, volumeID, nodeID string) {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		_, err := ctrl.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: v.VolumeID, NodeId: v.NodeID})
+		_, err := ctrl.ControllerUnpublishVolume(s.Context(), &csi.ControllerUnpublishVolumeRequest{VolumeId: volumeID, NodeId: nodeID})
 		if err == nil {
-			return struct{}{}
+			return
 		}
 		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
 			s.Fatalf("ControllerUnpublishVolume: %v", err)
@@ -196,6 +273,13 @@ var unpublishVolume = vmtest.NewStep("unpublish-volume", func(s *vmtest.Step, v 
 		s.Logf("ControllerUnpublishVolume: %v; retrying", err)
 		time.Sleep(time.Second)
 	}
+}
+
+// controllerUnpublishStep is ControllerUnpublishVolume of a volume from a node (e.g. another
+// worker, which lost power), through this worker's controller service.
+var controllerUnpublishStep = vmtest.NewStep("controller-unpublish", func(s *vmtest.Step, v volumeOut) struct{} {
+	controllerUnpublish(s, controllerClient(s), v.VolumeID, v.NodeID)
+	return struct{}{}
 })
 
 type writerIn struct {
@@ -245,10 +329,14 @@ type verifyOut struct {
 	Report vmenv.AckReport
 }
 
-// stopWriter stops a writer (without reading anything back) and returns its status.
+// stopWriter stops a writer (without reading anything back), closes its device and returns
+// its status.
 var stopWriter = vmtest.NewStep("stop-writer", func(s *vmtest.Step, name string) vmenv.AckStatus {
 	w := namedWriter(s, name)
 	if err := w.Stop(2 * time.Minute); err != nil {
+		s.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
 		s.Fatal(err)
 	}
 	return w.Status()
@@ -305,6 +393,22 @@ var waitLive = vmtest.NewStep("wait-live", func(s *vmtest.Step, in liveIn) liveO
 })
 
 // controllerStates lists the subsystem's controllers and their states.
+// releasePaths does what a worker's shutdown does (nvmeof-csi --release-paths): the
+// controllers of subsystems under Prefix get ctrl_loss_tmo LossTmo seconds and fail I/O fast.
+var releasePaths = vmtest.NewStep("release-paths", func(s *vmtest.Step, in releaseIn) []string {
+	var ini nvme.Initiator
+	changed, err := ini.ReleaseTimeouts(in.Prefix, in.LossTmo)
+	if err != nil {
+		s.Fatal(err)
+	}
+	return changed
+})
+
+type releaseIn struct {
+	Prefix  string
+	LossTmo int
+}
+
 var controllerStates = vmtest.NewStep("controller-states", func(s *vmtest.Step, nqn string) []string {
 	var in nvme.Initiator
 	ctrls, err := in.Controllers(nqn)

@@ -216,6 +216,17 @@ func (w *AckWriter) Stop(timeout time.Duration) error {
 	}
 }
 
+// Close closes the writer's device (after Stop, in place of Verify), so that nothing holds it
+// open (e.g. before NodeUnpublishVolume unmounts its bind mount).
+func (w *AckWriter) Close() error {
+	select {
+	case <-w.finished:
+	default:
+		return errors.New("Close before Stop")
+	}
+	return w.f.Close()
+}
+
 // AckReport is what Verify found.
 type AckReport struct {
 	// Durable counts blocks holding acknowledged data; all of them were checked.
