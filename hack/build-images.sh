@@ -50,6 +50,7 @@ SIDECARS=(
 	"csi-resizer:$RESIZER_VERSION"
 	"csi-snapshotter:$SNAPSHOTTER_VERSION"
 	"snapshot-controller:$SNAPSHOTTER_VERSION"
+	"csi-snapshot-metadata:$SNAPSHOT_METADATA_VERSION"
 )
 PAUSE_REFS=()
 IFS=, read -ra pause_tags <<<"$PAUSE_TAGS"

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Builds the binaries of the Kubernetes e2e test tier from the Go module proxy:
 # the control plane + kubelet + kubectl + e2e.test + agnhost, etcd, and the
-# CSI sidecars, plus the VolumeSnapshot and VolumeGroupSnapshot CRDs.
+# CSI sidecars, plus the VolumeSnapshot and VolumeGroupSnapshot CRDs and the
+# SnapshotMetadataService CRD of the external-snapshot-metadata sidecar.
 #
 # Each group builds from a wrapper module under tests/e2e/tools/<group>, whose
 # committed go.sum makes the build need no checksum lookups (-mod=readonly:
 # a missing entry fails the build instead of silently editing go.sum).
 #
 # Output in $NVMEOF_K8S_CACHE (default /var/cache/nvmeof-csi/k8s): bin/<binary>,
-# crds/ (kubectl apply -k), images.txt (e2e.test --list-images), stamps/.
+# crds/ and crds-snapshot-metadata/ (kubectl apply -k each), images.txt (e2e.test --list-images), stamps/.
 # A group is rebuilt only when its stamp (hash of the wrapper go.mod + go.sum,
 # its version line and build recipe, and the Go version) changes or one of
 # its outputs is missing.
 #
 # Usage: hack/build-k8s.sh [group...]   groups: kubernetes etcd csi-provisioner
-#        csi-attacher csi-resizer csi-snapshotter (default: all)
+#        csi-attacher csi-resizer csi-snapshotter external-snapshot-metadata
+#        (default: all)
 #        hack/build-k8s.sh --help           the groups and their versions
 set -euo pipefail
 
@@ -65,11 +67,12 @@ TMP=""
 cleanup() { [[ -z $TMP ]] || rm -rf "$TMP"; }
 trap cleanup EXIT
 
-# path_of <output>: where an output lives: "crds" is the CRD directory,
-# images.txt sits at the top, everything else is a binary in bin/.
+# path_of <output>: where an output lives: "crds" and "crds-snapshot-metadata"
+# are CRD directories (each with its kustomization.yaml, and each group replaces
+# only its own), images.txt sits at the top, everything else is a binary in bin/.
 path_of() {
 	case $1 in
-	crds) echo "$OUT/crds/kustomization.yaml" ;;
+	crds | crds-snapshot-metadata) echo "$OUT/$1/kustomization.yaml" ;;
 	images.txt) echo "$OUT/images.txt" ;;
 	*) echo "$BIN/$1" ;;
 	esac
@@ -87,7 +90,7 @@ run_group() {
 	# builds (flags, packages) rebuilds it.
 	local recipe="$LDFLAGS_BASE ${BUILD_FLAGS[*]} $CGO_ENABLED $GOFLAGS"
 	recipe+=$(declare -f "build_$group")
-	[[ $group != csi-* ]] || recipe+=$(declare -f build_sidecars)
+	[[ $group != csi-* && $group != external-snapshot-metadata ]] || recipe+=$(declare -f build_sidecars)
 	stamp=$(stamp_of "$group" "$var" "$recipe")
 	if up_to_date "$group" "$stamp" "${paths[@]}"; then
 		log "$group $version up to date"
@@ -101,7 +104,7 @@ run_group() {
 		"build_$group" "$version"
 	)
 	for o in "$@"; do
-		[[ $o == crds ]] && continue # installed by build_csi-snapshotter
+		[[ $o == crds* ]] && continue # installed by the group's build function
 		[[ -s $TMP/$o ]] || die "$group: $o was not built"
 		mv -f "$TMP/$o" "$(path_of "$o")"
 	done
@@ -174,11 +177,31 @@ build_csi-snapshotter() {
 	mv "$TMP/crds" "$OUT/crds"
 }
 
+# --- external-snapshot-metadata ------------------------------------------------
+build_external-snapshot-metadata() {
+	local v=$1 client=github.com/kubernetes-csi/external-snapshot-metadata/client dir
+	build_sidecars "$v" github.com/kubernetes-csi/external-snapshot-metadata/cmd/csi-snapshot-metadata
+	# The SnapshotMetadataService CRD (cbt.storage.k8s.io) ships in the client
+	# module, without a kustomization.yaml: write one, so that
+	# `kubectl apply -k $OUT/crds-snapshot-metadata` works like crds/.
+	go mod download "$client"
+	dir=$(go list -m -f '{{.Dir}}' "$client")
+	[[ -f $dir/config/crd/cbt.storage.k8s.io_snapshotmetadataservices.yaml ]] || die "no CRD in $dir/config/crd"
+	mkdir "$TMP/crds-snapshot-metadata"
+	cp "$dir/config/crd/cbt.storage.k8s.io_snapshotmetadataservices.yaml" "$TMP/crds-snapshot-metadata/"
+	chmod -R u+w "$TMP/crds-snapshot-metadata" # the module cache is read-only
+	printf '%s\n' "apiVersion: kustomize.config.k8s.io/v1beta1" "kind: Kustomization" "resources:" \
+		"  - cbt.storage.k8s.io_snapshotmetadataservices.yaml" >"$TMP/crds-snapshot-metadata/kustomization.yaml"
+	rm -rf "$OUT/crds-snapshot-metadata"
+	mv "$TMP/crds-snapshot-metadata" "$OUT/crds-snapshot-metadata"
+}
+
 # group -> its version variable and outputs.
 declare -A VAR=(
 	[kubernetes]=K8S_VERSION [etcd]=ETCD_VERSION
 	[csi-provisioner]=PROVISIONER_VERSION [csi-attacher]=ATTACHER_VERSION
 	[csi-resizer]=RESIZER_VERSION [csi-snapshotter]=SNAPSHOTTER_VERSION
+	[external-snapshot-metadata]=SNAPSHOT_METADATA_VERSION
 )
 declare -A OUTPUTS=(
 	[kubernetes]="kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl
@@ -186,13 +209,14 @@ declare -A OUTPUTS=(
 	[etcd]=etcd
 	[csi-provisioner]=csi-provisioner [csi-attacher]=csi-attacher
 	[csi-resizer]=csi-resizer [csi-snapshotter]="csi-snapshotter snapshot-controller crds"
+	[external-snapshot-metadata]="csi-snapshot-metadata crds-snapshot-metadata"
 )
-ALL=(kubernetes etcd csi-provisioner csi-attacher csi-resizer csi-snapshotter)
+ALL=(kubernetes etcd csi-provisioner csi-attacher csi-resizer csi-snapshotter external-snapshot-metadata)
 
 usage() {
 	echo "Usage: hack/build-k8s.sh [group...] (default: all), into $OUT"
 	echo "Groups and their versions (versions.env):"
-	for g in "${ALL[@]}"; do printf '  %-16s %s=%s\n' "$g" "${VAR[$g]}" "${!VAR[$g]}"; done
+	for g in "${ALL[@]}"; do printf '  %-26s %s=%s\n' "$g" "${VAR[$g]}" "${!VAR[$g]}"; done
 }
 
 groups=("$@")

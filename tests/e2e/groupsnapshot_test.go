@@ -86,7 +86,7 @@ func testGroupSnapshot(t *testing.T, nodes [3]storageNode) {
 	for i, v := range groupVolumes {
 		createPVC(t, ctx, ns, claim{name: v, storageClass: classes[nodes[i].name], size: "1Gi", block: true, labels: selector})
 	}
-	startPod(t, ctx, ns, blockPod("app", groupVolumes, groupVolumes, corev1.RestartPolicyNever, appScript))
+	startPod(t, ctx, ns, blockPod("app", groupVolumes, groupVolumes, appScript))
 	if err := poll(ctx, 3*time.Minute, func() (bool, string, error) {
 		n, err := lastWritten(ctx, ns)
 		return n >= 20, fmt.Sprintf("the application wrote %d (%v)", n, err), nil
@@ -156,7 +156,7 @@ func testGroupSnapshot(t *testing.T, nodes [3]storageNode) {
 		createPVC(t, ctx, ns, claim{name: restored[i], storageClass: classes[nodes[i].name], size: "1Gi", block: true,
 			source: &corev1.TypedLocalObjectReference{APIGroup: &apiGroup, Kind: "VolumeSnapshot", Name: members[v].snapshot}})
 	}
-	out := runPod(t, ctx, ns, blockPod("reader", restored, groupVolumes, corev1.RestartPolicyNever, groupReadScript))
+	out := runPod(t, ctx, ns, blockPod("reader", restored, groupVolumes, groupReadScript))
 	m, err := parseNumbers(out)
 	if err != nil {
 		t.Fatal(err)
@@ -200,8 +200,9 @@ func pinnedClass(t *testing.T, ctx context.Context, ns string, n storageNode) st
 	return sc.Name
 }
 
-// blockPod is a busybox pod running script with the block claims as the devices /dev/<name>.
-func blockPod(name string, claims, devices []string, restart corev1.RestartPolicy, script string) *corev1.Pod {
+// blockPod is a busybox pod running script once (restart policy Never) with the block claims
+// as the devices /dev/<name>.
+func blockPod(name string, claims, devices []string, script string) *corev1.Pod {
 	grace := int64(1)
 	ctr := corev1.Container{Name: "main", Image: busybox, Command: []string{"/bin/sh", "-c", script}}
 	var vols []corev1.Volume
@@ -214,7 +215,7 @@ func blockPod(name string, claims, devices []string, restart corev1.RestartPolic
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{
-			RestartPolicy:                 restart,
+			RestartPolicy:                 corev1.RestartPolicyNever,
 			TerminationGracePeriodSeconds: &grace,
 			Containers:                    []corev1.Container{ctr},
 			Volumes:                       vols,

@@ -4,8 +4,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nvmeof-csi/nvmeof-csi/pkg/mtls"
 	"github.com/nvmeof-csi/nvmeof-csi/tests/e2e/cluster"
@@ -39,6 +42,17 @@ func poll(ctx context.Context, timeout time.Duration, f func() (done bool, waiti
 		}
 	}
 }
+
+// snapshotMetadataCA is the CA (PEM) that issued the external-snapshot-metadata sidecar's
+// serving certificate (createTLSSecrets); setSnapshotMetadataCA puts it into the
+// SnapshotMetadataService object.
+var snapshotMetadataCA []byte
+
+// The sidecar's Service, as the snapshot-metadata component names it.
+const (
+	snapshotMetadataService = "nvmeof-csi-snapshot-metadata"
+	snapshotMetadataSecret  = "nvmeof-csi-snapshot-metadata-tls"
+)
 
 // controllerTLS is the controller's client certificate (createTLSSecrets keeps a copy), with
 // which the test asks the agent what its pool holds.
@@ -89,7 +103,48 @@ func createTLSSecrets(ctx context.Context) error {
 			controllerTLS = mtls.Files{Cert: certFile, Key: keyFile, CA: ca.CAFile()}
 		}
 	}
+	// The external-snapshot-metadata sidecar's serving certificate, for the names of its
+	// Service (the SnapshotMetadataService's address is <service>.<namespace>:<port>), from a
+	// CA of its own: backup tools trust it through the object's caCert, nothing else.
+	cbtDir := filepath.Join(dir, "snapshot-metadata")
+	cbtCA, err := cluster.NewPKI(cbtDir, "nvmeof-csi-snapshot-metadata-ca")
+	if err != nil {
+		return err
+	}
+	host := snapshotMetadataService + "." + namespace
+	certFile, keyFile, err := cbtCA.Issue(snapshotMetadataService, []string{host, host + ".svc", host + ".svc.cluster.local"}, nil)
+	if err != nil {
+		return err
+	}
+	data := map[string][]byte{}
+	for k, f := range map[string]string{"tls.crt": certFile, "tls.key": keyFile, "ca.crt": cbtCA.CAFile()} {
+		if data[k], err = os.ReadFile(f); err != nil {
+			return err
+		}
+	}
+	snapshotMetadataCA = data["ca.crt"]
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: snapshotMetadataSecret, Namespace: namespace},
+		Type:       corev1.SecretTypeTLS,
+		Data:       data,
+	}
+	if _, err := k8s.Client.CoreV1().Secrets(namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
 	return nil
+}
+
+var snapshotMetadataServices = schema.GroupVersionResource{Group: "cbt.storage.k8s.io", Version: "v1beta1", Resource: "snapshotmetadataservices"}
+
+// setSnapshotMetadataCA sets the SnapshotMetadataService's caCert (base64 of the PEM bundle,
+// as the CRD's format: byte has it) to the CA of the sidecar's certificate.
+func setSnapshotMetadataCA(ctx context.Context) error {
+	patch, err := json.Marshal(map[string]any{"spec": map[string]any{"caCert": snapshotMetadataCA}})
+	if err != nil {
+		return err
+	}
+	_, err = k8s.Dynamic.Resource(snapshotMetadataServices).Patch(ctx, driverName, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
 }
 
 // testContext is bounded by d and ends with the test.

@@ -104,8 +104,10 @@ func TestMain(m *testing.M) {
 }
 
 // deployDriver does what an operator does: the thin pools' devices on the storage nodes, the
-// node label, the snapshot CRDs (VolumeGroupSnapshot ones included) and controller, the TLS
-// Secrets, then `kubectl apply -k` of the overlay.
+// node label, the snapshot CRDs (VolumeGroupSnapshot ones included) and controller, the
+// SnapshotMetadataService CRD, the TLS Secrets, then `kubectl apply -k` of the overlay and
+// the CA bundle into its SnapshotMetadataService object (the snapshot-metadata component
+// ships a placeholder).
 func deployDriver(ctx context.Context) error {
 	return cluster.RunSteps(os.Stdout, "e2e", []cluster.Step{
 		{Name: "pool devices of " + storageA.name + " and " + storageB.name, Do: func() error { return createPoolDevices(ctx) }},
@@ -121,11 +123,16 @@ func deployDriver(ctx context.Context) error {
 			_, err := k8s.Kubectl(ctx, "apply", "-k", "manifests/snapshot-controller")
 			return err
 		}},
+		{Name: "SnapshotMetadataService CRD applied", Do: func() error {
+			_, err := k8s.Kubectl(ctx, "apply", "-k", filepath.Join(cacheDir(), "crds-snapshot-metadata"))
+			return err
+		}},
 		{Name: "TLS Secrets created", Do: func() error { return createTLSSecrets(ctx) }},
 		{Name: "kubectl apply -k deploy/kubernetes/overlays/e2e", Do: func() error {
 			_, err := k8s.Kubectl(ctx, "apply", "-k", "../../deploy/kubernetes/overlays/e2e")
 			return err
 		}},
+		{Name: "SnapshotMetadataService given the CA of its sidecar's certificate", Do: func() error { return setSnapshotMetadataCA(ctx) }},
 		{Name: "driver running and registered", Do: func() error { return waitDriver(ctx) }},
 	})
 }

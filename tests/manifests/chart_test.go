@@ -107,7 +107,7 @@ func isValue(leaves []string, key string) bool {
 
 // helm lint: Chart.yaml, values and templates as Helm itself checks them.
 func TestHelmLint(t *testing.T) {
-	for _, valuesFile := range []string{"", path(manifests.ChartExample)} {
+	for _, valuesFile := range []string{"", path(manifests.ChartExample), path(manifests.ChartSnapshotMetadata)} {
 		vals := map[string]any{}
 		if valuesFile != "" {
 			v, err := chartutil.ReadValuesFile(valuesFile)

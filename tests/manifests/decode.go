@@ -3,6 +3,7 @@ package manifests
 import (
 	"fmt"
 
+	cbtv1beta1 "github.com/kubernetes-csi/external-snapshot-metadata/client/apis/snapshotmetadataservice/v1beta1"
 	groupsnapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumegroupsnapshot/v1"
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -52,6 +53,8 @@ func init() {
 	utilruntime.Must(storagev1.AddToScheme(scheme))
 	utilruntime.Must(snapshotv1.AddToScheme(scheme))
 	utilruntime.Must(groupsnapshotv1.AddToScheme(scheme))
+	// The external-snapshot-metadata sidecar's SnapshotMetadataService (cbt.storage.k8s.io).
+	utilruntime.Must(cbtv1beta1.AddToScheme(scheme))
 }
 
 // strict decodes YAML or JSON into the registered Go types, failing on unknown fields,

@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/google/go-cmp v0.7.0
+	github.com/kubernetes-csi/external-snapshot-metadata/client v1.0.0
 	github.com/kubernetes-csi/external-snapshotter/client/v8 v8.7.0
 	github.com/nvmeof-csi/nvmeof-csi v0.0.0
 	helm.sh/helm/v3 v3.22.0

@@ -35,18 +35,23 @@ type rendering struct {
 	// builtin: the plugin registers with the kubelet and serves /healthz itself, in place of
 	// the node-driver-registrar and livenessprobe sidecars.
 	builtin bool
+	// snapshotMetadata: the external-snapshot-metadata sidecar and its objects are in.
+	snapshotMetadata bool
 }
 
 var renderings = []rendering{
-	{"kustomize base", func() ([]manifests.Doc, error) { return manifests.Kustomize(path(manifests.KustomizeBase)) }, false, false},
-	{"kustomize overlay example", func() ([]manifests.Doc, error) { return manifests.Kustomize(path(manifests.KustomizeExample)) }, true, false},
-	{"helm defaults", func() ([]manifests.Doc, error) { return manifests.Helm(path(manifests.Chart), "") }, false, false},
+	{"kustomize base", func() ([]manifests.Doc, error) { return manifests.Kustomize(path(manifests.KustomizeBase)) }, false, false, false},
+	{"kustomize overlay example", func() ([]manifests.Doc, error) { return manifests.Kustomize(path(manifests.KustomizeExample)) }, true, false, false},
+	{"helm defaults", func() ([]manifests.Doc, error) { return manifests.Helm(path(manifests.Chart), "") }, false, false, false},
 	{"helm ci/example-values.yaml", func() ([]manifests.Doc, error) {
 		return manifests.Helm(path(manifests.Chart), path(manifests.ChartExample))
-	}, true, false},
+	}, true, false, false},
 	// The test cluster's overlay (make test-k8s): built-in registration and /healthz in place
-	// of the two sidecars, and its own site configuration.
-	{"kustomize overlay e2e", func() ([]manifests.Doc, error) { return manifests.Kustomize(path(manifests.KustomizeE2E)) }, true, true},
+	// of the two sidecars, its own site configuration, and the snapshot-metadata component.
+	{"kustomize overlay e2e", func() ([]manifests.Doc, error) { return manifests.Kustomize(path(manifests.KustomizeE2E)) }, true, true, true},
+	{"helm ci/snapshot-metadata-values.yaml", func() ([]manifests.Doc, error) {
+		return manifests.Helm(path(manifests.Chart), path(manifests.ChartSnapshotMetadata))
+	}, false, false, true},
 }
 
 var (

@@ -34,6 +34,14 @@ var sidecarNeeds = map[string][][3]string{
 		{"groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents", "list"}, {"groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents", "patch"},
 		{"groupsnapshot.storage.k8s.io", "volumegroupsnapshotcontents/status", "update"},
 	},
+	// external-snapshot-metadata v1.0.0 (deploy/snapshot-metadata-cluster-role.yaml), plus
+	// the VolumeSnapshotClasses it reads for the snapshotter secret.
+	"csi-snapshot-metadata": {
+		{"authentication.k8s.io", "tokenreviews", "create"}, {"authorization.k8s.io", "subjectaccessreviews", "create"},
+		{"snapshot.storage.k8s.io", "volumesnapshots", "get"}, {"snapshot.storage.k8s.io", "volumesnapshotcontents", "get"},
+		{"snapshot.storage.k8s.io", "volumesnapshotclasses", "get"}, {"snapshot.storage.k8s.io", "volumesnapshotclasses", "list"},
+		{"cbt.storage.k8s.io", "snapshotmetadataservices", "get"},
+	},
 	"csi-resizer": {
 		{"", "persistentvolumes", "patch"}, {"", "persistentvolumeclaims", "watch"}, {"", "persistentvolumeclaims/status", "patch"},
 		{"", "pods", "watch"}, {"", "events", "create"}, {"storage.k8s.io", "volumeattributesclasses", "watch"},
@@ -43,13 +51,16 @@ var sidecarNeeds = map[string][][3]string{
 
 // Resources a rule may name: a typo in a rule is a resource nobody has.
 var knownResources = map[string][]string{
-	"":                        {"persistentvolumes", "persistentvolumeclaims", "persistentvolumeclaims/status", "events", "nodes", "pods", "secrets"},
+	"":                        {"persistentvolumes", "persistentvolumeclaims", "persistentvolumeclaims/status", "events", "nodes", "pods", "secrets", "serviceaccounts/token"},
 	"storage.k8s.io":          {"storageclasses", "csinodes", "volumeattachments", "volumeattachments/status", "csistoragecapacities", "volumeattributesclasses"},
 	"snapshot.storage.k8s.io": {"volumesnapshots", "volumesnapshotcontents", "volumesnapshotcontents/status", "volumesnapshotclasses"},
 	"groupsnapshot.storage.k8s.io": {"volumegroupsnapshotclasses", "volumegroupsnapshotcontents",
 		"volumegroupsnapshotcontents/status"},
-	"coordination.k8s.io": {"leases"},
-	"apps":                {"replicasets"},
+	"coordination.k8s.io":   {"leases"},
+	"cbt.storage.k8s.io":    {"snapshotmetadataservices"},
+	"authentication.k8s.io": {"tokenreviews"},
+	"authorization.k8s.io":  {"subjectaccessreviews"},
+	"apps":                  {"replicasets"},
 }
 
 var knownVerbs = []string{"get", "list", "watch", "create", "update", "patch", "delete"}

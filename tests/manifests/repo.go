@@ -38,4 +38,6 @@ const (
 	Examples         = "deploy/kubernetes/examples"
 	Chart            = "deploy/helm/nvmeof-csi"
 	ChartExample     = "deploy/helm/nvmeof-csi/ci/example-values.yaml"
+	// ChartSnapshotMetadata turns the external-snapshot-metadata sidecar on.
+	ChartSnapshotMetadata = "deploy/helm/nvmeof-csi/ci/snapshot-metadata-values.yaml"
 )

@@ -34,6 +34,7 @@ var helmSidecars = map[string]string{
 	"snapshotter":         "SNAPSHOTTER_VERSION",
 	"nodeDriverRegistrar": "NODE_DRIVER_REGISTRAR_VERSION",
 	"livenessProbe":       "LIVENESSPROBE_VERSION",
+	"snapshotMetadata":    "SNAPSHOT_METADATA_VERSION",
 }
 
 // toolModule is what a wrapper module under tests/e2e/tools builds: the versions.env key of
@@ -58,6 +59,11 @@ var toolModules = map[string]toolModule{
 		"github.com/kubernetes-csi/external-snapshotter",
 		// The CRDs hack/build-k8s.sh installs come from the client module.
 		"github.com/kubernetes-csi/external-snapshotter/client",
+	}},
+	"external-snapshot-metadata": {key: "SNAPSHOT_METADATA_VERSION", modules: []string{
+		"github.com/kubernetes-csi/external-snapshot-metadata",
+		// The SnapshotMetadataService CRD hack/build-k8s.sh installs comes from the client module.
+		"github.com/kubernetes-csi/external-snapshot-metadata/client",
 	}},
 	// Our own image writer: it requires libraries, no pinned tool.
 	"mkimage": {},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -122,6 +123,12 @@ var (
 		"csi-node-driver-registrar": merge(loggingFlags, flagSet{"csi-address": false, "kubelet-registration-path": false,
 			"plugin-registration-path": false, "timeout": false, "http-endpoint": false, "health-port": false,
 			"mode": false, "version": true, "enable-pprof": true}),
+		// external-snapshot-metadata v1.0.0: pkg/sidecar/sidecar.go (its own flag set, with
+		// klog's flags).
+		"csi-snapshot-metadata": {"kubeconfig": false, "csi-address": false, "version": true, "timeout": false,
+			"port": false, "tls-cert": false, "tls-key": false, "audience": false, "max-streaming-duration-min": false,
+			"kube-api-qps": false, "kube-api-burst": false, "http-endpoint": false, "metrics-path": false,
+			"disable-metrics": true, "v": false, "vmodule": false},
 		"livenessprobe": merge(loggingFlags, flagSet{"csi-address": false, "probe-timeout": false, "http-endpoint": false,
 			"health-port": false, "metrics-address": false, "metrics-path": false}),
 	}
@@ -380,7 +387,7 @@ func TestWorkloadShapes(t *testing.T) {
 			if !ok {
 				t.Fatal("no controller Deployment")
 			}
-			checkController(t, ctl, r.builtin)
+			checkController(t, ctl, r.builtin, r.snapshotMetadata)
 			node, ok := s.workload("DaemonSet", "nvmeof-csi-node")
 			if !ok {
 				t.Fatal("no node DaemonSet")
@@ -407,12 +414,17 @@ func privileged(c *corev1.Container) bool {
 	return c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged
 }
 
-func checkController(t *testing.T, w workload, builtin bool) {
+func checkController(t *testing.T, w workload, builtin, snapshotMetadata bool) {
 	want := "nvmeof-csi,csi-provisioner,csi-attacher,csi-snapshotter,csi-resizer,livenessprobe"
 	if builtin {
 		want = strings.TrimSuffix(want, ",livenessprobe")
 	}
-	if got := strings.Join(names(w.pod), ","); got != want {
+	// csi-snapshot-metadata comes where its chart template or kustomize component puts it.
+	got := slices.DeleteFunc(names(w.pod), func(n string) bool { return n == "csi-snapshot-metadata" })
+	if n := len(w.pod.Spec.Containers) - len(got); n != map[bool]int{true: 1, false: 0}[snapshotMetadata] {
+		t.Errorf("controller: %d csi-snapshot-metadata containers, want them with snapshotMetadata=%t", n, snapshotMetadata)
+	}
+	if got := strings.Join(got, ","); got != want {
 		t.Errorf("controller containers %s, want %s", got, want)
 	}
 	if w.pod.Spec.HostNetwork {
@@ -423,7 +435,8 @@ func checkController(t *testing.T, w workload, builtin bool) {
 		if privileged(c) {
 			t.Errorf("controller container %s is privileged", c.Name)
 		}
-		if strings.HasPrefix(c.Name, "csi-") && !hasFlag(c.Args, "leader-election") {
+		// csi-snapshot-metadata serves reads on every replica and has no leader election.
+		if strings.HasPrefix(c.Name, "csi-") && c.Name != "csi-snapshot-metadata" && !hasFlag(c.Args, "leader-election") {
 			t.Errorf("controller container %s: no --leader-election", c.Name)
 		}
 	}
