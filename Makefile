@@ -64,12 +64,12 @@ test-fuzz:
 test-manifests:
 	cd tests/manifests && $(GO) test -count=1 ./...
 
-## test-vm: every VM package but the two-kernel tier, which is not yet part of make test
-## (make test-twokernel; its power-cut and partition tests are being completed)
+## test-vm: every VM package, the two-kernel tier (tests/twokernel) included
 test-vm: deps
-	$(GO) test -tags vm $(VM_TEST_FLAGS) $$($(GO) list -tags vm ./tests/... | grep -v '/tests/twokernel$$')
+	$(GO) test -tags vm $(VM_TEST_FLAGS) ./tests/...
 
-## test-twokernel: a storage VM and a worker VM, each its own kernel, on a private link
+## test-twokernel: only the two-kernel tier: storage VMs and a worker VM, each its own kernel,
+## on a private link
 test-twokernel: deps
 	$(GO) test -tags vm $(VM_TEST_FLAGS) ./tests/twokernel
 
