@@ -344,20 +344,7 @@ func allocated(ctx context.Context, c cbt.SnapshotMetadataClient, token, ns, sna
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	for {
-		r, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return ranges, capacity, msgs, nil
-		}
-		if err != nil {
-			return nil, 0, msgs, err
-		}
-		msgs++
-		capacity = r.GetVolumeCapacityBytes()
-		for _, b := range r.GetBlockMetadata() {
-			ranges = append(ranges, [2]int64{b.GetByteOffset(), b.GetSizeBytes()})
-		}
-	}
+	return receiveRanges(stream.Recv)
 }
 
 func delta(ctx context.Context, c cbt.SnapshotMetadataClient, token, ns, baseID, target string) (ranges [][2]int64, capacity int64, msgs int, err error) {
@@ -366,8 +353,20 @@ func delta(ctx context.Context, c cbt.SnapshotMetadataClient, token, ns, baseID,
 	if err != nil {
 		return nil, 0, 0, err
 	}
+	return receiveRanges(stream.Recv)
+}
+
+// metadataMessage is what both of the sidecar's streams send.
+type metadataMessage interface {
+	GetVolumeCapacityBytes() int64
+	GetBlockMetadata() []*cbt.BlockMetadata
+}
+
+// receiveRanges reads a stream to its end: its ranges (offset, length) in order, the volume's
+// capacity and how many messages carried them.
+func receiveRanges[M metadataMessage](recv func() (M, error)) (ranges [][2]int64, capacity int64, msgs int, err error) {
 	for {
-		r, err := stream.Recv()
+		m, err := recv()
 		if errors.Is(err, io.EOF) {
 			return ranges, capacity, msgs, nil
 		}
@@ -375,8 +374,8 @@ func delta(ctx context.Context, c cbt.SnapshotMetadataClient, token, ns, baseID,
 			return nil, 0, msgs, err
 		}
 		msgs++
-		capacity = r.GetVolumeCapacityBytes()
-		for _, b := range r.GetBlockMetadata() {
+		capacity = m.GetVolumeCapacityBytes()
+		for _, b := range m.GetBlockMetadata() {
 			ranges = append(ranges, [2]int64{b.GetByteOffset(), b.GetSizeBytes()})
 		}
 	}

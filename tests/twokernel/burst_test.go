@@ -53,13 +53,7 @@ var burst struct {
 }
 
 func controllerClient(s *vmtest.Step) csi.ControllerClient {
-	worker.Lock()
-	conn := worker.csi
-	worker.Unlock()
-	if conn == nil {
-		s.Fatal("no plugin runs")
-	}
-	return csi.NewControllerClient(conn)
+	return csi.NewControllerClient(pluginConn(s))
 }
 
 // do makes one burst call and records its outcome in op.

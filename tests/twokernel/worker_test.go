@@ -157,16 +157,21 @@ var blockCap = &csi.VolumeCapability{
 	AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
 }
 
+// pluginConn is the connection to the plugin the worker runs; the step fails when none runs.
+func pluginConn(s *vmtest.Step) *grpc.ClientConn {
+	worker.Lock()
+	defer worker.Unlock()
+	if worker.csi == nil {
+		s.Fatal("no plugin runs")
+	}
+	return worker.csi
+}
+
 // publishBlockVolume walks a raw block volume through the CSI calls a cluster makes before a
 // pod starts: CreateVolume, ControllerPublishVolume to this worker, NodeStageVolume (connect),
 // NodePublishVolume.
 var publishBlockVolume = vmtest.NewStep("publish-block-volume", func(s *vmtest.Step, in volumeIn) volumeOut {
-	worker.Lock()
-	conn := worker.csi
-	worker.Unlock()
-	if conn == nil {
-		s.Fatal("no plugin runs")
-	}
+	conn := pluginConn(s)
 	vol, err := csi.NewControllerClient(conn).CreateVolume(s.Context(), &csi.CreateVolumeRequest{
 		Name:               in.Name,
 		CapacityRange:      &csi.CapacityRange{RequiredBytes: in.Bytes},
@@ -188,12 +193,7 @@ type attachIn struct {
 // attachVolume publishes an existing volume to this worker: ControllerPublishVolume,
 // NodeStageVolume, NodePublishVolume.
 var attachVolumeStep = vmtest.NewStep("attach-volume", func(s *vmtest.Step, in attachIn) volumeOut {
-	worker.Lock()
-	conn := worker.csi
-	worker.Unlock()
-	if conn == nil {
-		s.Fatal("no plugin runs")
-	}
+	conn := pluginConn(s)
 	return attachVolume(s, conn, in.VolumeID, in.VolumeContext, in.Secrets)
 })
 
@@ -239,12 +239,7 @@ func attachVolume(s *vmtest.Step, conn *grpc.ClientConn, id string, volCtx, secr
 // unpublishVolume undoes publishBlockVolume but for CreateVolume: NodeUnpublishVolume,
 // NodeUnstageVolume (disconnect), ControllerUnpublishVolume.
 var unpublishVolume = vmtest.NewStep("unpublish-volume", func(s *vmtest.Step, v volumeOut) struct{} {
-	worker.Lock()
-	conn := worker.csi
-	worker.Unlock()
-	if conn == nil {
-		s.Fatal("no plugin runs")
-	}
+	conn := pluginConn(s)
 	ctx := s.Context()
 	ctrl, node := csi.NewControllerClient(conn), csi.NewNodeClient(conn)
 	if _, err := node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: v.VolumeID, TargetPath: v.Device}); err != nil {
