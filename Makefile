@@ -47,7 +47,7 @@ demo: deps bin/nvmeof-demo
 	bin/nvmeof-demo $(DEMO_FLAGS)
 
 ## test: unit tier, manifests, then the VM tier (real kernel in qemu); the Kubernetes tier is
-## make test-k8s (CI runs both)
+## make test-k8s (CI runs make test and the group snapshot and changed-block tracking part of it)
 test: test-unit test-fuzz test-manifests test-vm
 
 test-unit:

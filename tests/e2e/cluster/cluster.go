@@ -190,6 +190,9 @@ func prepareHost(ctx context.Context) error {
 	if err := os.WriteFile("/sys/fs/cgroup/cgroup.subtree_control", []byte(strings.Join(enable, " ")), 0o644); err != nil {
 		return fmt.Errorf("delegate cgroup controllers: %w", err)
 	}
+	if err := settleStaticKeys(ctx); err != nil {
+		return err
+	}
 	if _, err := net.InterfaceByName("kube0"); err != nil {
 		for _, args := range [][]string{
 			{"link", "add", "kube0", "type", "dummy"},
@@ -225,6 +228,36 @@ func prepareHost(ctx context.Context) error {
   }]
 }
 `, PodSubnet)), 0o644)
+}
+
+// staticKeysRuleset hooks an empty, accepting base chain into every IPv4 and IPv6 hook.
+const staticKeysRuleset = `table inet nvmeof_e2e_static_keys {
+	chain prerouting { type filter hook prerouting priority 0; policy accept; }
+	chain input { type filter hook input priority 0; policy accept; }
+	chain forward { type filter hook forward priority 0; policy accept; }
+	chain output { type filter hook output priority 0; policy accept; }
+	chain postrouting { type filter hook postrouting priority 0; policy accept; }
+}
+`
+
+// settleStaticKeys turns on, while nothing else runs in the guest, the kernel static keys that
+// the cluster would otherwise turn on (and off) under load: the netfilter hooks (the kubelet's
+// iptables canary and the CNI plugin register and drop base chains) and the memory and cpuset
+// cgroup keys (the first pod cgroup). A static key is flipped by patching kernel text (an int3,
+// then the new bytes); under multi-threaded TCG another vCPU has been seen to run the stale
+// int3 after the patch ended, and the guest died ("Oops: int3" in __ip_local_out under etcd's
+// writes). Held from here on, these keys never flip again: a base chain and a cgroup that
+// stay for the VM's life keep their counts above zero.
+func settleStaticKeys(ctx context.Context) error {
+	if err := os.MkdirAll("/sys/fs/cgroup/nvmeof-e2e-static-keys", 0o755); err != nil {
+		return fmt.Errorf("hold the cgroup static keys: %w", err)
+	}
+	rules := filepath.Join(os.TempDir(), "nvmeof-e2e-static-keys.nft")
+	if err := os.WriteFile(rules, []byte(staticKeysRuleset), 0o644); err != nil {
+		return err
+	}
+	_, err := Run(ctx, "nft", "-f", rules)
+	return err
 }
 
 type controlPlaneFiles struct {
