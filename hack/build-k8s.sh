@@ -33,6 +33,9 @@ STAMPS=$OUT/stamps
 # be complete, no VCS stamping (the main packages are in dependencies anyway).
 export CGO_ENABLED=0
 export GOFLAGS="-mod=readonly -buildvcs=false"
+# The compiler collects garbage less often (it has memory to spare here): a cold sidecar build
+# took 135 s instead of 146. The outputs are the same, so the stamps leave it out.
+export GOGC=${GOGC:-400}
 GO_VERSION=$(go env GOVERSION)
 BUILD_FLAGS=(-trimpath)
 LDFLAGS_BASE="-s -w"
